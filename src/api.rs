@@ -1,0 +1,442 @@
+//! HTTP client for OMS list endpoints.
+//!
+//! It only ever requests `base_url + Resource::PATH` with query parameters it built itself: it
+//! never follows `next` links nor redirects, so the token goes to the configured origin only.
+//! Transient faults (timeouts, resets, 5xx, 429, cut or non-JSON bodies) are retried with
+//! jittered exponential backoff ([`backon`]), honouring `Retry-After`; 400/401/403 are not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::config::{ApiConfig, Secret};
+use crate::resource::{BadRecord, Keyed, Resource};
+
+/// Longest `Retry-After` we obey; a server asking for more is treated as down for now.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_SNIPPET: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "authentication failed (HTTP {status}: {detail}) at {url}; fix: check api.token or api.token_file, and that the token's user may list customers"
+    )]
+    Auth {
+        status: u16,
+        url: String,
+        detail: String,
+    },
+    #[error(
+        "the API rejected the request (HTTP {status}) at {url}: {body}; fix: this is a bug in oms-sync or an API change, please report it"
+    )]
+    Rejected {
+        status: u16,
+        url: String,
+        body: String,
+    },
+    #[error(
+        "the API answered with a redirect (HTTP {status}) from {url} to {location:?}, which oms-sync never follows so the token cannot leak; fix: set api.base_url to the origin that serves the API"
+    )]
+    Redirect {
+        status: u16,
+        url: String,
+        location: String,
+    },
+    #[error("HTTP {status} from {url}: {body}")]
+    Status {
+        status: u16,
+        url: String,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("request to {url} failed: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("unreadable response from {url}: {reason}")]
+    Decode { url: String, reason: String },
+    #[error(
+        "API unreachable after {attempts} attempts, last error: {last}; fix: check api.base_url, the network and the OMS status, then run again (the checkpoint did not move)"
+    )]
+    GaveUp { attempts: u32, last: Box<ApiError> },
+}
+
+impl ApiError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => {
+                *status == 429 || *status == 408 || (500..600).contains(status)
+            }
+            ApiError::Transport { .. } | ApiError::Decode { .. } => true,
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// HTTP status for metrics, or "transport"/"decode".
+    pub fn kind_label(&self) -> String {
+        match self {
+            ApiError::Auth { status, .. }
+            | ApiError::Rejected { status, .. }
+            | ApiError::Redirect { status, .. }
+            | ApiError::Status { status, .. } => status.to_string(),
+            ApiError::Transport { .. } => "transport".into(),
+            ApiError::Decode { .. } => "decode".into(),
+            ApiError::GaveUp { last, .. } => last.kind_label(),
+        }
+    }
+}
+
+/// Query parameters of one list request, in the order they are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery(pub Vec<(&'static str, String)>);
+
+impl ListQuery {
+    pub fn new() -> Self {
+        ListQuery(Vec::new())
+    }
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.0.push((key, value.into()));
+        self
+    }
+}
+
+/// One parsed page. Records keep the server's order.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The server's `count` for the whole query (a hint: it can change between requests).
+    pub count: u64,
+    /// Elements in `results`, good and bad.
+    pub len: usize,
+    pub records: Vec<T>,
+    pub bad: Vec<BadRecord>,
+    /// Keyset fields of the last element (in server order) whose keys could be read.
+    pub last_id: Option<i64>,
+    pub last_modified: Option<String>,
+    /// Largest readable id in the page.
+    pub max_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    count: u64,
+    #[serde(borrow)]
+    results: Vec<&'a RawValue>,
+}
+
+/// Parses a response body; a bad record becomes a [`BadRecord`], a bad envelope an error.
+pub fn parse_page<R: Resource>(body: &[u8]) -> Result<Page<R::Record>, String> {
+    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut page = Page {
+        count: env.count,
+        len: env.results.len(),
+        records: Vec::with_capacity(env.results.len()),
+        bad: Vec::new(),
+        last_id: None,
+        last_modified: None,
+        max_id: None,
+    };
+    for raw in env.results {
+        let (id, md) = match R::parse(raw) {
+            Ok(rec) => {
+                let key = (Some(rec.id()), Some(rec.modified_date().to_string()));
+                page.records.push(rec);
+                key
+            }
+            Err(bad) => {
+                let key = (bad.id, bad.modified_date.clone());
+                page.bad.push(bad);
+                key
+            }
+        };
+        if let Some(id) = id {
+            page.max_id = Some(page.max_id.map_or(id, |m| m.max(id)));
+            page.last_id = Some(id);
+        }
+        if md.is_some() {
+            page.last_modified = md;
+        }
+    }
+    Ok(page)
+}
+
+/// Spaces requests to at most `rate` per second across all tasks of the client.
+struct RateLimit {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl RateLimit {
+    async fn wait(&self) {
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep(*next - now).await;
+        }
+        *next = Instant::now().max(*next) + self.interval;
+    }
+}
+
+/// Observes each HTTP attempt (for metrics); `status` is None on a transport error.
+pub type RequestObserver = Arc<dyn Fn(Option<u16>, Duration) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Secret,
+    backoff: ExponentialBuilder,
+    max_retries: u32,
+    rate: Option<Arc<RateLimit>>,
+    observer: Option<RequestObserver>,
+}
+
+impl ApiClient {
+    pub fn new(cfg: &ApiConfig) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("oms-sync/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
+            .timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .gzip(true)
+            .build()
+            .map_err(|e| ApiError::Transport {
+                url: cfg.base_url.to_string(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(cfg.retry_min_delay)
+            .with_max_delay(cfg.retry_max_delay)
+            .with_max_times(cfg.max_retries as usize)
+            .with_jitter();
+        let rate = cfg.max_requests_per_second.map(|r| {
+            Arc::new(RateLimit {
+                interval: Duration::from_secs_f64(1.0 / r),
+                next: tokio::sync::Mutex::new(Instant::now()),
+            })
+        });
+        Ok(ApiClient {
+            http,
+            base: cfg.base_url.clone(),
+            token: cfg.token.clone(),
+            backoff,
+            max_retries: cfg.max_retries,
+            rate,
+            observer: None,
+        })
+    }
+
+    pub fn set_observer(&mut self, observer: RequestObserver) {
+        self.observer = Some(observer);
+    }
+
+    /// Fetches and parses one page, retrying transient faults within the retry budget.
+    pub async fn list<R: Resource>(&self, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
+        let url = self.base.join(R::PATH).map_err(|e| ApiError::Transport {
+            url: self.base.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut attempts = 0u32;
+        let result = (|| {
+            attempts += 1;
+            self.attempt::<R>(&url, query)
+        })
+        .retry(self.backoff)
+        .when(ApiError::is_retryable)
+        .adjust(|err, dur| match err.retry_after() {
+            Some(ra) if ra <= MAX_RETRY_AFTER => Some(ra),
+            _ => dur,
+        })
+        .notify(|err, dur| {
+            tracing::warn!(error = %err, retry_in = ?dur, "request failed, retrying");
+        })
+        .await;
+        match result {
+            Err(e) if e.is_retryable() => Err(ApiError::GaveUp {
+                attempts: attempts.min(self.max_retries + 1),
+                last: Box::new(e),
+            }),
+            other => other,
+        }
+    }
+
+    async fn attempt<R: Resource>(&self, url: &Url, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
+        if let Some(rate) = &self.rate {
+            rate.wait().await;
+        }
+        let shown = display_url(url, query);
+        let mut auth = HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
+            ApiError::Auth {
+                status: 0,
+                url: shown.clone(),
+                detail: "the token contains characters not allowed in a header".into(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let started = Instant::now();
+        let sent = self
+            .http
+            .get(url.clone())
+            .query(&query.0)
+            .header(AUTHORIZATION, auth)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.observe(None, started);
+                return Err(ApiError::Transport {
+                    url: shown,
+                    reason: error_chain(&e),
+                });
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes().await;
+        self.observe(Some(status.as_u16()), started);
+        let body = body.map_err(|e| ApiError::Transport {
+            url: shown.clone(),
+            reason: format!("reading the body: {}", error_chain(&e)),
+        })?;
+        if status.is_success() {
+            return parse_page::<R>(&body).map_err(|reason| ApiError::Decode {
+                url: shown,
+                reason: format!("{reason} (body starts {:?})", snippet(&body)),
+            });
+        }
+        let code = status.as_u16();
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ApiError::Auth {
+                status: code,
+                url: shown,
+                detail: detail_of(&body),
+            },
+            s if s.is_redirection() => ApiError::Redirect {
+                status: code,
+                url: shown,
+                location,
+            },
+            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS && s != StatusCode::REQUEST_TIMEOUT => {
+                ApiError::Rejected {
+                    status: code,
+                    url: shown,
+                    body: snippet(&body),
+                }
+            }
+            _ => ApiError::Status {
+                status: code,
+                url: shown,
+                body: snippet(&body),
+                retry_after,
+            },
+        })
+    }
+
+    fn observe(&self, status: Option<u16>, started: Instant) {
+        if let Some(o) = &self.observer {
+            o(status, started.elapsed());
+        }
+    }
+}
+
+/// The URL as shown in errors and logs (the token is a header, so nothing to hide here).
+fn display_url(url: &Url, query: &ListQuery) -> String {
+    let mut u = url.clone();
+    u.query_pairs_mut()
+        .extend_pairs(query.0.iter().map(|(k, v)| (*k, v.as_str())));
+    u.to_string()
+}
+
+fn detail_of(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Detail {
+        detail: String,
+    }
+    serde_json::from_slice::<Detail>(body)
+        .map(|d| d.detail)
+        .unwrap_or_else(|_| snippet(body))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)]);
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// `Retry-After` is either delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Customers;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let d = parse_retry_after(&later).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn page_keeps_bad_records_and_keys() {
+        let body = br#"{"count": 3, "next": null, "previous": null, "results": [
+            {"id": 5, "modified_date": "2023-01-01T00:00:00Z"},
+            {"id": 9, "modified_date": "garbage"},
+            {"id": 2, "modified_date": "2023-01-01T00:00:01Z"}]}"#;
+        let p = parse_page::<Customers>(body).unwrap();
+        assert_eq!((p.count, p.len, p.records.len(), p.bad.len()), (3, 3, 2, 1));
+        assert_eq!(p.last_id, Some(2));
+        assert_eq!(p.max_id, Some(9));
+        assert_eq!(p.last_modified.as_deref(), Some("2023-01-01T00:00:01.000000Z"));
+        assert!(parse_page::<Customers>(b"{\"count\": 1, \"results\": [").is_err());
+        assert!(parse_page::<Customers>(b"<html>502</html>").is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! The scheduler: one incremental pass every `sync.interval` (with jitter) until cancelled.
+//! Passes never overlap (one loop, one warehouse owner). A failed pass is logged and retried
+//! on a later tick with capped exponential backoff; only an authentication failure, which no
+//! retry can fix, ends the loop with an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiClient;
+use crate::resource::Resource;
+use crate::sync::{NoProgress, PassReport, SyncError, SyncOptions, incremental_pass};
+use crate::warehouse::Warehouse;
+
+/// Longest wait between passes after repeated failures.
+pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// Share of the interval added or removed at random, so many daemons do not fire together.
+pub const JITTER: f64 = 0.1;
+
+/// Called after each pass (for sd_notify status, metrics); `Err` carries the message.
+pub type PassObserver = Box<dyn FnMut(&Result<PassReport, String>) + Send>;
+
+pub struct Schedule {
+    pub interval: Duration,
+    pub options: SyncOptions,
+}
+
+/// Delay before the next pass: the interval with jitter, or backoff after failures.
+pub fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
+    let base = if consecutive_failures == 0 {
+        interval
+    } else {
+        let factor = 2u32.saturating_pow(consecutive_failures.saturating_sub(1).min(16));
+        interval
+            .checked_mul(factor)
+            .unwrap_or(MAX_FAILURE_BACKOFF)
+            .min(MAX_FAILURE_BACKOFF.max(interval))
+    };
+    let jitter = rand::rng().random_range(-JITTER..=JITTER);
+    base.mul_f64(1.0 + jitter)
+}
+
+/// Runs passes until `cancel` fires. Returns the warehouse and the fatal error, if any.
+pub async fn run<R, W>(
+    client: &ApiClient,
+    mut wh: W,
+    schedule: &Schedule,
+    cancel: &CancellationToken,
+    mut observe: PassObserver,
+) -> (W, Result<(), SyncError>)
+where
+    R: Resource,
+    W: Warehouse<R> + 'static,
+{
+    let mut failures = 0u32;
+    loop {
+        if cancel.is_cancelled() {
+            return (wh, Ok(()));
+        }
+        let (back, result) =
+            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, Arc::new(NoProgress)).await;
+        wh = back;
+        match &result {
+            Ok(report) => {
+                failures = 0;
+                log_pass(report);
+            }
+            Err(SyncError::Cancelled) => return (wh, Ok(())),
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, consecutive_failures = failures, "pass failed");
+            }
+        }
+        observe(&result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+        if let Err(e) = result
+            && e.is_auth()
+        {
+            return (wh, Err(e));
+        }
+        let delay = next_delay(schedule.interval, failures);
+        tokio::select! {
+            _ = cancel.cancelled() => return (wh, Ok(())),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One line per pass with its figures.
+pub fn log_pass(r: &PassReport) {
+    tracing::info!(
+        kind = r.kind.as_str(),
+        run = r.run_id,
+        requests = r.requests,
+        pages = r.pages,
+        fetched = r.stats.fetched,
+        inserted = r.stats.inserted,
+        updated = r.stats.updated,
+        unchanged = r.stats.unchanged,
+        deleted = r.stats.deleted,
+        quarantined = r.stats.quarantined,
+        mark = %r.mark_after,
+        elapsed_ms = r.elapsed.as_millis() as u64,
+        "pass finished"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_has_jitter_and_backs_off_with_a_cap() {
+        let i = Duration::from_secs(60);
+        for _ in 0..100 {
+            let d = next_delay(i, 0);
+            assert!(d >= Duration::from_secs(54) && d <= Duration::from_secs(66), "{d:?}");
+        }
+        assert!(next_delay(i, 3) >= Duration::from_secs(216));
+        assert!(next_delay(i, 30) <= MAX_FAILURE_BACKOFF.mul_f64(1.0 + JITTER));
+    }
+}

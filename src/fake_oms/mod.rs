@@ -1,0 +1,366 @@
+//! A fake of Akinon OMS's `GET /api/v1/oms/customers/list-simple/` (a Django REST Framework
+//! list view with page-number pagination and django-filter filters), for integration tests,
+//! the demo, property tests and benchmarks.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, Fault, synthetic_customers};
+//! let oms = FakeOms::start(FakeOmsConfig::default(), synthetic_customers(500, 7)).await?;
+//! oms.push_fault(Fault::TooManyRequests { retry_after: "1".into() });
+//! oms.knobs(|k| k.max_limit = 100);
+//! let url = format!("{}/api/v1/oms/customers/list-simple/?limit=50", oms.base_url());
+//! # let _ = url;
+//! oms.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Behaviour in short (see the module sources for the details):
+//! - Only `CUSTOMERS_PATH` exists (Django's HTML 404 elsewhere). Auth is DRF
+//!   `TokenAuthentication` (401 with `WWW-Authenticate: Token`), then the `forbidden` knob (403),
+//!   then methods other than GET/HEAD get 405.
+//! - `limit` (default 20; invalid/zero/negative → default; capped at `max_limit`), `page`
+//!   (default 1, `last` allowed; invalid or past the end → 404 `Invalid page.`).
+//! - Filters `id__gt/gte/lt/lte` (decimal numbers), `modified_date[__gt/gte/lt/lte]` (Django's
+//!   `parse_datetime`, naive values in +03:00), exact `first_name`, `last_name`, `email`,
+//!   `phone_number`, `erp_code`, `channel_id`; empty values and unknown parameters are ignored;
+//!   the last of repeated parameters wins. `channel_id` that is not an integer gives Django's
+//!   500 page (what the ORM does with it).
+//! - `sort` ∈ `id`, `-id`, `modified_date`, `-modified_date` (default `id`); anything else is a
+//!   400. Rows with equal `modified_date` come in a stable scramble, never by id.
+
+mod data;
+mod dates;
+mod server;
+mod store;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use chrono::FixedOffset;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use data::{ascii_fold, bulk_update, insert_new, synthetic_customers, touch_random};
+pub use dates::{format_drf_datetime, istanbul, parse_django_datetime, write_drf_datetime};
+pub use server::lb_html;
+pub use store::{FakeCustomer, Store, trunc_micros};
+
+use server::Shared;
+
+/// The one route the fake serves.
+pub const CUSTOMERS_PATH: &str = "/api/v1/oms/customers/list-simple/";
+
+/// The hook run at the start of every authorized request (see [`FakeOms::set_before_request`]).
+pub type BeforeRequestHook = Box<dyn FnMut(u64, &mut Store) + Send>;
+
+/// Start-up settings.
+#[derive(Debug, Clone)]
+pub struct FakeOmsConfig {
+    pub token: String,
+    pub max_limit: usize,
+    /// 0 = any free port.
+    pub port: u16,
+    /// Seeds the random faults and per-request tie shuffles.
+    pub seed: u64,
+}
+
+impl Default for FakeOmsConfig {
+    fn default() -> Self {
+        FakeOmsConfig {
+            token: "test-token".to_owned(),
+            max_limit: 1000,
+            port: 0,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Settings that tests change while the server runs (via [`FakeOms::knobs`]).
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// The valid token (`Authorization: Token <token>`).
+    pub token: String,
+    /// `limit` above this is silently capped (DRF `max_page_size`); 0 = no cap.
+    pub max_limit: usize,
+    /// Page size when `limit` is absent, zero, negative or not a number (20).
+    pub default_limit: usize,
+    /// Every authenticated request gets 403.
+    pub forbidden: bool,
+    /// Replaces `http://<Host header>` in `next`/`previous`, e.g. `"http://other.example:81"`.
+    pub next_link_base: Option<String>,
+    /// Writes datetimes in this offset instead of `Z` (same instant).
+    pub output_offset: Option<FixedOffset>,
+    /// How filter values without an offset are read (+03:00, Europe/Istanbul).
+    pub naive_offset: FixedOffset,
+    /// Probability (0..1) that a request gets a random 500/502/503/504/429/truncated answer.
+    pub random_fault_rate: f64,
+    /// Probability (0..1) that a served page is cut short (1..limit-1 rows, true count/next).
+    pub random_short_page_rate: f64,
+    /// Re-scramble rows with equal `modified_date` with a new seed on every request.
+    pub shuffle_ties_per_request: bool,
+    /// Keep the request log (turn off for long-running servers; counts are kept anyway).
+    pub record_requests: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            token: "test-token".to_owned(),
+            max_limit: 1000,
+            default_limit: 20,
+            forbidden: false,
+            next_link_base: None,
+            output_offset: None,
+            naive_offset: istanbul(),
+            random_fault_rate: 0.0,
+            random_short_page_rate: 0.0,
+            shuffle_ties_per_request: false,
+            record_requests: true,
+        }
+    }
+}
+
+/// A scripted fault, consumed by the next request (in push order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status, body and `Content-Type`.
+    Status {
+        status: u16,
+        body: String,
+        content_type: String,
+    },
+    /// 429 with `Retry-After: <retry_after>` and DRF's throttled detail.
+    TooManyRequests { retry_after: String },
+    /// 503 with a load balancer's HTML page and an optional `Retry-After`.
+    ServiceUnavailable { retry_after: Option<String> },
+    /// Serve normally, then cut the body in half (Content-Length matches the cut body).
+    TruncatedBody,
+    /// 200, `Content-Type: application/json`, body `<html>oops</html>`.
+    InvalidJson,
+    /// Sleep, then serve normally.
+    Delay(Duration),
+    /// 302 to `location`.
+    Redirect { location: String },
+    /// Serve at most `rows` results; `count`, `next` and `previous` stay correct.
+    ShortPage { rows: usize },
+}
+
+impl Fault {
+    /// `status` with a load balancer's (nginx) HTML page, e.g. `Fault::html(502)`.
+    pub fn html(status: u16) -> Fault {
+        Fault::Status {
+            status,
+            body: lb_html(status),
+            content_type: "text/html".to_owned(),
+        }
+    }
+
+    /// `status` with a JSON body.
+    pub fn json(status: u16, body: impl Into<String>) -> Fault {
+        Fault::Status {
+            status,
+            body: body.into(),
+            content_type: "application/json".to_owned(),
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// 1-based number of the request since the server started (never reset); the number the
+    /// before-request hook gets.
+    pub seq: u64,
+    pub method: String,
+    pub path: String,
+    /// The raw query string (without `?`), if any.
+    pub raw_query: Option<String>,
+    /// Decoded query pairs in order.
+    pub query: Vec<(String, String)>,
+    pub authorization: Option<String>,
+    pub host: Option<String>,
+    pub status: u16,
+    /// Number of results in the page served (before any truncation); 0 for errors.
+    pub results: usize,
+    /// The fault applied, if any (`Debug` form of the [`Fault`], or `random ...`).
+    pub fault: Option<String>,
+}
+
+impl RecordedRequest {
+    /// The last value of a query parameter.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running fake OMS. Dropping it stops the server (gracefully, in the background).
+pub struct FakeOms {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeOms {
+    /// Starts serving `customers` on 127.0.0.1 (`config.port`, 0 = any free port).
+    pub async fn start(
+        config: FakeOmsConfig,
+        customers: Vec<FakeCustomer>,
+    ) -> std::io::Result<FakeOms> {
+        Self::start_with_store(config, Store::from_customers(customers)).await
+    }
+
+    /// Like [`FakeOms::start`] with a ready store.
+    pub async fn start_with_store(config: FakeOmsConfig, store: Store) -> std::io::Result<FakeOms> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+        let addr = listener.local_addr()?;
+        let knobs = Knobs {
+            token: config.token,
+            max_limit: config.max_limit,
+            ..Knobs::default()
+        };
+        let shared = Arc::new(Shared::new(store, knobs, config.seed, addr));
+        let app = Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(FakeOms {
+            shared,
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base_url()` + [`CUSTOMERS_PATH`].
+    pub fn customers_url(&self) -> String {
+        format!("{}{}", self.base_url(), CUSTOMERS_PATH)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The currently valid token.
+    pub fn token(&self) -> String {
+        self.shared.lock().knobs.token.clone()
+    }
+
+    /// Runs `f` on the store (the server waits meanwhile; keep it short).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.shared.lock().store)
+    }
+
+    /// Reads or changes the knobs.
+    pub fn knobs<R>(&self, f: impl FnOnce(&mut Knobs) -> R) -> R {
+        f(&mut self.shared.lock().knobs)
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.shared.lock().faults.push_back(fault);
+    }
+
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().faults.extend(faults);
+    }
+
+    /// Drops the scripted faults not consumed yet.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Scripted faults not consumed yet.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().faults.len()
+    }
+
+    /// Sets the hook run at the start of every authorized request (after auth and the
+    /// `forbidden` check, before parsing and filtering), with the request's 1-based `seq`
+    /// (counted over all requests, see [`RecordedRequest::seq`]) and the store. It runs on a
+    /// blocking thread with the state locked: it must not call back into this `FakeOms`.
+    pub fn set_before_request(&self, hook: BeforeRequestHook) {
+        self.shared.lock().hook = Some(hook);
+    }
+
+    pub fn clear_before_request(&self) {
+        self.shared.lock().hook = None;
+    }
+
+    /// The request log, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        let mut v = self.shared.lock().log.clone();
+        v.sort_by_key(|r| r.seq);
+        v
+    }
+
+    /// Empties the log and resets [`FakeOms::request_count`].
+    pub fn clear_requests(&self) {
+        let mut st = self.shared.lock();
+        st.log.clear();
+        st.counted = 0;
+    }
+
+    /// Requests answered since start or the last [`FakeOms::clear_requests`] (all of them,
+    /// failed and unauthorized ones included).
+    pub fn request_count(&self) -> u64 {
+        self.shared.lock().counted
+    }
+
+    /// Requests received since start (never reset; the last `seq` handed out).
+    pub fn total_requests(&self) -> u64 {
+        self.shared.total_requests()
+    }
+
+    /// Stops accepting, closes idle connections and waits (up to 5 s) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for FakeOms {
+    fn drop(&mut self) {
+        // Graceful: the listener closes and idle keep-alive connections are shut. Aborting the
+        // accept task instead would leave connection tasks running.
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeOms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeOms").field("addr", &self.addr).finish()
+    }
+}

@@ -1,0 +1,405 @@
+//! The fake OMS's table of customers, with the sorted indexes that make every page request
+//! O(log n + page): a `BTreeMap` by id (the rows), a `BTreeSet` of `(modified_date, tie, id)`
+//! keys, and two flat sorted copies of those (rebuilt lazily, in O(n), after a mutation that
+//! cannot be applied as an append) on which ranges are counted with binary search.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// One customer row as the fake OMS stores it.
+///
+/// Datetimes are truncated to microseconds when a row enters the [`Store`] (like the database
+/// column behind the real endpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCustomer {
+    pub id: i64,
+    pub created_date: DateTime<Utc>,
+    pub modified_date: DateTime<Utc>,
+    pub omnitron_id: Option<i64>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub erp_code: Option<String>,
+    pub channel: Option<i64>,
+    /// Fields the real API may add later; written after the documented ones. A key that names
+    /// a documented field replaces that field's value in place.
+    pub extra: Map<String, Value>,
+    /// Emitted verbatim instead of the generated object (malformed-record tests). `id` and
+    /// `modified_date` above still drive filtering and sorting.
+    pub raw_override: Option<Value>,
+}
+
+const FIRST: [&str; 8] = [
+    "Ali", "İpek", "Ahmet", "Tuğçe", "Veli", "Zeynep", "Şükrü", "Çağla",
+];
+const LAST: [&str; 6] = ["Yılmaz", "Öztürk", "Güneş", "Kaya", "Demir", "Test"];
+
+impl FakeCustomer {
+    /// A plausible customer: `customer{id}@example.com`, a Turkish name picked by id, a phone
+    /// number, channel 1, `omnitron_id = id + 1000`, `created_date = modified_date`.
+    pub fn new(id: i64, modified_date: DateTime<Utc>) -> Self {
+        let k = id.unsigned_abs() as usize;
+        FakeCustomer {
+            id,
+            created_date: modified_date,
+            modified_date,
+            omnitron_id: Some(id + 1000),
+            email: Some(format!("customer{id}@example.com")),
+            first_name: Some(FIRST[k % FIRST.len()].to_string()),
+            last_name: Some(LAST[k % LAST.len()].to_string()),
+            phone_number: Some(format!("05{:09}", k % 1_000_000_000)),
+            erp_code: None,
+            channel: Some(1),
+            extra: Map::new(),
+            raw_override: None,
+        }
+    }
+
+    /// Sets `raw_override`: the server writes `raw` instead of the generated object.
+    pub fn with_raw(mut self, raw: Value) -> Self {
+        self.raw_override = Some(raw);
+        self
+    }
+
+    /// Adds (or replaces) an extra field.
+    pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+
+    /// The JSON object the server writes for this row in UTC (`raw_override` if set).
+    pub fn to_json(&self) -> Value {
+        let mut buf = Vec::new();
+        super::server::write_customer(&mut buf, self, None);
+        serde_json::from_slice(&buf).expect("the fake writes valid JSON")
+    }
+
+    fn normalize(&mut self) {
+        self.created_date = trunc_micros(self.created_date);
+        self.modified_date = trunc_micros(self.modified_date);
+    }
+}
+
+/// Truncates an instant to whole microseconds.
+pub fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// The deterministic scramble that orders rows with equal `modified_date` (like a database
+/// returning ties in physical order): stable for an id, unrelated to id order.
+pub(crate) fn tie_hash(id: i64) -> u64 {
+    mix64(id as u64 ^ 0x5bd1_e995_9e37_79b9)
+}
+
+/// SplitMix64 finalizer.
+pub(crate) fn mix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Sort key of the `modified_date` index: instant, tie scramble, id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct MdKey {
+    pub micros: i64,
+    pub tie: u64,
+    pub id: i64,
+}
+
+impl MdKey {
+    pub(crate) fn of(c: &FakeCustomer) -> MdKey {
+        MdKey {
+            micros: c.modified_date.timestamp_micros(),
+            tie: tie_hash(c.id),
+            id: c.id,
+        }
+    }
+}
+
+/// The customers of the fake OMS.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    by_id: BTreeMap<i64, FakeCustomer>,
+    by_md: BTreeSet<MdKey>,
+    /// Sorted copy of `by_id`'s keys, valid unless `ids_dirty`.
+    id_index: Vec<i64>,
+    ids_dirty: bool,
+    /// Sorted copy of `by_md`, valid unless `md_dirty`.
+    md_index: Vec<MdKey>,
+    md_dirty: bool,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a store in O(n log n) (O(n) when `customers` is already in id order). A later
+    /// duplicate id replaces an earlier one.
+    pub fn from_customers(mut customers: Vec<FakeCustomer>) -> Self {
+        customers.iter_mut().for_each(FakeCustomer::normalize);
+        if !customers.is_sorted_by_key(|c| c.id) {
+            customers.sort_by_key(|c| c.id); // stable: later duplicates stay later
+        }
+        let mut rows: Vec<(i64, FakeCustomer)> = Vec::with_capacity(customers.len());
+        for c in customers {
+            match rows.last_mut() {
+                Some(last) if last.0 == c.id => last.1 = c,
+                _ => rows.push((c.id, c)),
+            }
+        }
+        let id_index: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let mut md_index: Vec<MdKey> = rows.iter().map(|(_, c)| MdKey::of(c)).collect();
+        md_index.sort_unstable();
+        Store {
+            by_md: md_index.iter().copied().collect(),
+            by_id: rows.into_iter().collect(),
+            id_index,
+            ids_dirty: false,
+            md_index,
+            md_dirty: false,
+        }
+    }
+
+    /// Inserts or replaces the customer with `c.id`; returns the previous row.
+    pub fn upsert(&mut self, mut c: FakeCustomer) -> Option<FakeCustomer> {
+        c.normalize();
+        let key = MdKey::of(&c);
+        let id = c.id;
+        let old = self.by_id.insert(id, c);
+        match &old {
+            Some(prev) => {
+                let old_key = MdKey::of(prev);
+                if old_key != key {
+                    self.by_md.remove(&old_key);
+                    self.by_md.insert(key);
+                    self.md_dirty = true;
+                }
+            }
+            None => {
+                if !self.ids_dirty && self.id_index.last().is_none_or(|&l| l < id) {
+                    self.id_index.push(id);
+                } else {
+                    self.ids_dirty = true;
+                }
+                self.by_md.insert(key);
+                if !self.md_dirty && self.md_index.last().is_none_or(|l| *l < key) {
+                    self.md_index.push(key);
+                } else {
+                    self.md_dirty = true;
+                }
+            }
+        }
+        old
+    }
+
+    /// Same as [`Store::upsert`].
+    pub fn insert(&mut self, c: FakeCustomer) -> Option<FakeCustomer> {
+        self.upsert(c)
+    }
+
+    /// Removes a customer; `false` if there was none with that id.
+    pub fn remove(&mut self, id: i64) -> bool {
+        match self.by_id.remove(&id) {
+            Some(c) => {
+                self.by_md.remove(&MdKey::of(&c));
+                self.ids_dirty = true;
+                self.md_dirty = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn get(&self, id: i64) -> Option<&FakeCustomer> {
+        self.by_id.get(&id)
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Changes a customer in place (the id must stay the same; a changed id is put back).
+    /// Returns `false` if there is no such customer.
+    pub fn update(&mut self, id: i64, f: impl FnOnce(&mut FakeCustomer)) -> bool {
+        let Some(c) = self.by_id.get(&id) else {
+            return false;
+        };
+        let mut c = c.clone();
+        f(&mut c);
+        c.id = id;
+        self.upsert(c);
+        true
+    }
+
+    /// Sets the `modified_date` of a customer; `false` if there is none with that id.
+    pub fn touch(&mut self, id: i64, modified_date: DateTime<Utc>) -> bool {
+        let Some(c) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        let old_key = MdKey::of(c);
+        c.modified_date = trunc_micros(modified_date);
+        let key = MdKey::of(c);
+        if key != old_key {
+            self.by_md.remove(&old_key);
+            self.by_md.insert(key);
+            self.md_dirty = true;
+        }
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        *self = Store::new();
+    }
+
+    /// All customers in id order.
+    pub fn all(&self) -> impl Iterator<Item = &FakeCustomer> + '_ {
+        self.by_id.values()
+    }
+
+    /// All ids in ascending order.
+    pub fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    pub fn min_id(&self) -> Option<i64> {
+        self.by_id.keys().next().copied()
+    }
+
+    pub fn max_id(&self) -> Option<i64> {
+        self.by_id.keys().next_back().copied()
+    }
+
+    pub fn max_modified_date(&self) -> Option<DateTime<Utc>> {
+        self.by_md
+            .last()
+            .and_then(|k| DateTime::from_timestamp_micros(k.micros))
+    }
+
+    /// Ids in the server's `sort=modified_date` order (ties in the stable scramble order).
+    pub fn ids_by_modified_date(&self) -> Vec<i64> {
+        self.by_md.iter().map(|k| k.id).collect()
+    }
+
+    /// A copy of every customer, in id order.
+    pub fn snapshot(&self) -> Vec<FakeCustomer> {
+        self.by_id.values().cloned().collect()
+    }
+
+    /// Rebuilds the flat indexes if a mutation invalidated them.
+    pub(crate) fn ensure_indexes(&mut self) {
+        if self.ids_dirty {
+            self.id_index.clear();
+            self.id_index.extend(self.by_id.keys().copied());
+            self.ids_dirty = false;
+        }
+        if self.md_dirty {
+            self.md_index.clear();
+            self.md_index.extend(self.by_md.iter().copied());
+            self.md_dirty = false;
+        }
+    }
+
+    /// Sorted ids; call [`Store::ensure_indexes`] first.
+    pub(crate) fn id_index(&self) -> &[i64] {
+        debug_assert!(!self.ids_dirty);
+        &self.id_index
+    }
+
+    /// Sorted `(modified_date, tie, id)` keys; call [`Store::ensure_indexes`] first.
+    pub(crate) fn md_index(&self) -> &[MdKey] {
+        debug_assert!(!self.md_dirty);
+        &self.md_index
+    }
+}
+
+impl FromIterator<FakeCustomer> for Store {
+    fn from_iter<T: IntoIterator<Item = FakeCustomer>>(iter: T) -> Self {
+        Store::from_customers(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn check(store: &mut Store) {
+        store.ensure_indexes();
+        let ids: Vec<i64> = store.ids().collect();
+        assert_eq!(store.id_index(), &ids[..]);
+        let mds: Vec<MdKey> = store.by_md.iter().copied().collect();
+        assert_eq!(store.md_index(), &mds[..]);
+        let mut expect: Vec<MdKey> = store.all().map(MdKey::of).collect();
+        expect.sort();
+        assert_eq!(mds, expect);
+    }
+
+    #[test]
+    fn indexes_follow_mutations() {
+        let mut s = Store::from_customers(vec![
+            FakeCustomer::new(3, t(3)),
+            FakeCustomer::new(1, t(1)),
+            FakeCustomer::new(2, t(2)),
+            FakeCustomer::new(2, t(5)),
+        ]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.get(2).unwrap().modified_date, t(5));
+        check(&mut s);
+        s.upsert(FakeCustomer::new(10, t(10))); // append fast path
+        assert!(!s.ids_dirty && !s.md_dirty);
+        check(&mut s);
+        s.upsert(FakeCustomer::new(5, t(0)));
+        assert!(s.ids_dirty && s.md_dirty);
+        check(&mut s);
+        assert!(s.touch(1, t(20)));
+        assert!(!s.touch(99, t(20)));
+        check(&mut s);
+        assert!(s.remove(3));
+        assert!(!s.remove(3));
+        check(&mut s);
+        assert!(s.update(2, |c| c.email = None));
+        assert_eq!(s.get(2).unwrap().email, None);
+        check(&mut s);
+        assert_eq!(s.max_modified_date(), Some(t(20)));
+        assert_eq!(s.max_id(), Some(10));
+        assert_eq!(
+            s.snapshot().iter().map(|c| c.id).collect::<Vec<_>>(),
+            [1, 2, 5, 10]
+        );
+    }
+
+    #[test]
+    fn datetimes_are_truncated_to_micros() {
+        let at = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+        let mut s = Store::new();
+        s.upsert(FakeCustomer::new(1, at));
+        assert_eq!(
+            s.get(1).unwrap().modified_date.timestamp_subsec_nanos(),
+            123_456_000
+        );
+    }
+
+    #[test]
+    fn tie_hash_is_not_id_order() {
+        let mut ids: Vec<i64> = (1..=100).collect();
+        ids.sort_by_key(|&id| tie_hash(id));
+        assert_ne!(ids, (1..=100).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,58 @@
+//! What differs between OMS list resources. Every OMS list endpoint shares the response shape
+//! (`count/next/previous/results`), the `id`/`modified_date` filters and `sort`; a [`Resource`]
+//! adds only its path, how one record parses, and how it maps onto its warehouse table.
+//! Adding addresses or orders later means one more file beside [`customers`].
+
+pub mod customers;
+
+use serde_json::value::RawValue;
+
+pub use customers::{Customer, Customers};
+
+/// A record the API sent that cannot be stored as a row; it goes to quarantine, never dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    /// The record's id when it could still be read.
+    pub id: Option<i64>,
+    /// Its modified_date (canonical) when it could still be read; keeps keyset paging moving.
+    pub modified_date: Option<String>,
+    pub raw: String,
+    pub error: String,
+}
+
+/// The two keyset fields every stored record has.
+pub trait Keyed {
+    fn id(&self) -> i64;
+    /// Canonical UTC text (see [`crate::timefmt`]).
+    fn modified_date(&self) -> &str;
+}
+
+/// One OMS list resource.
+pub trait Resource: Send + Sync + 'static {
+    type Record: Keyed + Send + Sync + std::fmt::Debug + 'static;
+    /// Stream name: the key of its checkpoint and run history.
+    const NAME: &'static str;
+    /// Endpoint path below `api.base_url`.
+    const PATH: &'static str;
+    /// Warehouse table.
+    const TABLE: &'static str;
+    /// Parses one element of `results`; never panics on any JSON.
+    fn parse(raw: &RawValue) -> Result<Self::Record, BadRecord>;
+}
+
+/// Reads what can still be read of a record that failed to parse.
+pub(crate) fn salvage(raw: &RawValue, error: String) -> BadRecord {
+    let value: Option<serde_json::Value> = serde_json::from_str(raw.get()).ok();
+    let id = value.as_ref().and_then(|v| v.get("id")).and_then(|v| v.as_i64());
+    let modified_date = value
+        .as_ref()
+        .and_then(|v| v.get("modified_date"))
+        .and_then(|v| v.as_str())
+        .and_then(crate::timefmt::normalize);
+    BadRecord {
+        id,
+        modified_date,
+        raw: raw.get().to_string(),
+        error,
+    }
+}

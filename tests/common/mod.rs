@@ -1,0 +1,215 @@
+//! Shared helpers for the integration tests: a fake OMS on loopback, a warehouse in a temp dir,
+//! and comparisons of the warehouse against the server's data.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use oms_sync::api::ApiClient;
+use oms_sync::config::{ApiConfig, Secret, parse_base_url};
+use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
+use oms_sync::resource::Customers;
+use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
+use oms_sync::timefmt;
+use oms_sync::warehouse::SqliteWarehouse;
+use tokio_util::sync::CancellationToken;
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 9, 0, 0).unwrap()
+}
+
+/// `t0` plus `ms` milliseconds plus `us` microseconds.
+pub fn at(ms: i64, us: i64) -> DateTime<Utc> {
+    t0() + TimeDelta::milliseconds(ms) + TimeDelta::microseconds(us)
+}
+
+/// `n` customers with ids 1..=n, one distinct microsecond each.
+pub fn distinct(n: i64) -> Vec<FakeCustomer> {
+    (1..=n).map(|i| FakeCustomer::new(i, at(0, i * 7))).collect()
+}
+
+pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
+    FakeOms::start(FakeOmsConfig::default(), customers)
+        .await
+        .expect("fake OMS starts")
+}
+
+pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
+    ApiConfig {
+        base_url: parse_base_url(&oms.base_url(), false).unwrap(),
+        token: Secret::new(oms.token()),
+        page_size,
+        timeout: Duration::from_secs(10),
+        max_retries: 6,
+        retry_min_delay: Duration::from_millis(1),
+        retry_max_delay: Duration::from_millis(20),
+        max_requests_per_second: None,
+        concurrency: 1,
+    }
+}
+
+pub fn options(page_size: u32) -> SyncOptions {
+    SyncOptions {
+        page_size,
+        lookback: Duration::ZERO,
+        concurrency: 1,
+    }
+}
+
+/// A warehouse file in a temp dir, reopened for each pass like separate runs would.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub client: ApiClient,
+    pub opts: SyncOptions,
+    pub cancel: CancellationToken,
+}
+
+impl Harness {
+    pub fn new(oms: &FakeOms, page_size: u32) -> Harness {
+        Harness {
+            dir: tempfile::tempdir().unwrap(),
+            client: ApiClient::new(&api_config(oms, page_size)).unwrap(),
+            opts: options(page_size),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("warehouse.db")
+    }
+
+    pub fn open(&self) -> SqliteWarehouse {
+        SqliteWarehouse::open(&self.db()).unwrap()
+    }
+
+    pub async fn once(&self) -> Result<PassReport, SyncError> {
+        let wh = self.open();
+        let (_wh, r) = sync::incremental_pass::<Customers, _>(
+            &self.client,
+            wh,
+            &self.opts,
+            &self.cancel,
+            Arc::new(NoProgress),
+        )
+        .await;
+        r
+    }
+
+    pub async fn backfill(&self) -> Result<PassReport, SyncError> {
+        let wh = self.open();
+        let (_wh, r) = sync::backfill_pass::<Customers, _>(
+            &self.client,
+            wh,
+            &self.opts,
+            &self.cancel,
+            Arc::new(NoProgress),
+        )
+        .await;
+        r
+    }
+
+    pub fn rows(&self) -> BTreeMap<i64, Row> {
+        rows(&self.db())
+    }
+}
+
+/// A warehouse row in comparable form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub created_date: Option<String>,
+    pub modified_date: String,
+    pub omnitron_id: Option<i64>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub erp_code: Option<String>,
+    pub channel: Option<i64>,
+    pub extra: Option<serde_json::Value>,
+    pub deleted: bool,
+}
+
+pub fn rows(db: &Path) -> BTreeMap<i64, Row> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, created_date, modified_date, omnitron_id, email, first_name, last_name,
+                    phone_number, erp_code, channel, extra, deleted_at FROM customers",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        let extra: Option<String> = r.get(10)?;
+        Ok((
+            r.get(0)?,
+            Row {
+                created_date: r.get(1)?,
+                modified_date: r.get(2)?,
+                omnitron_id: r.get(3)?,
+                email: r.get(4)?,
+                first_name: r.get(5)?,
+                last_name: r.get(6)?,
+                phone_number: r.get(7)?,
+                erp_code: r.get(8)?,
+                channel: r.get(9)?,
+                extra: extra.map(|e| serde_json::from_str(&e).unwrap()),
+                deleted: r.get::<_, Option<String>>(11)?.is_some(),
+            },
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// What the warehouse should hold for a server customer.
+pub fn expected(c: &FakeCustomer) -> Row {
+    Row {
+        created_date: Some(timefmt::canonical(&c.created_date)),
+        modified_date: timefmt::canonical(&c.modified_date),
+        omnitron_id: c.omnitron_id,
+        email: c.email.clone(),
+        first_name: c.first_name.clone(),
+        last_name: c.last_name.clone(),
+        phone_number: c.phone_number.clone(),
+        erp_code: c.erp_code.clone(),
+        channel: c.channel,
+        extra: (!c.extra.is_empty()).then(|| serde_json::Value::Object(c.extra.clone())),
+        deleted: false,
+    }
+}
+
+/// Every customer the server lists is in the warehouse, live, with the server's values.
+/// With `exact`, the warehouse also has no other live row (true after a backfill).
+pub fn assert_in_step(oms: &FakeOms, db: &Path, exact: bool) {
+    let server = oms.with_store(|s| s.snapshot());
+    let got = rows(db);
+    let mut missing = Vec::new();
+    let mut stale = Vec::new();
+    for c in &server {
+        match got.get(&c.id) {
+            None => missing.push(c.id),
+            Some(row) if *row != expected(c) => stale.push((c.id, row.clone(), expected(c))),
+            Some(_) => {}
+        }
+    }
+    assert!(missing.is_empty(), "{} customers missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(stale.is_empty(), "{} customers stale, first: {:?}", stale.len(), stale.first());
+    if exact {
+        let live = got.values().filter(|r| !r.deleted).count();
+        assert_eq!(live, server.len(), "live rows in the warehouse vs customers on the server");
+    }
+}
+
+/// Runs incremental passes until one fetches nothing new (bounded).
+pub async fn settle(h: &Harness) {
+    for _ in 0..5 {
+        let r = h.once().await.unwrap();
+        if r.stats.inserted + r.stats.updated == 0 {
+            return;
+        }
+    }
+    panic!("did not settle in 5 passes");
+}
