@@ -272,18 +272,23 @@ impl ApiClient {
         }
     }
 
-    async fn attempt<R: Resource>(&self, url: &Url, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
+    async fn attempt<R: Resource>(
+        &self,
+        url: &Url,
+        query: &ListQuery,
+    ) -> Result<Page<R::Record>, ApiError> {
         if let Some(rate) = &self.rate {
             rate.wait().await;
         }
         let shown = display_url(url, query);
-        let mut auth = HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
-            ApiError::Auth {
-                status: 0,
-                url: shown.clone(),
-                detail: "the token contains characters not allowed in a header".into(),
-            }
-        })?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
+                ApiError::Auth {
+                    status: 0,
+                    url: shown.clone(),
+                    detail: "the token contains characters not allowed in a header".into(),
+                }
+            })?;
         auth.set_sensitive(true);
         let started = Instant::now();
         let sent = self
@@ -339,7 +344,10 @@ impl ApiClient {
                 url: shown,
                 location,
             },
-            s if s.is_client_error() && s != StatusCode::TOO_MANY_REQUESTS && s != StatusCode::REQUEST_TIMEOUT => {
+            s if s.is_client_error()
+                && s != StatusCode::TOO_MANY_REQUESTS
+                && s != StatusCode::REQUEST_TIMEOUT =>
+            {
                 ApiError::Rejected {
                     status: code,
                     url: shown,
@@ -421,7 +429,10 @@ mod tests {
         );
         let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         let d = parse_retry_after(&later).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
@@ -435,7 +446,10 @@ mod tests {
         assert_eq!((p.count, p.len, p.records.len(), p.bad.len()), (3, 3, 2, 1));
         assert_eq!(p.last_id, Some(2));
         assert_eq!(p.max_id, Some(9));
-        assert_eq!(p.last_modified.as_deref(), Some("2023-01-01T00:00:01.000000Z"));
+        assert_eq!(
+            p.last_modified.as_deref(),
+            Some("2023-01-01T00:00:01.000000Z")
+        );
         assert!(parse_page::<Customers>(b"{\"count\": 1, \"results\": [").is_err());
         assert!(parse_page::<Customers>(b"<html>502</html>").is_err());
     }

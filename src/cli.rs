@@ -111,7 +111,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(1, anyhow::Error::new(e).context("cannot start the async runtime")))
+        .map_err(|e| {
+            Failure::new(
+                1,
+                anyhow::Error::new(e).context("cannot start the async runtime"),
+            )
+        })
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -203,15 +208,22 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
             Ok(())
         }
         Mode::Once => {
-            let (_wh, r) =
-                sync::incremental_pass::<Customers, _>(&client, wh, &opts, cancel, Arc::new(NoProgress)).await;
+            let (_wh, r) = sync::incremental_pass::<Customers, _>(
+                &client,
+                wh,
+                &opts,
+                cancel,
+                Arc::new(NoProgress),
+            )
+            .await;
             let report = r.map_err(pass_failure)?;
             daemon::log_pass(&report);
             Ok(())
         }
         Mode::Backfill => {
             let progress: Arc<dyn Progress> = Arc::new(crate::progress::BackfillProgress::new());
-            let (_wh, r) = sync::backfill_pass::<Customers, _>(&client, wh, &opts, cancel, progress).await;
+            let (_wh, r) =
+                sync::backfill_pass::<Customers, _>(&client, wh, &opts, cancel, progress).await;
             let report = r.map_err(pass_failure)?;
             daemon::log_pass(&report);
             Ok(())

@@ -48,9 +48,13 @@ impl fmt::Display for Secret {
 /// Why the configuration cannot be used. Every message names the key or file and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}; fix: pass an existing TOML file with --config")]
+    #[error(
+        "cannot read config file {path}: {reason}; fix: pass an existing TOML file with --config"
+    )]
     File { path: PathBuf, reason: String },
-    #[error("config is invalid: {0}; fix: correct the key in the config file or its OMS_SYNC__ variable (see config/oms-sync.example.toml)")]
+    #[error(
+        "config is invalid: {0}; fix: correct the key in the config file or its OMS_SYNC__ variable (see config/oms-sync.example.toml)"
+    )]
     Parse(String),
     #[error("config key `{key}` is missing; fix: set it in the config file or as {env}")]
     Missing { key: &'static str, env: String },
@@ -343,7 +347,13 @@ fn validate_api(raw: RawApi, credentials_dir: Option<&Path>) -> Result<ApiConfig
             "set the API key exactly as Akinon issued it",
         ));
     }
-    let page_size = int_in("api.page_size", raw.page_size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?;
+    let page_size = int_in(
+        "api.page_size",
+        raw.page_size,
+        DEFAULT_PAGE_SIZE,
+        1,
+        MAX_PAGE_SIZE,
+    )?;
     let timeout = parse_duration("api.timeout", raw.timeout.as_deref(), "30s")?;
     if timeout.is_zero() {
         return Err(ConfigError::invalid(
@@ -352,9 +362,20 @@ fn validate_api(raw: RawApi, credentials_dir: Option<&Path>) -> Result<ApiConfig
             "use a positive duration such as \"30s\"",
         ));
     }
-    let max_retries = int_in("api.max_retries", raw.max_retries, DEFAULT_MAX_RETRIES, 0, 100)?;
-    let retry_min_delay = parse_duration("api.retry_min_delay", raw.retry_min_delay.as_deref(), "500ms")?;
-    let retry_max_delay = parse_duration("api.retry_max_delay", raw.retry_max_delay.as_deref(), "30s")?;
+    let max_retries = int_in(
+        "api.max_retries",
+        raw.max_retries,
+        DEFAULT_MAX_RETRIES,
+        0,
+        100,
+    )?;
+    let retry_min_delay = parse_duration(
+        "api.retry_min_delay",
+        raw.retry_min_delay.as_deref(),
+        "500ms",
+    )?;
+    let retry_max_delay =
+        parse_duration("api.retry_max_delay", raw.retry_max_delay.as_deref(), "30s")?;
     if retry_max_delay < retry_min_delay {
         return Err(ConfigError::invalid(
             "api.retry_max_delay",
@@ -438,7 +459,10 @@ pub fn parse_base_url(s: &str, allow_insecure_http: bool) -> Result<Url, ConfigE
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || bare
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// Reads a token file; `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`) is expanded.
@@ -469,7 +493,13 @@ fn read_token_file(file: &str, credentials_dir: Option<&Path>) -> Result<String,
     })
 }
 
-fn int_in(key: &'static str, v: Option<i64>, default: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+fn int_in(
+    key: &'static str,
+    v: Option<i64>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
     let Some(v) = v else { return Ok(default) };
     if v < i64::from(min) || v > i64::from(max) {
         return Err(ConfigError::invalid(
@@ -481,7 +511,11 @@ fn int_in(key: &'static str, v: Option<i64>, default: u32, min: u32, max: u32) -
     Ok(v as u32)
 }
 
-fn parse_duration(key: &'static str, v: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+fn parse_duration(
+    key: &'static str,
+    v: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
     let s = v.unwrap_or(default);
     humantime::parse_duration(s.trim()).map_err(|e| {
         ConfigError::invalid(
@@ -555,20 +589,50 @@ mod tests {
     fn errors_name_the_key() {
         let cases: &[(&str, &str)] = &[
             ("[warehouse]\npath=\"x\"", "api.base_url"),
-            ("[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"", "api.token"),
-            ("[api]\nbase_url=\"oms.example.com\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"", "api.base_url"),
-            ("[api]\nbase_url=\"http://oms.example.com\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"", "api.base_url"),
-            ("[api]\nbase_url=\"https://h/api/v1\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"", "api.base_url"),
-            ("[api]\nbase_url=\"https://h\"\ntoken=\"t\"\npage_size=0\n[warehouse]\npath=\"x\"", "api.page_size"),
-            ("[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"\n[sync]\ninterval=\"soon\"", "sync.interval"),
+            (
+                "[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"",
+                "api.token",
+            ),
+            (
+                "[api]\nbase_url=\"oms.example.com\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"",
+                "api.base_url",
+            ),
+            (
+                "[api]\nbase_url=\"http://oms.example.com\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"",
+                "api.base_url",
+            ),
+            (
+                "[api]\nbase_url=\"https://h/api/v1\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"",
+                "api.base_url",
+            ),
+            (
+                "[api]\nbase_url=\"https://h\"\ntoken=\"t\"\npage_size=0\n[warehouse]\npath=\"x\"",
+                "api.page_size",
+            ),
+            (
+                "[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"\n[sync]\ninterval=\"soon\"",
+                "sync.interval",
+            ),
             ("[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[api]", "api"),
-            ("[api]\nbase_url=\"https://h\"\ntoken=\"t\"\npagesize=3\n[warehouse]\npath=\"x\"", "pagesize"),
-            ("[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"\n[log]\nformat=\"xml\"", "log.format"),
-            ("[api]\nbase_url=\"https://h\"\ntoken_file=\"/nonexistent/token\"\n[warehouse]\npath=\"x\"", "api.token_file"),
+            (
+                "[api]\nbase_url=\"https://h\"\ntoken=\"t\"\npagesize=3\n[warehouse]\npath=\"x\"",
+                "pagesize",
+            ),
+            (
+                "[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"\n[log]\nformat=\"xml\"",
+                "log.format",
+            ),
+            (
+                "[api]\nbase_url=\"https://h\"\ntoken_file=\"/nonexistent/token\"\n[warehouse]\npath=\"x\"",
+                "api.token_file",
+            ),
         ];
         for (text, key) in cases {
             let err = load(text, &[]).expect_err(text).to_string();
-            assert!(err.contains(key), "{text:?} gave {err:?}, expected it to name {key}");
+            assert!(
+                err.contains(key),
+                "{text:?} gave {err:?}, expected it to name {key}"
+            );
             assert!(err.contains("fix"), "{err}");
         }
     }

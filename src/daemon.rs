@@ -60,7 +60,8 @@ where
             return (wh, Ok(()));
         }
         let (back, result) =
-            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, Arc::new(NoProgress)).await;
+            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, Arc::new(NoProgress))
+                .await;
         wh = back;
         match &result {
             Ok(report) => {
@@ -115,7 +116,10 @@ mod tests {
         let i = Duration::from_secs(60);
         for _ in 0..100 {
             let d = next_delay(i, 0);
-            assert!(d >= Duration::from_secs(54) && d <= Duration::from_secs(66), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+                "{d:?}"
+            );
         }
         assert!(next_delay(i, 3) >= Duration::from_secs(216));
         assert!(next_delay(i, 30) <= MAX_FAILURE_BACKOFF.mul_f64(1.0 + JITTER));

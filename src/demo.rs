@@ -66,7 +66,8 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     println!("warehouse {}\n", db.display());
 
     let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress)).await;
+        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
+            .await;
     wh = back;
     describe("1. first incremental pass", &r?);
 
@@ -82,15 +83,18 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     );
 
     let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress)).await;
+        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
+            .await;
     wh = back;
     describe("2. incremental pass", &r?);
     let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress)).await;
+        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
+            .await;
     wh = back;
     describe("3. incremental pass, no changes", &r?);
     let (back, r) =
-        sync::backfill_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress)).await;
+        sync::backfill_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
+            .await;
     wh = back;
     describe("4. backfill (finds deletions)", &r?);
 
@@ -100,7 +104,9 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let server = oms.with_store(|s| s.len());
-    println!("\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted");
+    println!(
+        "\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted"
+    );
     drop(wh);
     oms.shutdown().await;
     println!(

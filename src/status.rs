@@ -126,7 +126,11 @@ pub fn read(path: &Path) -> Result<Status, WarehouseError> {
         )
         .map_err(|e| q("counting rows", e))?;
     let quarantined: i64 = conn
-        .query_row("SELECT count(*) FROM quarantine WHERE stream = ?1", [stream], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM quarantine WHERE stream = ?1",
+            [stream],
+            |r| r.get(0),
+        )
         .map_err(|e| q("counting quarantine", e))?;
     let last_success_at: Option<String> = conn
         .query_row(
@@ -234,7 +238,10 @@ pub fn render(s: &Status) -> String {
             r.rows_inserted,
             r.rows_updated,
             r.rows_deleted,
-            r.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+            r.error
+                .as_deref()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default()
         );
     }
     out

@@ -6,11 +6,14 @@
 //! together with its checkpoint. A pass killed at any instant resumes from the last commit.
 //!
 //! Incremental keyset on `(modified_date, id)`:
-//! - forward: `modified_date__gt=M&sort=modified_date`. All rows of a page older than its last
+//! - forward: `modified_date__gte=M&sort=modified_date`. All rows of a page older than its last
 //!   row's date `L` are complete, rows at `L` may continue past the page, so the mark becomes
-//!   `(L, none confirmed)`;
-//! - ties: `modified_date=L&id__gt=X&sort=id` drains every row at `L` by id (the server's order
-//!   among ties is arbitrary, ids are unique), then the mark becomes `(L, all)`.
+//!   `(L, none confirmed)` and the next request starts at `L` inclusive (re-reading the few rows
+//!   at `L`, never skipping one);
+//! - ties: when a whole page shares one date (a bulk update larger than a page), the group is
+//!   drained by id with `modified_date=L&id__gt=X&sort=id` (the server's order among ties is
+//!   arbitrary, ids are unique), then the mark becomes `(L, all)` and paging goes on with
+//!   `modified_date__gt=L`.
 //!
 //! Page numbers and `next` links are never used: rows moving between pages while data changes
 //! would be skipped, and a `next` link may point at another host. The page size the server
@@ -223,11 +226,13 @@ fn mergeable(a: &Advance, b: &Advance) -> bool {
 
 fn merged(a: &Advance, b: &Advance) -> Advance {
     match (a, b) {
-        (Advance::Backfill { range_no, from, .. }, Advance::Backfill { to, .. }) => Advance::Backfill {
-            range_no: *range_no,
-            from: *from,
-            to: *to,
-        },
+        (Advance::Backfill { range_no, from, .. }, Advance::Backfill { to, .. }) => {
+            Advance::Backfill {
+                range_no: *range_no,
+                from: *from,
+                to: *to,
+            }
+        }
         _ => b.clone(),
     }
 }
@@ -275,7 +280,8 @@ where
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
     let (init_tx, init_rx) = oneshot::channel();
-    let handle = tokio::task::spawn_blocking(move || writer::<R, W>(wh, kind, rx, init_tx, progress));
+    let handle =
+        tokio::task::spawn_blocking(move || writer::<R, W>(wh, kind, rx, init_tx, progress));
     let init = match init_rx.await {
         Ok(Ok(init)) => init,
         Ok(Err(_)) | Err(_) => return join_writer(handle).await.map_err_into_report(),
@@ -387,55 +393,82 @@ fn with_lookback(mark: Mark, lookback: Duration) -> Mark {
     }
 }
 
-/// Walks `(modified_date, id)` from `cursor` to the end, sending each page with its mark.
-async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut cursor: Mark) -> Result<(), SyncError> {
+/// Walks `(modified_date, id)` from `mark` to the end, sending each page with its mark.
+async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<(), SyncError> {
+    // Stopped inside a tie group last time: finish it by id first.
+    let mut drain: Option<Option<i64>> = match &mark {
+        Mark::At {
+            after_id: Some(a), ..
+        } if *a != i64::MAX => Some(Some(*a)),
+        _ => None,
+    };
     loop {
-        match cursor.clone() {
-            Mark::At {
-                modified_date,
-                after_id: Some(after),
-            } if after != i64::MAX => {
-                cursor = drain_ties(f, &modified_date, Some(after)).await?;
-            }
+        if let (Some(after), Mark::At { modified_date, .. }) = (drain, &mark) {
+            let md = modified_date.clone();
+            mark = drain_ties(f, &md, after).await?;
+            drain = match &mark {
+                Mark::At {
+                    after_id: Some(a), ..
+                } if *a != i64::MAX => Some(Some(*a)),
+                _ => None,
+            };
+            continue;
+        }
+        let mut q = ListQuery::new().with("sort", "modified_date");
+        // With rows at the mark's instant unconfirmed, ask from that instant inclusive: a page
+        // that reaches past it holds the whole tie group (the server sorts by date), so ties
+        // cost a few re-read rows rather than extra requests.
+        let unconfirmed = match &mark {
+            Mark::Start => None,
             Mark::At {
                 modified_date,
                 after_id: None,
             } => {
-                cursor = drain_ties(f, &modified_date, None).await?;
+                q = q.with("modified_date__gte", filter_date(modified_date)?);
+                Some(modified_date.clone())
             }
-            forward => {
-                let mut q = ListQuery::new().with("sort", "modified_date");
-                if let Some(md) = forward.modified_date() {
-                    q = q.with("modified_date__gt", filter_date(md)?);
-                }
-                let page = f.get(q).await?;
-                if page.len == 0 {
-                    return Ok(());
-                }
-                let last = page
-                    .last_modified
-                    .clone()
-                    .ok_or_else(|| no_progress("no record in the page has a readable modified_date"))?;
-                // The page held all that remained: rows at `last` are all in it.
-                let complete = page.count <= page.len as u64;
-                let next = Mark::at(last, if complete { Some(i64::MAX) } else { None });
-                if next <= forward {
-                    return Err(no_progress(format!(
-                        "rows dated up to {next} after asking for later than {forward}"
-                    )));
-                }
-                f.send(Msg::Batch(Batch {
-                    records: page.records,
-                    bad: page.bad,
-                    advance: Advance::Mark(next.clone()),
-                }))
-                .await?;
-                if complete {
-                    return Ok(());
-                }
-                cursor = next;
+            Mark::At { modified_date, .. } => {
+                q = q.with("modified_date__gt", filter_date(modified_date)?);
+                None
             }
+        };
+        let page = f.get(q).await?;
+        if page.len == 0 {
+            return Ok(());
         }
+        let last = page
+            .last_modified
+            .clone()
+            .ok_or_else(|| no_progress("no record in the page has a readable modified_date"))?;
+        // The page held all that remained: rows at `last` are all in it.
+        let complete = page.count <= page.len as u64;
+        if unconfirmed.as_deref() == Some(last.as_str()) && !complete {
+            // The whole page is one tie group larger than a page: store it, drain it by id.
+            f.send(Msg::Batch(Batch {
+                records: page.records,
+                bad: page.bad,
+                advance: Advance::Mark(mark.clone()),
+            }))
+            .await?;
+            drain = Some(None);
+            continue;
+        }
+        let next = Mark::at(last, if complete { Some(i64::MAX) } else { None });
+        if next <= mark {
+            return Err(no_progress(format!(
+                "rows dated up to {next} after asking for later than {mark}"
+            )));
+        }
+        f.send(Msg::Batch(Batch {
+            records: page.records,
+            bad: page.bad,
+            advance: Advance::Mark(next.clone()),
+        }))
+        .await?;
+        if complete {
+            return Ok(());
+        }
+        mark = next;
     }
 }
 
@@ -459,7 +492,9 @@ async fn drain_ties<R: Resource>(
             .max_id
             .ok_or_else(|| no_progress("no record in the page has a readable id"))?;
         if after.is_some_and(|a| max <= a) {
-            return Err(no_progress(format!("ids up to {max} after asking for id > {after:?}")));
+            return Err(no_progress(format!(
+                "ids up to {max} after asking for id > {after:?}"
+            )));
         }
         let complete = page.count <= page.len as u64;
         Mark::at(modified_date, Some(if complete { i64::MAX } else { max }))
@@ -570,7 +605,11 @@ async fn plan_backfill<R: Resource>(
     let started_at = timefmt::now_canonical();
     let newest = f
         .client
-        .list::<R>(&ListQuery::new().with("sort", "-modified_date").with("limit", "1"))
+        .list::<R>(
+            &ListQuery::new()
+                .with("sort", "-modified_date")
+                .with("limit", "1"),
+        )
         .await?;
     f.requests.fetch_add(1, Ordering::Relaxed);
     let high_water_date = newest.last_modified.clone();
@@ -635,7 +674,11 @@ fn split_ids(min: i64, max: i64, n: u32) -> Vec<BackfillRange> {
 }
 
 /// Walks one id range to its end by `id__gt` keyset.
-async fn walk_ids<R: Resource>(f: &Fetch<'_, R>, range: BackfillRange, progress: &dyn Progress) -> Result<(), SyncError> {
+async fn walk_ids<R: Resource>(
+    f: &Fetch<'_, R>,
+    range: BackfillRange,
+    progress: &dyn Progress,
+) -> Result<(), SyncError> {
     let mut cursor = range.cursor;
     let mut first = true;
     loop {
@@ -700,7 +743,9 @@ mod tests {
         for w in r.windows(2) {
             assert_eq!(w[0].hi, Some(w[1].lo));
         }
-        assert_eq!(split_ids(5, 5, 3).len(), 1);
+        let one = split_ids(5, 5, 3);
+        assert_eq!(one[0].lo, i64::MIN);
+        assert_eq!(one.last().unwrap().hi, None);
     }
 
     #[test]
@@ -711,6 +756,9 @@ mod tests {
             Mark::at("2023-01-01T00:05:00.000000Z", Some(i64::MAX))
         );
         assert_eq!(with_lookback(m.clone(), Duration::ZERO), m);
-        assert_eq!(with_lookback(Mark::Start, Duration::from_secs(5)), Mark::Start);
+        assert_eq!(
+            with_lookback(Mark::Start, Duration::from_secs(5)),
+            Mark::Start
+        );
     }
 }

@@ -33,7 +33,8 @@ async fn main() -> anyhow::Result<()> {
         (0.0..=1.0).contains(&args.fault_rate),
         "--fault-rate must be between 0 and 1"
     );
-    let customers = tokio::task::spawn_blocking(move || synthetic_customers(args.customers, args.seed)).await?;
+    let customers =
+        tokio::task::spawn_blocking(move || synthetic_customers(args.customers, args.seed)).await?;
     let config = FakeOmsConfig {
         token: args.token,
         max_limit: args.max_limit,
@@ -45,7 +46,12 @@ async fn main() -> anyhow::Result<()> {
         k.random_fault_rate = args.fault_rate;
         k.record_requests = false;
     });
-    println!("fake-oms serving {} customers at {} token {}", args.customers, oms.base_url(), oms.token());
+    println!(
+        "fake-oms serving {} customers at {} token {}",
+        args.customers,
+        oms.base_url(),
+        oms.token()
+    );
     tokio::signal::ctrl_c().await?;
     oms.shutdown().await;
     Ok(())

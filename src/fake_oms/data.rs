@@ -9,16 +9,44 @@ use super::store::{FakeCustomer, Store};
 const FIRST_NAMES: &[&str] = &[
     "Ali", "Ayşe", "Mehmet", "Fatma", "Mustafa", "Emine", "Ahmet", "Hatice", "Hüseyin", "Zeynep",
     "İbrahim", "Elif", "İsmail", "Özlem", "Şükrü", "Çağla", "Gökhan", "Tuğçe", "İpek", "Ömer",
-    "Gülşen", "Barış", "Büşra", "Doğan", "Ece", "Burak", "Cem", "Deniz", "Seda", "Ufuk",
-    "Yağmur", "Umut", "Şule", "Çiğdem", "Gizem", "Oğuz", "Irmak", "Ilgın", "Nazlı", "Kübra",
-    "Sıla", "Ceyda", "Tolga", "Ümit", "Görkem", "Işıl",
+    "Gülşen", "Barış", "Büşra", "Doğan", "Ece", "Burak", "Cem", "Deniz", "Seda", "Ufuk", "Yağmur",
+    "Umut", "Şule", "Çiğdem", "Gizem", "Oğuz", "Irmak", "Ilgın", "Nazlı", "Kübra", "Sıla", "Ceyda",
+    "Tolga", "Ümit", "Görkem", "Işıl",
 ];
 
 const LAST_NAMES: &[&str] = &[
-    "Yılmaz", "Kaya", "Demir", "Şahin", "Çelik", "Yıldız", "Yıldırım", "Öztürk", "Aydın",
-    "Özdemir", "Arslan", "Doğan", "Kılıç", "Aslan", "Çetin", "Kara", "Koç", "Kurt", "Özkan",
-    "Şimşek", "Polat", "Güneş", "Erdem", "Çakır", "Uğurlu", "Gündüz", "Işık", "Türkmen",
-    "Ağaoğlu", "Akgül", "Bulut", "Ekinci",
+    "Yılmaz",
+    "Kaya",
+    "Demir",
+    "Şahin",
+    "Çelik",
+    "Yıldız",
+    "Yıldırım",
+    "Öztürk",
+    "Aydın",
+    "Özdemir",
+    "Arslan",
+    "Doğan",
+    "Kılıç",
+    "Aslan",
+    "Çetin",
+    "Kara",
+    "Koç",
+    "Kurt",
+    "Özkan",
+    "Şimşek",
+    "Polat",
+    "Güneş",
+    "Erdem",
+    "Çakır",
+    "Uğurlu",
+    "Gündüz",
+    "Işık",
+    "Türkmen",
+    "Ağaoğlu",
+    "Akgül",
+    "Bulut",
+    "Ekinci",
 ];
 
 const DOMAINS: &[&str] = &[
@@ -63,7 +91,8 @@ const SPAN: i64 = 4 * 365 * 86_400 * 1_000_000;
 
 fn person(rng: &mut StdRng, id: i64, created: i64, modified: i64) -> FakeCustomer {
     let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
-    let last = (!rng.random_ratio(1, 20)).then(|| LAST_NAMES[rng.random_range(0..LAST_NAMES.len())]);
+    let last =
+        (!rng.random_ratio(1, 20)).then(|| LAST_NAMES[rng.random_range(0..LAST_NAMES.len())]);
     let domain = DOMAINS[rng.random_range(0..DOMAINS.len())];
     let local = match last {
         Some(l) => format!("{}.{}{id}", ascii_fold(first), ascii_fold(l)),
@@ -189,7 +218,8 @@ pub fn touch_random(store: &mut Store, fraction: f64, seed: u64) -> Vec<i64> {
         if n > 0 && !rng.random_ratio(1, 10) {
             t += TimeDelta::microseconds(rng.random_range(1..5_000));
             if rng.random_ratio(1, 50) {
-                t = t + TimeDelta::seconds(1) - TimeDelta::microseconds(t.timestamp_subsec_micros().into());
+                t = t + TimeDelta::seconds(1)
+                    - TimeDelta::microseconds(t.timestamp_subsec_micros().into());
             }
         }
         let phone = format!("05{:09}", rng.random_range(0..1_000_000_000u32));
@@ -249,8 +279,14 @@ mod tests {
         let biggest = ties.values().copied().max().unwrap();
         assert!(biggest >= 20, "a sizeable tie group, got {biggest}");
         assert!(ties.values().filter(|&&n| n > 1).count() > 20);
-        assert!(v.iter().any(|c| c.modified_date.timestamp_subsec_micros() == 0));
-        assert!(v.iter().any(|c| c.modified_date.timestamp_subsec_micros() != 0));
+        assert!(
+            v.iter()
+                .any(|c| c.modified_date.timestamp_subsec_micros() == 0)
+        );
+        assert!(
+            v.iter()
+                .any(|c| c.modified_date.timestamp_subsec_micros() != 0)
+        );
         let names: String = v
             .iter()
             .flat_map(|c| [c.first_name.clone(), c.last_name.clone()])
@@ -265,7 +301,10 @@ mod tests {
         assert!(v.iter().any(|c| c.last_name.is_none()));
         assert_eq!(synthetic_customers(500, 9), synthetic_customers(500, 9));
         assert_ne!(synthetic_customers(500, 9), synthetic_customers(500, 10));
-        assert_eq!(ascii_fold("İpek Yılmaz Tuğçe Şükrü Çağla Öztürk Güneş"), "Ipek Yilmaz Tugce Sukru Cagla Ozturk Gunes");
+        assert_eq!(
+            ascii_fold("İpek Yılmaz Tuğçe Şükrü Çağla Öztürk Güneş"),
+            "Ipek Yilmaz Tugce Sukru Cagla Ozturk Gunes"
+        );
     }
 
     #[test]

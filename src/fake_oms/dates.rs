@@ -200,7 +200,10 @@ mod tests {
         let tenth = DateTime::parse_from_rfc3339("2023-10-06T08:42:53.1Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(format_drf_datetime(tenth, None), "2023-10-06T08:42:53.100000Z");
+        assert_eq!(
+            format_drf_datetime(tenth, None),
+            "2023-10-06T08:42:53.100000Z"
+        );
     }
 
     #[test]

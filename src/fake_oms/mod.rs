@@ -214,7 +214,14 @@ impl FakeOms {
         config: FakeOmsConfig,
         customers: Vec<FakeCustomer>,
     ) -> std::io::Result<FakeOms> {
-        Self::start_with_store(config, Store::from_customers(customers)).await
+        let store = if customers.len() > 20_000 {
+            tokio::task::spawn_blocking(move || Store::from_customers(customers))
+                .await
+                .map_err(std::io::Error::other)?
+        } else {
+            Store::from_customers(customers)
+        };
+        Self::start_with_store(config, store).await
     }
 
     /// Like [`FakeOms::start`] with a ready store.
@@ -268,14 +275,21 @@ impl FakeOms {
         self.shared.lock().knobs.token.clone()
     }
 
-    /// Runs `f` on the store (the server waits meanwhile; keep it short).
+    /// Runs `f` on the store (the server waits meanwhile; keep it short). `f` must not call
+    /// this `FakeOms` (that panics rather than deadlocks).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        f(&mut self.shared.lock().store)
+        let mut st = self.shared.lock();
+        let _guard = server::CallbackGuard::enter();
+        f(&mut st.store)
     }
 
-    /// Reads or changes the knobs.
+    /// Reads or changes the knobs. `f` works on a copy that is written back afterwards, so it
+    /// may call other methods of this `FakeOms` (e.g. `k.token = oms.token()`).
     pub fn knobs<R>(&self, f: impl FnOnce(&mut Knobs) -> R) -> R {
-        f(&mut self.shared.lock().knobs)
+        let mut knobs = self.shared.lock().knobs.clone();
+        let r = f(&mut knobs);
+        self.shared.lock().knobs = knobs;
+        r
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -338,13 +352,12 @@ impl FakeOms {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
                 .await
                 .is_err()
-            {
-                task.abort();
-            }
+        {
+            task.abort();
         }
     }
 }

@@ -57,11 +57,37 @@ impl Shared {
 
     /// Locks the state; a panic in a hook does not make the server unusable.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        assert!(
+            !IN_CALLBACK.get(),
+            "FakeOms: a with_store closure or before-request hook called back into the FakeOms \
+             (that would deadlock); call it before or after the closure instead"
+        );
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn total_requests(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs user code with the state locked.
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as running user code under the lock (reentry panics instead of
+/// deadlocking).
+pub(crate) struct CallbackGuard(bool);
+
+impl CallbackGuard {
+    pub(crate) fn enter() -> CallbackGuard {
+        CallbackGuard(IN_CALLBACK.replace(true))
+    }
+}
+
+impl Drop for CallbackGuard {
+    fn drop(&mut self) {
+        IN_CALLBACK.set(self.0);
     }
 }
 
@@ -397,6 +423,7 @@ impl State {
             return Reply::detail(405, &format!("Method \"{}\" not allowed.", inc.method));
         }
         if let Some(hook) = self.hook.as_mut() {
+            let _guard = CallbackGuard::enter();
             hook(inc.seq, &mut self.store);
         }
         let q = match parse_query(inc, &self.knobs) {
@@ -441,7 +468,8 @@ impl State {
             ),
         };
         let next = (page < num_pages).then(|| page_link(&base, &inc.query, Some(page + 1)));
-        let previous = (page > 1).then(|| page_link(&base, &inc.query, (page > 2).then_some(page - 1)));
+        let previous =
+            (page > 1).then(|| page_link(&base, &inc.query, (page > 2).then_some(page - 1)));
 
         let mut body = Vec::with_capacity(128 + ids.len() * 360);
         body.extend_from_slice(b"{\"count\":");
@@ -539,10 +567,8 @@ impl Filters {
     }
 
     fn row_matches(&self, c: &FakeCustomer) -> bool {
-        if let Some(ch) = self.channel {
-            if c.channel != Some(ch) {
-                return false;
-            }
+        if self.channel.is_some() && c.channel != self.channel {
+            return false;
         }
         self.eq.iter().all(|(f, v)| {
             let field = match f {
@@ -683,12 +709,7 @@ fn parse_query(inc: &Incoming, knobs: &Knobs) -> Result<Query, QueryError> {
         eq: Vec::new(),
         channel: None,
     };
-    for (name, op) in [
-        ("id__gt", 0),
-        ("id__gte", 1),
-        ("id__lt", 2),
-        ("id__lte", 3),
-    ] {
+    for (name, op) in [("id__gt", 0), ("id__gte", 1), ("id__lt", 2), ("id__lte", 3)] {
         let Some(v) = non_empty(name) else { continue };
         let Some(x) = parse_number(v) else {
             errors.push((name, "Enter a number.".to_owned()));
@@ -1086,8 +1107,15 @@ fn write_json_str(buf: &mut Vec<u8>, s: &str) {
             b'\t' => Some(b"\\t"),
             0x08 => Some(b"\\b"),
             0x0c => Some(b"\\f"),
-            0xE2 if i + 2 < b.len() && b[i + 1] == 0x80 && (b[i + 2] == 0xA8 || b[i + 2] == 0xA9) => {
-                Some(if b[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" })
+            0xE2 if i + 2 < b.len()
+                && b[i + 1] == 0x80
+                && (b[i + 2] == 0xA8 || b[i + 2] == 0xA9) =>
+            {
+                Some(if b[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                })
             }
             _ => None,
         };
@@ -1123,7 +1151,10 @@ mod tests {
 
     #[test]
     fn json_strings_escape_like_python() {
-        assert_eq!(js("İpek \"x\" \\ \n\u{1}\u{2028}ş"), "\"İpek \\\"x\\\" \\\\ \\n\\u0001\\u2028ş\"");
+        assert_eq!(
+            js("İpek \"x\" \\ \n\u{1}\u{2028}ş"),
+            "\"İpek \\\"x\\\" \\\\ \\n\\u0001\\u2028ş\""
+        );
         let parsed: String = serde_json::from_str(&js("a\u{7}\u{2029}b\tç")).unwrap();
         assert_eq!(parsed, "a\u{7}\u{2029}b\tç");
     }
@@ -1156,7 +1187,10 @@ mod tests {
     fn links_like_drf() {
         let q = vec![
             ("sort".to_owned(), "modified_date".to_owned()),
-            ("modified_date__gt".to_owned(), "2023-10-06T08:42:53+03:00".to_owned()),
+            (
+                "modified_date__gt".to_owned(),
+                "2023-10-06T08:42:53+03:00".to_owned(),
+            ),
             ("limit".to_owned(), "2".to_owned()),
             ("page".to_owned(), "2".to_owned()),
             ("x".to_owned(), "a b".to_owned()),
@@ -1176,11 +1210,113 @@ mod tests {
         );
     }
 
+    /// `select` + `page_ids` against a brute-force model, over random stores full of ties.
+    #[test]
+    fn selection_matches_a_naive_model() {
+        use super::super::store::tie_hash;
+        use chrono::{TimeDelta, TimeZone, Utc};
+        use rand::seq::SliceRandom;
+
+        let mut rng = StdRng::seed_from_u64(99);
+        let t0 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        for round in 0..400 {
+            let mut ids: Vec<i64> = (1..120).collect();
+            ids.shuffle(&mut rng);
+            let n = rng.random_range(0..60);
+            let mut store = Store::new();
+            for &id in &ids[..n] {
+                let mut c = FakeCustomer::new(id, t0 + TimeDelta::seconds(rng.random_range(0..8)));
+                c.channel = Some(rng.random_range(1..=2));
+                store.upsert(c);
+            }
+            if round % 3 == 0 && n > 0 {
+                store.remove(ids[0]);
+                store.touch(ids[n - 1], t0 + TimeDelta::seconds(rng.random_range(0..8)));
+            }
+            store.ensure_indexes();
+            let mut f = Filters {
+                id_lo: i64::MIN,
+                id_hi: i64::MAX,
+                has_id: false,
+                md_lo: i64::MIN,
+                md_hi: i64::MAX,
+                has_md: false,
+                eq: Vec::new(),
+                channel: None,
+            };
+            let micros = |s: i64| (t0 + TimeDelta::seconds(s)).timestamp_micros();
+            if rng.random_bool(0.5) {
+                f.has_id = true;
+                f.id_lo = rng.random_range(0..100);
+                f.id_hi = rng.random_range(f.id_lo - 5..130);
+            }
+            if rng.random_bool(0.5) {
+                f.has_md = true;
+                f.md_lo = micros(rng.random_range(-1..8));
+                f.md_hi = micros(rng.random_range(0..9));
+            }
+            if rng.random_bool(0.3) {
+                f.channel = Some(1);
+            }
+            let expect_set: Vec<&FakeCustomer> = store
+                .all()
+                .filter(|c| {
+                    f.id_ok(c.id) && f.md_ok(c.modified_date.timestamp_micros()) && f.row_matches(c)
+                })
+                .collect();
+            for (key, desc) in [
+                (SortKey::Id, false),
+                (SortKey::Id, true),
+                (SortKey::Md, false),
+                (SortKey::Md, true),
+            ] {
+                let mut expect: Vec<&FakeCustomer> = expect_set.clone();
+                match key {
+                    SortKey::Id => expect.sort_by_key(|c| c.id),
+                    SortKey::Md => expect.sort_by_key(|c| {
+                        (c.modified_date.timestamp_micros(), tie_hash(c.id), c.id)
+                    }),
+                }
+                if desc {
+                    expect.reverse();
+                }
+                let expect: Vec<i64> = expect.iter().map(|c| c.id).collect();
+                let sel = select(&store, &f, Sort { key, desc });
+                assert_eq!(sel.len(), expect.len());
+                let limit = rng.random_range(1..8);
+                for shuffle in [None, Some(rng.random::<u64>())] {
+                    let mut got = Vec::new();
+                    let mut off = 0;
+                    while off < sel.len() {
+                        got.extend(page_ids(&sel, desc, off, limit, shuffle));
+                        off += limit;
+                    }
+                    if shuffle.is_none() || key == SortKey::Id {
+                        assert_eq!(got, expect, "round {round} {key:?} desc={desc}");
+                    } else {
+                        let mut a = got.clone();
+                        a.sort();
+                        let mut b = expect.clone();
+                        b.sort();
+                        assert_eq!(a, b, "same rows once each");
+                        let md = |id: &i64| store.get(*id).unwrap().modified_date;
+                        let mds: Vec<_> = got.iter().map(md).collect();
+                        let want: Vec<_> = expect.iter().map(md).collect();
+                        assert_eq!(mds, want, "only ties move");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn auth_header_forms() {
         assert_eq!(authenticate(Some("Token abc"), "abc"), Ok(()));
         assert_eq!(authenticate(Some("token  abc "), "abc"), Ok(()));
-        assert_eq!(authenticate(Some("Token abd"), "abc"), Err("Invalid token."));
+        assert_eq!(
+            authenticate(Some("Token abd"), "abc"),
+            Err("Invalid token.")
+        );
         assert_eq!(
             authenticate(None, "abc"),
             Err("Authentication credentials were not provided.")

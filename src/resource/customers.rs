@@ -129,7 +129,13 @@ fn parse_owned(raw: &RawValue) -> Option<Result<Customer, BadRecord>> {
         w.created_date.as_deref(),
         &w.modified_date,
         w.omnitron_id,
-        [w.email, w.first_name, w.last_name, w.phone_number, w.erp_code],
+        [
+            w.email,
+            w.first_name,
+            w.last_name,
+            w.phone_number,
+            w.erp_code,
+        ],
         w.channel,
         w.extra,
     ))
@@ -152,8 +158,11 @@ fn build(
         raw: raw.get().to_string(),
         error,
     };
-    let modified = timefmt::normalize(modified_date)
-        .ok_or_else(|| bad(format!("modified_date is not a datetime: {modified_date:?}")))?;
+    let modified = timefmt::normalize(modified_date).ok_or_else(|| {
+        bad(format!(
+            "modified_date is not a datetime: {modified_date:?}"
+        ))
+    })?;
     let created = match created_date {
         None => None,
         Some(c) => Some(
@@ -224,10 +233,12 @@ mod tests {
 
     #[test]
     fn parses_the_vendor_example() {
-        let c = parse(r#"{"id": 4, "created_date": "2023-08-16T07:46:00.912768Z",
+        let c = parse(
+            r#"{"id": 4, "created_date": "2023-08-16T07:46:00.912768Z",
             "modified_date": "2023-09-13T11:20:37.500200Z", "omnitron_id": 60,
             "email": "tugce.test@akinon.com", "first_name": "Tuğçe", "last_name": "Test",
-            "phone_number": null, "erp_code": null, "channel": 1}"#)
+            "phone_number": null, "erp_code": null, "channel": 1}"#,
+        )
         .unwrap();
         assert_eq!(c.id, 4);
         assert_eq!(c.first_name.as_deref(), Some("Tuğçe"));
@@ -238,8 +249,10 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_kept_and_escapes_work() {
-        let c = parse(r#"{"id": 1, "modified_date": "2023-09-13T14:20:37.5002+03:00",
-            "first_name": "\u0130pek \"q\"", "loyalty_tier": "gold", "tags": [1, 2]}"#)
+        let c = parse(
+            r#"{"id": 1, "modified_date": "2023-09-13T14:20:37.5002+03:00",
+            "first_name": "\u0130pek \"q\"", "loyalty_tier": "gold", "tags": [1, 2]}"#,
+        )
         .unwrap();
         assert_eq!(c.first_name.as_deref(), Some("İpek \"q\""));
         assert_eq!(c.modified_date, "2023-09-13T11:20:37.500200Z");
@@ -255,10 +268,16 @@ mod tests {
         assert!(e.error.contains("modified_date"), "{}", e.error);
         let e = parse(r#"{"modified_date": "2023-09-13T11:20:37Z"}"#).unwrap_err();
         assert_eq!(e.id, None);
-        assert_eq!(e.modified_date.as_deref(), Some("2023-09-13T11:20:37.000000Z"));
+        assert_eq!(
+            e.modified_date.as_deref(),
+            Some("2023-09-13T11:20:37.000000Z")
+        );
         let e = parse(r#"{"id": "x", "modified_date": "2023-09-13T11:20:37Z"}"#).unwrap_err();
         assert!(e.raw.contains("\"x\""));
         assert!(parse(r#"[1,2]"#).is_err());
-        assert!(parse(r#"{"id": 1, "modified_date": "2023-09-13T11:20:37Z", "channel": "web"}"#).is_err());
+        assert!(
+            parse(r#"{"id": 1, "modified_date": "2023-09-13T11:20:37Z", "channel": "web"}"#)
+                .is_err()
+        );
     }
 }

@@ -43,7 +43,10 @@ pub trait Resource: Send + Sync + 'static {
 /// Reads what can still be read of a record that failed to parse.
 pub(crate) fn salvage(raw: &RawValue, error: String) -> BadRecord {
     let value: Option<serde_json::Value> = serde_json::from_str(raw.get()).ok();
-    let id = value.as_ref().and_then(|v| v.get("id")).and_then(|v| v.as_i64());
+    let id = value
+        .as_ref()
+        .and_then(|v| v.get("id"))
+        .and_then(|v| v.as_i64());
     let modified_date = value
         .as_ref()
         .and_then(|v| v.get("modified_date"))

@@ -197,7 +197,12 @@ pub trait Warehouse<R: Resource>: Send {
     fn finish_backfill(&mut self, mark: Mark) -> Result<(), Self::Error>;
     fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, Self::Error>;
     /// Applies a batch and its checkpoint advance atomically; also adds its figures to `run`.
-    fn apply(&mut self, run: i64, batch: Batch<R::Record>, pages: u64) -> Result<RowStats, Self::Error>;
+    fn apply(
+        &mut self,
+        run: i64,
+        batch: Batch<R::Record>,
+        pages: u64,
+    ) -> Result<RowStats, Self::Error>;
     fn finish_run(
         &mut self,
         run: i64,

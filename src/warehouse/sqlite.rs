@@ -12,10 +12,14 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use include_dir::{Dir, include_dir};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Statement, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Statement, TransactionBehavior, params,
+};
 use rusqlite_migration::Migrations;
 
-use super::{Advance, BackfillRange, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse};
+use super::{
+    Advance, BackfillRange, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse,
+};
 use crate::resource::{BadRecord, Keyed, Resource};
 use crate::timefmt;
 
@@ -40,9 +44,13 @@ pub enum WarehouseError {
         reason: String,
         fix: &'static str,
     },
-    #[error("warehouse {path}: disk full while {context}; fix: free disk space, then run again (nothing half-written was kept)")]
+    #[error(
+        "warehouse {path}: disk full while {context}; fix: free disk space, then run again (nothing half-written was kept)"
+    )]
     Full { path: PathBuf, context: String },
-    #[error("warehouse {path} is read-only ({context}); fix: make the file and its directory writable by the oms-sync user")]
+    #[error(
+        "warehouse {path} is read-only ({context}); fix: make the file and its directory writable by the oms-sync user"
+    )]
     ReadOnly { path: PathBuf, context: String },
     #[error("warehouse {path}: {context}: {source}")]
     Sqlite {
@@ -51,7 +59,9 @@ pub enum WarehouseError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("warehouse {path}: schema migration failed: {reason}; fix: restore a backup or move the file aside to start afresh")]
+    #[error(
+        "warehouse {path}: schema migration failed: {reason}; fix: restore a backup or move the file aside to start afresh"
+    )]
     Migration { path: PathBuf, reason: String },
 }
 
@@ -115,7 +125,9 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -189,15 +201,15 @@ impl SqliteWarehouse {
             path: path.to_path_buf(),
             reason: e.clone(),
         })?;
-        migrations
-            .to_latest(&mut conn)
-            .map_err(|e| match e {
-                rusqlite_migration::Error::RusqliteError { err, .. } => classify(path, "applying migrations", err),
-                other => WarehouseError::Migration {
-                    path: path.to_path_buf(),
-                    reason: other.to_string(),
-                },
-            })?;
+        migrations.to_latest(&mut conn).map_err(|e| match e {
+            rusqlite_migration::Error::RusqliteError { err, .. } => {
+                classify(path, "applying migrations", err)
+            }
+            other => WarehouseError::Migration {
+                path: path.to_path_buf(),
+                reason: other.to_string(),
+            },
+        })?;
         let mut wh = SqliteWarehouse {
             conn,
             path: path.to_path_buf(),
@@ -229,7 +241,12 @@ impl SqliteWarehouse {
         classify(&self.path, context, e)
     }
 
-    fn exec(&self, sql: &str, p: &[&dyn rusqlite::ToSql], context: &str) -> Result<usize, WarehouseError> {
+    fn exec(
+        &self,
+        sql: &str,
+        p: &[&dyn rusqlite::ToSql],
+        context: &str,
+    ) -> Result<usize, WarehouseError> {
         self.conn.execute(sql, p).map_err(|e| self.err(context, e))
     }
 }
@@ -426,7 +443,9 @@ where
     fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
         let path = self.path.clone();
         let mut run = || -> rusqlite::Result<()> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
             tx.execute(
                 "INSERT OR REPLACE INTO backfill_state (stream, run_id, started_at, high_water_date)
@@ -448,7 +467,9 @@ where
     fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
         let path = self.path.clone();
         let mut run = || -> rusqlite::Result<()> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             write_mark_if_greater(&tx, R::NAME, &mark)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
             tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
@@ -466,7 +487,12 @@ where
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn apply(&mut self, run: i64, batch: Batch<R::Record>, pages: u64) -> Result<RowStats, WarehouseError> {
+    fn apply(
+        &mut self,
+        run: i64,
+        batch: Batch<R::Record>,
+        pages: u64,
+    ) -> Result<RowStats, WarehouseError> {
         let path = self.path.clone();
         let had_quarantine = self.quarantined > 0;
         let sql = upsert_sql(R::TABLE, <R::Record as SqliteRecord>::COLUMNS);
@@ -497,7 +523,8 @@ where
                     drop(rows);
                     if had_quarantine {
                         quarantine_delta -=
-                            unquarantine.execute(params![R::NAME, rec.id(), rec.modified_date()])? as i64;
+                            unquarantine.execute(params![R::NAME, rec.id(), rec.modified_date()])?
+                                as i64;
                     }
                 }
             }
@@ -564,15 +591,22 @@ where
             tx.commit()?;
             Ok((stats, q))
         };
-        let (stats, q) = run_tx(&mut self.conn).map_err(|e| classify(&path, "writing a page", e))?;
+        let (stats, q) =
+            run_tx(&mut self.conn).map_err(|e| classify(&path, "writing a page", e))?;
         if q >= 0 {
             self.quarantined = q;
         }
         Ok(stats)
     }
 
-    fn finish_run(&mut self, run: i64, status: RunStatus, error: Option<&str>) -> Result<(), WarehouseError> {
-        let mark = read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))?;
+    fn finish_run(
+        &mut self,
+        run: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), WarehouseError> {
+        let mark =
+            read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))?;
         self.exec(
             "UPDATE sync_runs SET status = ?2, error = ?3, finished_at = ?4, mark_after = ?5 WHERE id = ?1",
             &[&run, &status.as_str(), &error, &timefmt::now_canonical(), &mark.to_string()],
@@ -626,25 +660,51 @@ mod tests {
     fn upsert_never_goes_back_and_skips_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        let run = Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
+        let run =
+            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
         let t1 = "2023-01-01T00:00:01.000000Z";
         let t2 = "2023-01-01T00:00:02.000000Z";
-        let s = apply(&mut wh, run, vec![customer(1, t2, "new")], Mark::at(t2, None));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "new")],
+            Mark::at(t2, None),
+        );
         assert_eq!((s.inserted, s.updated, s.unchanged), (1, 0, 0));
-        let s = apply(&mut wh, run, vec![customer(1, t1, "old")], Mark::at(t2, None));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t1, "old")],
+            Mark::at(t2, None),
+        );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
-        let s = apply(&mut wh, run, vec![customer(1, t2, "new")], Mark::at(t2, None));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "new")],
+            Mark::at(t2, None),
+        );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
-        let s = apply(&mut wh, run, vec![customer(1, t2, "same time, new content")], Mark::at(t2, None));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "same time, new content")],
+            Mark::at(t2, None),
+        );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 1, 0));
         let name: String = wh
             .connection()
-            .query_row("SELECT first_name FROM customers WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT first_name FROM customers WHERE id = 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(name, "same time, new content");
         // The mark never moves backward.
         apply(&mut wh, run, vec![], Mark::at(t1, None));
-        assert_eq!(Warehouse::<Customers>::mark(&mut wh).unwrap(), Mark::at(t2, None));
+        assert_eq!(
+            Warehouse::<Customers>::mark(&mut wh).unwrap(),
+            Mark::at(t2, None)
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub fn at(ms: i64, us: i64) -> DateTime<Utc> {
 
 /// `n` customers with ids 1..=n, one distinct microsecond each.
 pub fn distinct(n: i64) -> Vec<FakeCustomer> {
-    (1..=n).map(|i| FakeCustomer::new(i, at(0, i * 7))).collect()
+    (1..=n)
+        .map(|i| FakeCustomer::new(i, at(0, i * 7)))
+        .collect()
 }
 
 pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
@@ -195,11 +197,25 @@ pub fn assert_in_step(oms: &FakeOms, db: &Path, exact: bool) {
             Some(_) => {}
         }
     }
-    assert!(missing.is_empty(), "{} customers missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    assert!(stale.is_empty(), "{} customers stale, first: {:?}", stale.len(), stale.first());
+    assert!(
+        missing.is_empty(),
+        "{} customers missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        stale.is_empty(),
+        "{} customers stale, first: {:?}",
+        stale.len(),
+        stale.first()
+    );
     if exact {
         let live = got.values().filter(|r| !r.deleted).count();
-        assert_eq!(live, server.len(), "live rows in the warehouse vs customers on the server");
+        assert_eq!(
+            live,
+            server.len(),
+            "live rows in the warehouse vs customers on the server"
+        );
     }
 }
 
