@@ -21,20 +21,7 @@ async fn g1_keyset_pagination_survives_changes_and_ignores_next_links() {
     let decoy = fake(vec![]).await;
     let oms = fake(distinct(300)).await;
     oms.knobs(|k| k.next_link_base = Some(decoy.base_url()));
-    // During the pass, on requests 2..=6: update one row already read and one not yet read,
-    // add a customer. With page numbers, each update shifts rows across page boundaries.
-    oms.set_before_request(Box::new(|n, s| {
-        if (2..=6).contains(&n) {
-            let newest = s.max_modified_date().unwrap();
-            let k = n as i64;
-            s.touch(k, newest + TimeDelta::microseconds(1));
-            s.touch(200 + k, newest + TimeDelta::microseconds(2));
-            s.upsert(FakeCustomer::new(
-                1000 + k,
-                newest + TimeDelta::microseconds(3),
-            ));
-        }
-    }));
+    oms.set_before_request(Box::new(change_during_pass));
     let h = Harness::new(&oms, 25);
     h.once().await.unwrap();
     assert_in_step(&oms, &h.db(), true);
@@ -66,6 +53,53 @@ async fn g1_keyset_pagination_survives_changes_and_ignores_next_links() {
         0,
         "a request followed the next link"
     );
+}
+
+/// During a pass, on requests 2..=6: update one row already read and one not yet read, and
+/// add a customer. With page numbers, each update shifts rows across page boundaries.
+fn change_during_pass(n: u64, s: &mut oms_sync::fake_oms::Store) {
+    if (2..=6).contains(&n) {
+        let newest = s.max_modified_date().unwrap();
+        let k = n as i64;
+        s.touch(k, newest + TimeDelta::microseconds(1));
+        s.touch(200 + k, newest + TimeDelta::microseconds(2));
+        s.upsert(FakeCustomer::new(
+            1000 + k,
+            newest + TimeDelta::microseconds(3),
+        ));
+    }
+}
+
+/// Control for g1: the same changes make a plain page-number walk miss customers, so the
+/// scenario above really is one that loses rows.
+#[tokio::test]
+async fn g1_control_page_numbers_lose_rows_under_the_same_changes() {
+    let oms = fake(distinct(300)).await;
+    oms.set_before_request(Box::new(change_during_pass));
+    let http = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    for page in 1.. {
+        let resp = http
+            .get(oms.customers_url())
+            .query(&[
+                ("sort", "modified_date"),
+                ("limit", "25"),
+                ("page", &page.to_string()),
+            ])
+            .header("Authorization", format!("Token {}", oms.token()))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 404 {
+            break;
+        }
+        let body: serde_json::Value = resp.json().await.unwrap();
+        for r in body["results"].as_array().unwrap() {
+            seen.insert(r["id"].as_i64().unwrap());
+        }
+    }
+    let missed = oms.with_store(|s| s.ids().filter(|id| !seen.contains(id)).count());
+    assert!(missed > 0, "the page-number walk happened to see every row");
 }
 
 /// 2. Ties: thousands of rows share one `modified_date` (bulk updates), more than several
