@@ -262,7 +262,8 @@ fn scrub(message: &str) -> String {
     if message.contains("token") && message.contains("invalid type") {
         return "`api.token` has the wrong type (expected a string)".to_string();
     }
-    message.to_string()
+    // One line: TOML parse errors come with a multi-line excerpt.
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn validate(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Config, ConfigError> {
@@ -670,5 +671,29 @@ mod tests {
         };
         let api = validate_api(raw, Some(dir.path())).unwrap();
         assert_eq!(api.token.expose(), "cred-token");
+    }
+}
+
+#[cfg(test)]
+mod type_errors {
+    use super::*;
+
+    #[test]
+    fn wrong_types_name_the_key_and_never_echo_a_token() {
+        let base = "[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"\n";
+        for (extra_api, key) in [
+            ("token = \"t\"\npage_size = \"many\"", "page_size"),
+            ("token = \"t\"\nallow_insecure_http = \"maybe\"", "allow_insecure_http"),
+            ("token = \"t\"\ntimeout = 30", "timeout"),
+            ("token = [\"secret-in-list\"]", "token"),
+        ] {
+            let text = base.replace("[api]\n", &format!("[api]\n{extra_api}\n"));
+            let err = Config::from_toml_with_env(&text, std::iter::empty())
+                .map(|_| ())
+                .expect_err(extra_api)
+                .to_string();
+            assert!(err.contains(key), "{extra_api}: {err}");
+            assert!(!err.contains("secret-in-list"), "{err}");
+        }
     }
 }
