@@ -32,6 +32,40 @@ fn describe(label: &str, r: &PassReport) {
     );
 }
 
+/// A file from an earlier demo run is replaced; any other existing file is left alone.
+fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
+    if !db.exists() {
+        return Ok(());
+    }
+    let is_demo = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'oms_sync_demo'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n > 0)
+        .unwrap_or(false);
+    if !is_demo {
+        anyhow::bail!(
+            "{} exists and was not made by the demo; fix: pass --db with a new file name",
+            db.display()
+        );
+    }
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::new(e).context(format!("removing the previous demo file {}", db.display())));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     let oms = FakeOms::start(
         FakeOmsConfig::default(),
@@ -61,8 +95,12 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         concurrency: api.concurrency,
     };
     let cancel = CancellationToken::new();
+    replace_previous_demo(db)?;
     let p = db.to_path_buf();
     let mut wh = tokio::task::spawn_blocking(move || SqliteWarehouse::open(&p)).await??;
+    // Marks the file as the demo's own, so the next demo run may replace it.
+    wh.connection()
+        .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?;
     println!("warehouse {}\n", db.display());
 
     let (back, r) =
@@ -109,8 +147,10 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     );
     drop(wh);
     oms.shutdown().await;
+    println!("\n$ oms-sync status   (for this warehouse)");
+    print!("{}", crate::status::render(&crate::status::read(db)?));
     println!(
-        "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"\n  oms-sync --config config/oms-sync.example.toml status   (after pointing warehouse.path at {db})",
+        "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
         db = db.display()
     );
     Ok(())
