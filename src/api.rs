@@ -198,7 +198,6 @@ pub struct ApiClient {
     base: Url,
     token: Secret,
     backoff: ExponentialBuilder,
-    max_retries: u32,
     rate: Option<Arc<RateLimit>>,
     observer: Option<RequestObserver>,
 }
@@ -232,7 +231,6 @@ impl ApiClient {
             base: cfg.base_url.clone(),
             token: cfg.token.clone(),
             backoff,
-            max_retries: cfg.max_retries,
             rate,
             observer: None,
         })
@@ -255,9 +253,13 @@ impl ApiClient {
         })
         .retry(self.backoff)
         .when(ApiError::is_retryable)
-        .adjust(|err, dur| match err.retry_after() {
-            Some(ra) if ra <= MAX_RETRY_AFTER => Some(ra),
-            _ => dur,
+        // Retry-After replaces the backoff delay but never extends the budget: `dur` is None
+        // once the retries are spent, and then so is the answer.
+        .adjust(|err, dur| {
+            dur.map(|d| match err.retry_after() {
+                Some(ra) if ra <= MAX_RETRY_AFTER => ra,
+                _ => d,
+            })
         })
         .notify(|err, dur| {
             tracing::warn!(error = %err, retry_in = ?dur, "request failed, retrying");
@@ -265,7 +267,7 @@ impl ApiClient {
         .await;
         match result {
             Err(e) if e.is_retryable() => Err(ApiError::GaveUp {
-                attempts: attempts.min(self.max_retries + 1),
+                attempts,
                 last: Box::new(e),
             }),
             other => other,

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
-use crate::daemon::{self, Schedule};
+use crate::daemon::{self, Hooks, Schedule};
+use crate::metrics::{self, Metrics};
+use crate::notify::{self, Heartbeat, Notifier};
 use crate::resource::Customers;
 use crate::status;
 use crate::sync::{self, NoProgress, Progress, SyncError, SyncOptions};
@@ -201,11 +203,7 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
                 interval: cfg.sync.interval,
                 options: opts,
             };
-            let (_wh, r) =
-                daemon::run::<Customers, _>(&client, wh, &schedule, cancel, Box::new(|_| {})).await;
-            r.map_err(pass_failure)?;
-            tracing::info!("stopped");
-            Ok(())
+            run_daemon(cfg, client, wh, &schedule, cancel).await
         }
         Mode::Once => {
             let (_wh, r) = sync::incremental_pass::<Customers, _>(
@@ -231,7 +229,107 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
     }
 }
 
-/// SIGTERM and SIGINT cancel the token; a second signal is left to the default handling.
+/// The daemon with its service plumbing: metrics endpoint, request observer, systemd
+/// readiness, per-pass status and watchdog.
+async fn run_daemon(
+    cfg: &Config,
+    mut client: ApiClient,
+    wh: SqliteWarehouse,
+    schedule: &Schedule,
+    cancel: &CancellationToken,
+) -> Result<(), Failure> {
+    let notifier = Notifier::from_env();
+    let heartbeat = Heartbeat::new();
+    let metrics = match cfg.metrics.listen {
+        None => None,
+        Some(addr) => {
+            let listener = metrics::bind(addr).await.map_err(|e| {
+                Failure::new(
+                    2,
+                    anyhow::anyhow!(
+                        "cannot listen on metrics.listen {addr}: {e}; fix: choose a free address:port, or leave metrics.listen out"
+                    ),
+                )
+            })?;
+            let m = Arc::new(Metrics::new());
+            // Lag and last success are known from the warehouse before the first pass ends.
+            if let Ok(s) = status::read(&cfg.warehouse.path) {
+                m.seed(
+                    s.newest_modified_date.as_deref(),
+                    s.last_success_at.as_deref(),
+                );
+            }
+            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
+            tokio::spawn(metrics::serve(listener, m.clone(), cancel.clone()));
+            Some(m)
+        }
+    };
+    {
+        // Every finished HTTP attempt shows the loop is alive, even during a long retry run.
+        let hb = heartbeat.clone();
+        let m = metrics.clone();
+        client.set_observer(Arc::new(move |status, elapsed| {
+            hb.beat();
+            if let Some(m) = &m {
+                m.observe_request(status, elapsed);
+            }
+        }));
+    }
+    let observe: daemon::PassObserver = {
+        let notifier = notifier.clone();
+        let metrics = metrics.clone();
+        Box::new(move |r| {
+            if let Some(m) = &metrics {
+                m.observe_pass(r);
+            }
+            notifier.status(&notify::pass_status(r, chrono::Utc::now()));
+        })
+    };
+    let progress: Arc<dyn Progress> = match &metrics {
+        Some(m) => m.clone(),
+        None => Arc::new(NoProgress),
+    };
+    notifier.ready("started; first pass running");
+    let watchdog_stop = CancellationToken::new();
+    if notifier.is_enabled()
+        && let Some(timeout) = notify::watchdog_timeout()
+    {
+        tracing::info!(
+            timeout_ms = timeout.as_millis() as u64,
+            "feeding the systemd watchdog while the sync loop is alive"
+        );
+        let n = notifier.clone();
+        tokio::spawn(notify::run_watchdog(
+            timeout,
+            heartbeat.clone(),
+            watchdog_stop.clone(),
+            move || n.watchdog(),
+        ));
+    }
+    let (_wh, r) = daemon::run::<Customers, _>(
+        &client,
+        wh,
+        schedule,
+        cancel,
+        Hooks {
+            heartbeat,
+            progress,
+            observe,
+        },
+    )
+    .await;
+    watchdog_stop.cancel();
+    match &r {
+        Ok(()) => notifier.stopping("stopping on request"),
+        Err(e) => notifier.stopping(&format!("stopping: {}", notify::one_line(&e.to_string()))),
+    }
+    r.map_err(|e| Failure::new(exit_code(&e), e))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT cancel the token. Later signals are ignored: the stop is prompt anyway
+/// (the fetch side selects on the token, so at most the commit in flight finishes).
 pub fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         let term = async {

@@ -683,7 +683,10 @@ mod type_errors {
         let base = "[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"\n";
         for (extra_api, key) in [
             ("token = \"t\"\npage_size = \"many\"", "page_size"),
-            ("token = \"t\"\nallow_insecure_http = \"maybe\"", "allow_insecure_http"),
+            (
+                "token = \"t\"\nallow_insecure_http = \"maybe\"",
+                "allow_insecure_http",
+            ),
             ("token = \"t\"\ntimeout = 30", "timeout"),
             ("token = [\"secret-in-list\"]", "token"),
         ] {

@@ -2,6 +2,9 @@
 //! Passes never overlap (one loop, one warehouse owner). A failed pass is logged and retried
 //! on a later tick with capped exponential backoff; only an authentication failure, which no
 //! retry can fix, ends the loop with an error.
+//!
+//! The loop keeps a [`Heartbeat`] for the systemd watchdog: it beats before and after each
+//! pass, for each committed batch, and covers its own sleep between passes with a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +13,10 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
+use crate::notify::Heartbeat;
 use crate::resource::Resource;
-use crate::sync::{NoProgress, PassReport, SyncError, SyncOptions, incremental_pass};
-use crate::warehouse::Warehouse;
+use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions, incremental_pass};
+use crate::warehouse::{RowStats, Warehouse};
 
 /// Longest wait between passes after repeated failures.
 pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -25,6 +29,41 @@ pub type PassObserver = Box<dyn FnMut(&Result<PassReport, String>) + Send>;
 pub struct Schedule {
     pub interval: Duration,
     pub options: SyncOptions,
+}
+
+/// What watches the loop: the heartbeat, a progress sink for each pass (metrics), and the
+/// per-pass observer (sd_notify status, metrics).
+pub struct Hooks {
+    pub heartbeat: Heartbeat,
+    pub progress: Arc<dyn Progress>,
+    pub observe: PassObserver,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            heartbeat: Heartbeat::new(),
+            progress: Arc::new(NoProgress),
+            observe: Box::new(|_| {}),
+        }
+    }
+}
+
+/// Forwards progress and beats the heartbeat for each committed batch: a long pass that
+/// keeps committing is alive.
+struct Beating {
+    heartbeat: Heartbeat,
+    inner: Arc<dyn Progress>,
+}
+
+impl Progress for Beating {
+    fn add_total(&self, rows: u64) {
+        self.inner.add_total(rows);
+    }
+    fn committed(&self, stats: &RowStats) {
+        self.heartbeat.beat();
+        self.inner.committed(stats);
+    }
 }
 
 /// Delay before the next pass: the interval with jitter, or backoff after failures.
@@ -48,21 +87,31 @@ pub async fn run<R, W>(
     mut wh: W,
     schedule: &Schedule,
     cancel: &CancellationToken,
-    mut observe: PassObserver,
+    hooks: Hooks,
 ) -> (W, Result<(), SyncError>)
 where
     R: Resource,
     W: Warehouse<R> + 'static,
 {
+    let Hooks {
+        heartbeat,
+        progress,
+        mut observe,
+    } = hooks;
+    let progress: Arc<dyn Progress> = Arc::new(Beating {
+        heartbeat: heartbeat.clone(),
+        inner: progress,
+    });
     let mut failures = 0u32;
     loop {
         if cancel.is_cancelled() {
             return (wh, Ok(()));
         }
+        heartbeat.beat();
         let (back, result) =
-            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, Arc::new(NoProgress))
-                .await;
+            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, progress.clone()).await;
         wh = back;
+        heartbeat.beat();
         match &result {
             Ok(report) => {
                 failures = 0;
@@ -81,9 +130,11 @@ where
             return (wh, Err(e));
         }
         let delay = next_delay(schedule.interval, failures);
+        let deadline = tokio::time::Instant::now() + delay;
+        heartbeat.beat_until(deadline);
         tokio::select! {
             _ = cancel.cancelled() => return (wh, Ok(())),
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }

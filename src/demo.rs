@@ -37,16 +37,17 @@ fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
     if !db.exists() {
         return Ok(());
     }
-    let is_demo = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'oms_sync_demo'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map(|n| n > 0)
-        .unwrap_or(false);
+    let is_demo =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'oms_sync_demo'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(|n| n > 0)
+            .unwrap_or(false);
     if !is_demo {
         anyhow::bail!(
             "{} exists and was not made by the demo; fix: pass --db with a new file name",
@@ -58,7 +59,8 @@ fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
         p.push(suffix);
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(anyhow::Error::new(e).context(format!("removing the previous demo file {}", db.display())));
+                return Err(anyhow::Error::new(e)
+                    .context(format!("removing the previous demo file {}", db.display())));
             }
             _ => {}
         }

@@ -20,6 +20,8 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fake_oms;
+pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod resource;
 pub mod status;

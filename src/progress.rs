@@ -14,6 +14,7 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub struct BackfillProgress {
     bar: Option<ProgressBar>,
+    log_every: Duration,
     state: Mutex<LogState>,
 }
 
@@ -27,7 +28,20 @@ struct LogState {
 impl BackfillProgress {
     /// A bar when stderr is a terminal, log lines otherwise.
     pub fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        if std::io::stderr().is_terminal() {
+            Self::bar()
+        } else {
+            Self::log_lines(LOG_EVERY)
+        }
+    }
+
+    /// A log line at most every `every` (the first after `every` has passed).
+    pub fn log_lines(every: Duration) -> Self {
+        Self::with(None, every)
+    }
+
+    fn bar() -> Self {
+        let bar = {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
                 "{spinner} backfill [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows {per_sec} ETA {eta}",
@@ -35,10 +49,15 @@ impl BackfillProgress {
                 bar.set_style(style);
             }
             bar
-        });
+        };
+        Self::with(Some(bar), LOG_EVERY)
+    }
+
+    fn with(bar: Option<ProgressBar>, log_every: Duration) -> Self {
         let now = Instant::now();
         BackfillProgress {
             bar,
+            log_every,
             state: Mutex::new(LogState {
                 started: now,
                 last_log: now,
@@ -72,7 +91,7 @@ impl Progress for BackfillProgress {
         }
         let Ok(mut s) = self.state.lock() else { return };
         s.done += stats.fetched;
-        if s.last_log.elapsed() >= LOG_EVERY {
+        if s.last_log.elapsed() >= self.log_every {
             s.last_log = Instant::now();
             let secs = s.started.elapsed().as_secs_f64().max(0.001);
             let rate = s.done as f64 / secs;
@@ -97,5 +116,66 @@ impl Drop for BackfillProgress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_progress_is_logged_with_rate_and_eta() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let p = BackfillProgress::log_lines(Duration::from_millis(20));
+            p.add_total(1000);
+            let page = RowStats {
+                fetched: 100,
+                ..RowStats::default()
+            };
+            // Within the interval: nothing logged yet.
+            p.committed(&page);
+            std::thread::sleep(Duration::from_millis(30));
+            p.committed(&page);
+        });
+        let text = String::from_utf8(buf.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .expect("utf-8 log");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = lines[0];
+        assert!(line.contains("backfill progress"), "{line}");
+        assert!(line.contains("rows=200"), "{line}");
+        assert!(line.contains("total=1000"), "{line}");
+        assert!(line.contains("rows_per_sec="), "{line}");
+        // 800 rows left at hundreds of rows per second or more: an ETA well under a minute.
+        let eta: u64 = line
+            .split("eta_secs=")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no eta in {line}"));
+        assert!(eta < 60, "{line}");
     }
 }

@@ -60,6 +60,7 @@ pub struct RunRow {
     pub rows_fetched: i64,
     pub rows_inserted: i64,
     pub rows_updated: i64,
+    pub rows_unchanged: i64,
     pub rows_deleted: i64,
     pub rows_quarantined: i64,
 }
@@ -159,7 +160,7 @@ pub fn read(path: &Path) -> Result<Status, WarehouseError> {
 fn recent_runs(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<RunRow>> {
     let mut stmt = conn.prepare(
         "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
-                rows_inserted, rows_updated, rows_deleted, rows_quarantined
+                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined
          FROM sync_runs WHERE stream = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     stmt.query_map(rusqlite::params![stream, RECENT_RUNS as i64], |r| {
@@ -174,8 +175,9 @@ fn recent_runs(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<RunRow>>
             rows_fetched: r.get(7)?,
             rows_inserted: r.get(8)?,
             rows_updated: r.get(9)?,
-            rows_deleted: r.get(10)?,
-            rows_quarantined: r.get(11)?,
+            rows_unchanged: r.get(10)?,
+            rows_deleted: r.get(11)?,
+            rows_quarantined: r.get(12)?,
         })
     })?
     .collect()
@@ -217,30 +219,41 @@ pub fn render(s: &Status) -> String {
     );
     let _ = writeln!(
         out,
-        "lag         newest modified_date {} ago; last successful pass {} ago",
+        "lag         newest modified_date {} ago; last successful pass ended {} ago",
         human_secs(s.lag_seconds),
         human_secs(s.since_last_success_seconds)
     );
-    let _ = writeln!(out, "recent runs");
+    let _ = writeln!(out, "recent runs (newest first)");
     if s.recent_runs.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
     for r in &s.recent_runs {
+        let took = match (
+            timefmt::parse_canonical(&r.started_at),
+            r.finished_at.as_deref().and_then(timefmt::parse_canonical),
+        ) {
+            (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        // Seconds are enough here; --json has the full timestamps.
+        let started = r.started_at.get(..19).unwrap_or(&r.started_at);
         let _ = writeln!(
             out,
-            "  #{:<5} {:<11} {:<11} {}  pages {:>5}  fetched {:>8}  +{} ~{} -{}{}",
+            "  #{:<5} {:<11} {:<11} {}Z {:>8}  pages {:>5}  fetched {:>8}  new {} updated {} deleted {} quarantined {}{}",
             r.id,
             r.kind,
             r.status,
-            r.started_at,
+            started,
+            took,
             r.pages,
             r.rows_fetched,
             r.rows_inserted,
             r.rows_updated,
             r.rows_deleted,
+            r.rows_quarantined,
             r.error
                 .as_deref()
-                .map(|e| format!("  error: {e}"))
+                .map(|e| format!("\n         error: {}", crate::notify::one_line(e)))
                 .unwrap_or_default()
         );
     }

@@ -103,6 +103,10 @@ pub struct Knobs {
     pub shuffle_ties_per_request: bool,
     /// Keep the request log (turn off for long-running servers; counts are kept anyway).
     pub record_requests: bool,
+    /// Gzip-code served pages (`Content-Encoding: gzip`) for clients that send
+    /// `Accept-Encoding: gzip`, as a web server in front of the OMS does. Fault replies are
+    /// never coded; a truncated body is cut before it is coded.
+    pub gzip: bool,
 }
 
 impl Default for Knobs {
@@ -119,6 +123,7 @@ impl Default for Knobs {
             random_short_page_rate: 0.0,
             shuffle_ties_per_request: false,
             record_requests: true,
+            gzip: false,
         }
     }
 }
@@ -187,6 +192,12 @@ pub struct RecordedRequest {
     pub results: usize,
     /// The fault applied, if any (`Debug` form of the [`Fault`], or `random ...`).
     pub fault: Option<String>,
+    /// The request's `Accept-Encoding` header.
+    pub accept_encoding: Option<String>,
+    /// The body was sent gzip-coded (see [`Knobs::gzip`]).
+    pub gzipped: bool,
+    /// When the request arrived (for tests of retry delays and rate limits).
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {

@@ -100,6 +100,8 @@ struct Incoming {
     query: Vec<(String, String)>,
     authorization: Option<String>,
     host: Option<String>,
+    accept_encoding: Option<String>,
+    received_at: std::time::Instant,
 }
 
 impl Incoming {
@@ -127,7 +129,26 @@ impl Incoming {
             query,
             authorization: hdr(header::AUTHORIZATION),
             host: hdr(header::HOST),
+            accept_encoding: hdr(header::ACCEPT_ENCODING),
+            received_at: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the client accepts a gzip-coded body (`Accept-Encoding: gzip`, q > 0).
+    fn accepts_gzip(&self) -> bool {
+        self.accept_encoding.as_deref().is_some_and(|v| {
+            v.split(',').any(|part| {
+                let mut it = part.split(';');
+                let coding = it.next().unwrap_or("").trim();
+                let q_zero = it.any(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f64>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                coding.eq_ignore_ascii_case("gzip") && !q_zero
+            })
+        })
     }
 
     /// The last value of a parameter (Django's `QueryDict.get`).
@@ -147,6 +168,8 @@ struct Reply {
     headers: Vec<(header::HeaderName, String)>,
     body: Vec<u8>,
     results: usize,
+    /// The body was gzip-coded (`Content-Encoding: gzip`).
+    gzipped: bool,
 }
 
 const JSON: &str = "application/json";
@@ -160,6 +183,7 @@ impl Reply {
             headers: Vec::new(),
             body,
             results: 0,
+            gzipped: false,
         }
     }
 
@@ -315,6 +339,9 @@ impl State {
             status: reply.status,
             results: reply.results,
             fault,
+            accept_encoding: inc.accept_encoding.clone(),
+            gzipped: reply.gzipped,
+            received_at: inc.received_at,
         });
     }
 
@@ -406,6 +433,13 @@ impl State {
             }
             reply.body.truncate(cut);
         }
+        if self.knobs.gzip && inc.accepts_gzip() {
+            reply.body = gzip(&reply.body);
+            reply.gzipped = true;
+            reply
+                .headers
+                .push((header::CONTENT_ENCODING, "gzip".to_owned()));
+        }
         reply
     }
 
@@ -492,6 +526,15 @@ impl State {
         reply.results = ids.len();
         reply
     }
+}
+
+/// Compresses a body as a gzip-coding web server would.
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(body)
+        .and_then(|()| enc.finish())
+        .expect("writing to a Vec cannot fail")
 }
 
 /// DRF `TokenAuthentication` plus `IsAuthenticated`.

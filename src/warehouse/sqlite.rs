@@ -31,6 +31,27 @@ static MIGRATIONS: LazyLock<Result<Migrations<'static>, String>> =
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// New database files hold personal data: owner read/write only.
 pub const FILE_MODE: u32 = 0o600;
+/// SQLite page cache of the writer connection (KiB). The default 2 MiB makes every insert
+/// into the `email` index read pages back from the OS once the index outgrows it.
+pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// Secondary indexes of the record tables, as `(table, index, CREATE statement)`. A backfill
+/// into an EMPTY table drops them and builds them once at its end (far cheaper than keeping
+/// them up to date row by row); [`SqliteWarehouse::open`] builds any that are missing, so a
+/// backfill killed half-way never leaves the warehouse without them. Must match the
+/// migrations (checked by a test).
+pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
+    (
+        "customers",
+        "customers_modified_date",
+        "CREATE INDEX IF NOT EXISTS customers_modified_date ON customers (modified_date)",
+    ),
+    (
+        "customers",
+        "customers_email",
+        "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -210,12 +231,20 @@ impl SqliteWarehouse {
                 reason: other.to_string(),
             },
         })?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(|e| open_error(path, &e))?;
         let mut wh = SqliteWarehouse {
             conn,
             path: path.to_path_buf(),
             _lock: Some(lock),
             quarantined: 0,
         };
+        // A backfill into an empty table drops the secondary indexes until its end; if it was
+        // killed, they come back here (taking a few seconds per million rows).
+        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
+            build_secondary_indexes(&wh.conn, table)
+                .map_err(|e| wh.err("building the secondary indexes", e))?;
+        }
         wh.exec(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
             &[&timefmt::now_canonical()],
@@ -300,6 +329,43 @@ fn take_lock(path: &Path) -> Result<File, WarehouseError> {
             fix: "put the warehouse on a local file system that supports locks",
         }),
     }
+}
+
+/// Creates the secondary indexes of `table` that are missing.
+fn build_secondary_indexes(conn: &Connection, table: &str) -> rusqlite::Result<()> {
+    for (t, name, sql) in SECONDARY_INDEXES {
+        if *t != table {
+            continue;
+        }
+        let exists = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            conn.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the secondary indexes of `table` if it holds no row (bulk load ahead).
+fn drop_secondary_indexes_if_empty(conn: &Connection, table: &str) -> rusqlite::Result<()> {
+    let empty = conn
+        .query_row(&format!("SELECT 1 FROM {table} LIMIT 1"), [], |_| Ok(()))
+        .optional()?
+        .is_none();
+    if empty {
+        for (t, name, _) in SECONDARY_INDEXES {
+            if *t == table {
+                conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_mark(conn: &Connection, stream: &str) -> rusqlite::Result<Mark> {
@@ -393,29 +459,33 @@ fn quarantine(tx: &Connection, stream: &str, bad: &BadRecord, now: &str) -> rusq
 }
 
 /// Marks rows with id in `(from, to]` (`to` None: unbounded) that the API did not list.
+///
+/// Runs before the batch's rows are written, so in a first load the range is empty and this
+/// costs one index probe; the ids the batch lists are only collected when there are rows.
 fn mark_deleted(
     tx: &Connection,
     table: &str,
     from: i64,
     to: Option<i64>,
-    listed: &HashSet<i64>,
+    listed: impl Iterator<Item = i64>,
     now: &str,
 ) -> rusqlite::Result<u64> {
     let to = to.unwrap_or(i64::MAX);
-    let gone: Vec<i64> = {
+    let present: Vec<i64> = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT id FROM {table} WHERE id > ?1 AND id <= ?2 AND deleted_at IS NULL"
         ))?;
-        let ids = stmt.query_map(params![from, to], |r| r.get::<_, i64>(0))?;
-        let mut gone = Vec::new();
-        for id in ids {
-            let id = id?;
-            if !listed.contains(&id) {
-                gone.push(id);
-            }
-        }
-        gone
+        stmt.query_map(params![from, to], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<_>>()?
     };
+    if present.is_empty() {
+        return Ok(0);
+    }
+    let listed: HashSet<i64> = listed.collect();
+    let gone: Vec<i64> = present
+        .into_iter()
+        .filter(|id| !listed.contains(id))
+        .collect();
     let mut upd = tx.prepare_cached(&format!(
         "UPDATE {table} SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1"
     ))?;
@@ -447,6 +517,7 @@ where
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
+            drop_secondary_indexes_if_empty(&tx, R::TABLE)?;
             tx.execute(
                 "INSERT OR REPLACE INTO backfill_state (stream, run_id, started_at, high_water_date)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -470,6 +541,7 @@ where
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            build_secondary_indexes(&tx, R::TABLE)?;
             write_mark_if_greater(&tx, R::NAME, &mark)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
             tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
@@ -505,6 +577,38 @@ where
                 ..RowStats::default()
             };
             let mut quarantine_delta = 0i64;
+            // The checkpoint first (same transaction): deletion marking then sees only the
+            // rows stored before this batch.
+            match &batch.advance {
+                Advance::Mark(mark) => write_mark_if_greater(&tx, R::NAME, mark)?,
+                Advance::Backfill { range_no, from, to } => {
+                    let hi: Option<i64> = tx.query_row(
+                        "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
+                        params![R::NAME, range_no],
+                        |r| r.get(0),
+                    )?;
+                    let listed = batch
+                        .records
+                        .iter()
+                        .map(|r| r.id())
+                        .chain(batch.bad.iter().filter_map(|b| b.id));
+                    let upper = match to {
+                        Some(t) => Some(*t),
+                        None => hi,
+                    };
+                    stats.deleted = mark_deleted(&tx, R::TABLE, *from, upper, listed, &now)?;
+                    match to {
+                        Some(t) => tx.execute(
+                            "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
+                            params![R::NAME, range_no, t],
+                        )?,
+                        None => tx.execute(
+                            "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
+                            params![R::NAME, range_no],
+                        )?,
+                    };
+                }
+            }
             {
                 let mut upsert = tx.prepare_cached(&sql)?;
                 let mut unquarantine = tx.prepare_cached(
@@ -534,37 +638,6 @@ where
             }
             if !batch.bad.is_empty() {
                 quarantine_delta = 0;
-            }
-            match &batch.advance {
-                Advance::Mark(mark) => write_mark_if_greater(&tx, R::NAME, mark)?,
-                Advance::Backfill { range_no, from, to } => {
-                    let hi: Option<i64> = tx.query_row(
-                        "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
-                        params![R::NAME, range_no],
-                        |r| r.get(0),
-                    )?;
-                    let listed: HashSet<i64> = batch
-                        .records
-                        .iter()
-                        .map(|r| r.id())
-                        .chain(batch.bad.iter().filter_map(|b| b.id))
-                        .collect();
-                    let upper = match to {
-                        Some(t) => Some(*t),
-                        None => hi,
-                    };
-                    stats.deleted = mark_deleted(&tx, R::TABLE, *from, upper, &listed, &now)?;
-                    match to {
-                        Some(t) => tx.execute(
-                            "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
-                            params![R::NAME, range_no, t],
-                        )?,
-                        None => tx.execute(
-                            "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
-                            params![R::NAME, range_no],
-                        )?,
-                    };
-                }
             }
             tx.execute(
                 "UPDATE sync_runs SET pages = pages + ?2, rows_fetched = rows_fetched + ?3,
@@ -705,6 +778,78 @@ mod tests {
             Warehouse::<Customers>::mark(&mut wh).unwrap(),
             Mark::at(t2, None)
         );
+    }
+
+    fn index_sql(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
+                 AND tbl_name IN ('customers') ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn secondary_index_list_matches_the_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("m.db")).unwrap();
+        let mut conn = conn;
+        MIGRATIONS.as_ref().unwrap().to_latest(&mut conn).unwrap();
+        let norm = |s: &str| {
+            s.replace("IF NOT EXISTS ", "")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut want: Vec<(String, String)> = SECONDARY_INDEXES
+            .iter()
+            .map(|(_, n, sql)| (n.to_string(), norm(sql)))
+            .collect();
+        want.sort();
+        let got: Vec<(String, String)> = index_sql(&conn)
+            .into_iter()
+            .map(|(n, sql)| (n, norm(&sql)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn bulk_load_drops_indexes_only_when_empty_and_open_restores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let state = BackfillState {
+            run_id: None,
+            started_at: "2023-01-01T00:00:00.000000Z".into(),
+            high_water_date: None,
+            ranges: vec![],
+        };
+        let mut wh = SqliteWarehouse::open(&p).unwrap();
+        let full = index_sql(wh.connection());
+        assert_eq!(full.len(), SECONDARY_INDEXES.len());
+        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+        assert!(
+            index_sql(wh.connection()).is_empty(),
+            "empty table: dropped"
+        );
+        // Killed mid-backfill: the next open builds them again.
+        drop(wh);
+        let mut wh = SqliteWarehouse::open(&p).unwrap();
+        assert_eq!(index_sql(wh.connection()), full);
+        // Finishing a bulk load builds them too.
+        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+        Warehouse::<Customers>::finish_backfill(&mut wh, Mark::Start).unwrap();
+        assert_eq!(index_sql(wh.connection()), full);
+        // A table with rows keeps its indexes through a backfill.
+        let run =
+            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+        let t = "2023-01-01T00:00:01.000000Z";
+        apply(&mut wh, run, vec![customer(1, t, "a")], Mark::at(t, None));
+        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+        assert_eq!(index_sql(wh.connection()), full);
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! Optional Prometheus endpoint (`metrics.listen`): `GET /metrics` in the OpenMetrics text
+//! format. Off by default; only the daemon serves it.
+//!
+//! Metrics (prefix `oms_sync_`):
+//! - `passes_total{outcome="succeeded"|"failed"}`: finished incremental passes.
+//! - `rows_total{kind="fetched"|"inserted"|"updated"|"unchanged"|"deleted"|"quarantined"}`:
+//!   rows of committed pages (counted per commit, so a pass that fails later still counts what
+//!   it stored).
+//! - `request_duration_seconds`: histogram of HTTP attempts to the OMS (retries included).
+//! - `request_errors_total{status="500"|...|"transport"}`: attempts that did not get a 2xx.
+//! - `last_success_timestamp_seconds`: Unix time the last successful pass ended (0: none yet).
+//! - `lag_seconds`: now minus the newest `modified_date` in the warehouse, computed at scrape
+//!   time (absent until the warehouse holds a row).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use tokio_util::sync::CancellationToken;
+
+use crate::sync::{PassReport, Progress};
+use crate::timefmt;
+use crate::warehouse::RowStats;
+
+/// What Prometheus expects for the format `prometheus_client` writes.
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+/// The newest stored `modified_date`, shared with the scrape-time lag collector.
+#[derive(Debug, Default)]
+struct Newest(Mutex<Option<DateTime<Utc>>>);
+
+impl Collector for Newest {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let newest = self.0.lock().map(|g| *g).unwrap_or(None);
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let lag = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
+        let gauge = ConstGauge::new(lag);
+        let m = encoder.encode_descriptor(
+            "lag",
+            "Now minus the newest modified_date stored in the warehouse.",
+            Some(&Unit::Seconds),
+            gauge.metric_type(),
+        )?;
+        gauge.encode(m)
+    }
+}
+
+/// The daemon's metrics; cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    passes: Family<OutcomeLabels, Counter>,
+    rows: Family<KindLabels, Counter>,
+    request_duration: Histogram,
+    request_errors: Family<StatusLabels, Counter>,
+    last_success: Gauge<f64, AtomicU64>,
+    newest: Arc<Newest>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("oms_sync");
+        let passes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "passes",
+            "Finished incremental passes by outcome",
+            passes.clone(),
+        );
+        let rows = Family::<KindLabels, Counter>::default();
+        registry.register("rows", "Rows of committed pages by kind", rows.clone());
+        // 10 ms .. ~41 s: covers a fast page up to a slow one near the default 30 s timeout.
+        let request_duration = Histogram::new(exponential_buckets(0.01, 2.0, 13));
+        registry.register_with_unit(
+            "request_duration",
+            "Duration of HTTP attempts to the OMS API, retries included",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let request_errors = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "request_errors",
+            "HTTP attempts without a 2xx answer, by status (\"transport\": no answer)",
+            request_errors.clone(),
+        );
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time the last successful pass ended (0: none since start and none stored)",
+            last_success.clone(),
+        );
+        let newest = Arc::new(Newest::default());
+        registry.register_collector(Box::new(newest.clone()));
+        // Make both outcomes visible from the start, so `rate()` and alerts see a zero.
+        for outcome in ["succeeded", "failed"] {
+            let _ = passes.get_or_create(&OutcomeLabels { outcome });
+        }
+        for kind in KINDS {
+            let _ = rows.get_or_create(&KindLabels { kind });
+        }
+        Metrics {
+            registry,
+            passes,
+            rows,
+            request_duration,
+            request_errors,
+            last_success,
+            newest,
+        }
+    }
+
+    /// Seeds the gauges from what the warehouse already holds (canonical timestamps).
+    pub fn seed(&self, newest_modified: Option<&str>, last_success: Option<&str>) {
+        if let Some(t) = newest_modified.and_then(timefmt::parse_canonical) {
+            self.raise_newest(t);
+        }
+        if let Some(t) = last_success.and_then(timefmt::parse_canonical) {
+            self.last_success.set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    fn raise_newest(&self, t: DateTime<Utc>) {
+        if let Ok(mut g) = self.newest.0.lock()
+            && g.is_none_or(|cur| t > cur)
+        {
+            *g = Some(t);
+        }
+    }
+
+    /// One HTTP attempt: `status` None is a transport error (no answer).
+    pub fn observe_request(&self, status: Option<u16>, elapsed: Duration) {
+        self.request_duration.observe(elapsed.as_secs_f64());
+        match status {
+            Some(s) if (200..300).contains(&s) => {}
+            Some(s) => {
+                self.request_errors
+                    .get_or_create(&StatusLabels {
+                        status: s.to_string(),
+                    })
+                    .inc();
+            }
+            None => {
+                self.request_errors
+                    .get_or_create(&StatusLabels {
+                        status: "transport".into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// A pass ended (the daemon's `PassObserver`).
+    pub fn observe_pass(&self, result: &Result<PassReport, String>) {
+        match result {
+            Ok(report) => {
+                self.passes
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "succeeded",
+                    })
+                    .inc();
+                self.last_success
+                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+                if let Some(t) = report
+                    .mark_after
+                    .modified_date()
+                    .and_then(timefmt::parse_canonical)
+                {
+                    self.raise_newest(t);
+                }
+            }
+            Err(_) => {
+                self.passes
+                    .get_or_create(&OutcomeLabels { outcome: "failed" })
+                    .inc();
+            }
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an error here would be a bug in an encoder.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+const KINDS: [&str; 6] = [
+    "fetched",
+    "inserted",
+    "updated",
+    "unchanged",
+    "deleted",
+    "quarantined",
+];
+
+impl Progress for Metrics {
+    fn committed(&self, s: &RowStats) {
+        let values = [
+            s.fetched,
+            s.inserted,
+            s.updated,
+            s.unchanged,
+            s.deleted,
+            s.quarantined,
+        ];
+        for (kind, v) in KINDS.into_iter().zip(values) {
+            if v > 0 {
+                self.rows.get_or_create(&KindLabels { kind }).inc_by(v);
+            }
+        }
+    }
+}
+
+/// Binds the metrics address; a failure is the operator's to fix (address in use, no rights).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves `GET /metrics` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { ([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], m.encode()).into_response() }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "metrics endpoint stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::{Mark, RunKind};
+
+    fn report(mark: &str) -> PassReport {
+        PassReport {
+            kind: RunKind::Incremental,
+            run_id: 1,
+            requests: 1,
+            pages: 1,
+            stats: RowStats::default(),
+            mark_before: Mark::Start,
+            mark_after: Mark::at(mark, None),
+            elapsed: Duration::from_millis(5),
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn exposition_carries_every_metric() {
+        let m = Metrics::new();
+        let text = m.encode();
+        // Before anything happened: counters at zero, no lag yet, no success yet.
+        assert_eq!(
+            value(&text, "oms_sync_passes_total{outcome=\"failed\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, "oms_sync_last_success_timestamp_seconds"),
+            Some(0.0)
+        );
+        assert!(!text.contains("oms_sync_lag_seconds"), "{text}");
+
+        m.observe_request(Some(200), Duration::from_millis(20));
+        m.observe_request(Some(503), Duration::from_millis(20));
+        m.observe_request(None, Duration::from_secs(1));
+        m.committed(&RowStats {
+            fetched: 5,
+            inserted: 3,
+            updated: 2,
+            ..RowStats::default()
+        });
+        m.observe_pass(&Ok(report("2024-03-01T09:00:00.000000Z")));
+        m.observe_pass(&Err("boom".into()));
+        let text = m.encode();
+        let v = |s| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
+        assert_eq!(v("oms_sync_passes_total{outcome=\"succeeded\"}"), 1.0);
+        assert_eq!(v("oms_sync_passes_total{outcome=\"failed\"}"), 1.0);
+        assert_eq!(v("oms_sync_rows_total{kind=\"fetched\"}"), 5.0);
+        assert_eq!(v("oms_sync_rows_total{kind=\"inserted\"}"), 3.0);
+        assert_eq!(v("oms_sync_rows_total{kind=\"updated\"}"), 2.0);
+        assert_eq!(v("oms_sync_rows_total{kind=\"deleted\"}"), 0.0);
+        assert_eq!(v("oms_sync_request_duration_seconds_count"), 3.0);
+        assert_eq!(v("oms_sync_request_errors_total{status=\"503\"}"), 1.0);
+        assert_eq!(
+            v("oms_sync_request_errors_total{status=\"transport\"}"),
+            1.0
+        );
+        assert!(!text.contains("status=\"200\""), "{text}");
+        assert!(v("oms_sync_last_success_timestamp_seconds") > 1.7e9);
+        // The mark is from 2024: the lag is large and positive.
+        assert!(v("oms_sync_lag_seconds") > 86_400.0);
+    }
+
+    #[test]
+    fn newest_never_moves_back() {
+        let m = Metrics::new();
+        m.seed(Some("2024-03-02T00:00:00.000000Z"), None);
+        m.observe_pass(&Ok(report("2024-03-01T00:00:00.000000Z")));
+        let newest = m.newest.0.lock().map(|g| *g).unwrap_or(None);
+        assert_eq!(
+            newest.map(|t| timefmt::canonical(&t)),
+            Some("2024-03-02T00:00:00.000000Z".to_string())
+        );
+    }
+}

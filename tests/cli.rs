@@ -1,0 +1,362 @@
+//! The command line through the real binary, in temp dirs, against the fake OMS started in
+//! this process: exit codes, one-line errors, logging (levels, formats, no colours in pipes)
+//! and that the token never reaches the output.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oms_sync::fake_oms::FakeOms;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Longest a run may take before the test fails (and the process is killed).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs the binary to completion; output goes to files (trace logs overflow a pipe).
+async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(BIN);
+    for k in ["RUST_LOG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .args(&args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run oms-sync");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("oms-sync {args:?} still running after {RUN_LIMIT:?}");
+        }
+        // Async sleep: the fake OMS serves from this runtime meanwhile.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let r = Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    assert!(!r.stderr.contains("panicked"), "panic:\n{}", r.stderr);
+    assert!(!r.stderr.contains("RUST_BACKTRACE"), "{}", r.stderr);
+    r
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}
+
+/// A complete config for `oms` with `extra` appended (more sections).
+fn config(dir: &Path, base_url: &str, token: &str, api: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "[api]\nbase_url = \"{base_url}\"\ntoken = \"{token}\"\npage_size = 50\nretry_min_delay = \"10ms\"\nretry_max_delay = \"50ms\"\n{api}\n\n[warehouse]\npath = \"{}\"\n\n{extra}\n",
+        dir.join("warehouse.db").display()
+    );
+    write(dir, "oms-sync.toml", &text)
+}
+
+fn args(config: &Path, rest: &[&str]) -> Vec<String> {
+    let mut v = vec!["--config".to_string(), config.display().to_string()];
+    v.extend(rest.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The error lines (`error: ...`) of stderr.
+fn errors(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("error")).collect()
+}
+
+async fn fake() -> FakeOms {
+    common::fake(common::distinct(120)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_0_and_the_warehouse_is_in_step() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    common::assert_in_step(&oms, &dir.path().join("warehouse.db"), true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_config_key_exits_2_with_one_line_naming_the_key_and_a_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "[api]\nbase_url = \"http://127.0.0.1:9\"\ntoken = \"t\"\n",
+            "warehouse.path",
+        ),
+        (
+            "[api]\ntoken = \"t\"\n[warehouse]\npath = \"w.db\"\n",
+            "api.base_url",
+        ),
+        (
+            "[api]\nbase_url = \"http://127.0.0.1:9\"\n[warehouse]\npath = \"w.db\"\n",
+            "api.token",
+        ),
+    ];
+    for (text, key) in cases {
+        let cfg = write(dir.path(), "c.toml", text);
+        let r = run(args(&cfg, &["--once"]), vec![]).await;
+        assert_eq!(r.code, Some(2), "{key}: {}", r.stderr);
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{key}: {}", r.stderr);
+        assert!(lines[0].contains(key), "{key}: {}", r.stderr);
+        assert!(lines[0].contains("fix:"), "{key}: {}", r.stderr);
+        assert!(
+            lines[0].contains(&oms_sync::config::env_name(key)),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_config_key_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), "http://127.0.0.1:9", "t", "page_sise = 10", "");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("page_sise"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2() {
+    let r = run(vec!["--once".into()], vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--config"), "{}", r.stderr);
+    let r = run(vec!["--no-such-flag".into()], vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = run(args(&dir.path().join("absent.toml"), &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(errors(&r.stderr).len(), 1, "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_token_exits_3_with_one_authentication_line() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), "wrong-token", "", "");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    let auth: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("authentication failed"))
+        .collect();
+    assert_eq!(auth.len(), 1, "{}", r.stderr);
+    assert!(auth[0].starts_with("error:") && auth[0].contains("fix:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_exits_4() {
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "t",
+        "max_retries = 1\ntimeout = \"2s\"",
+        "",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(errs[0].contains("unreachable"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_warehouse_exits_5() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    let db = dir.path().join("warehouse.db");
+    // A directory where the file should be.
+    std::fs::create_dir(&db).expect("mkdir");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert_eq!(errors(&r.stderr).len(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("fix:"), "{}", r.stderr);
+    std::fs::remove_dir(&db).expect("rmdir");
+    // A file that is not SQLite.
+    std::fs::write(&db, "just some notes, not a database\n".repeat(200)).expect("write");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(errs[0].contains("not a SQLite database"), "{}", r.stderr);
+    // status on it fails the same way.
+    let r = run(args(&cfg, &["status"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("demo.db");
+    let r = run(
+        vec![
+            "demo".into(),
+            "--customers".into(),
+            "2000".into(),
+            "--db".into(),
+            db.display().to_string(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("backfill"), "{}", r.stdout);
+    let live: i64 = rusqlite::Connection::open(&db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM live_customers", [], |r| r.get(0)))
+        .expect("demo warehouse");
+    assert!(live >= 2000, "{live}");
+}
+
+/// Every output of a run at `RUST_LOG=trace`, checked for the token.
+fn assert_no_token(r: &Run, token: &str, what: &str) {
+    assert!(!r.stderr.contains(token), "{what}: token in stderr");
+    assert!(!r.stdout.contains(token), "{what}: token in stdout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_appears_in_output_even_at_trace() {
+    let oms = fake().await;
+    let token = "tok-7f3c9e1a4d-NEVER-LOG-ME-5b2d";
+    oms.knobs(|k| k.token = token.into());
+    let wrong = "bad-91ac3f77-NEVER-LOG-ME-e04d";
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // log.level says error; RUST_LOG wins and turns on everything, all crates included.
+        let extra = format!("[log]\nlevel = \"error\"\nformat = \"{format}\"");
+        let cfg = config(dir.path(), &oms.base_url(), token, "", &extra);
+        let env = vec![("RUST_LOG", "trace".to_string())];
+        let r = run(args(&cfg, &["--once"]), env.clone()).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_no_token(&r, token, format);
+        // The HTTP stack did log at trace, so the check means something.
+        assert!(r.stderr.contains("hyper"), "{format}: no hyper trace");
+        assert!(r.stderr.contains("TRACE"), "{format}: no TRACE lines");
+        assert!(!r.stderr.contains('\x1b'), "{format}: colours in a pipe");
+
+        let r = run(args(&cfg, &["--backfill"]), env.clone()).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_no_token(&r, token, format);
+
+        let r = run(args(&cfg, &["status", "--json"]), env.clone()).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_no_token(&r, token, format);
+
+        // A rejected token is not echoed either.
+        let cfg = config(dir.path(), &oms.base_url(), wrong, "", &extra);
+        let r = run(args(&cfg, &["--once"]), env).await;
+        assert_eq!(r.code, Some(3), "{}", r.stderr);
+        assert_no_token(&r, wrong, format);
+        assert!(r.stderr.contains("authentication failed"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_one_line_per_pass_with_its_figures() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &oms.base_url(),
+        &oms.token(),
+        "",
+        "[log]\nformat = \"json\"",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let passes: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["message"] == "pass finished")
+        .collect();
+    assert_eq!(passes.len(), 1, "{}", r.stderr);
+    let p = passes[0];
+    assert_eq!(p["level"], "INFO");
+    assert_eq!(p["kind"], "incremental");
+    assert_eq!(p["inserted"], 120);
+    assert_eq!(p["pages"], 3);
+    for f in [
+        "fetched",
+        "updated",
+        "unchanged",
+        "deleted",
+        "quarantined",
+        "mark",
+    ] {
+        assert!(!p[f].is_null(), "{f} missing: {p}");
+    }
+
+    // log.level applies when RUST_LOG is unset: at warn a clean run says nothing.
+    let cfg = config(
+        dir.path(),
+        &oms.base_url(),
+        &oms.token(),
+        "",
+        "[log]\nlevel = \"warn\"",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "", "nothing below warn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_port_in_use_exits_2_with_one_line() {
+    let oms = fake().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &oms.base_url(),
+        &oms.token(),
+        "",
+        &format!("[metrics]\nlisten = \"{addr}\""),
+    );
+    // The daemon (no --once): it must fail at start-up, before any pass.
+    let r = run(args(&cfg, &[]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(errs[0].contains("metrics.listen") && errs[0].contains("fix:"));
+    assert_eq!(oms.total_requests(), 0);
+    drop(taken);
+}
