@@ -207,6 +207,8 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("oms-sync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
+            // A stalled body (no bytes for this long) fails fast even under a long total timeout.
+            .read_timeout(cfg.timeout)
             .timeout(cfg.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .gzip(true)

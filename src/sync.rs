@@ -181,6 +181,14 @@ where
                         Err(_) => break,
                     }
                 }
+                for bad in &batch.bad {
+                    tracing::warn!(
+                        id = ?bad.id,
+                        modified_date = ?bad.modified_date,
+                        error = %bad.error,
+                        "record quarantined (kept whole in the quarantine table); the pass goes on"
+                    );
+                }
                 wh.apply(run_id, batch, pages).map(|s| {
                     total.add(&s);
                     pages_total += pages;

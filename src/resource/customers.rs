@@ -74,7 +74,9 @@ impl Resource for Customers {
         let wire: Wire<'_> = match serde_json::from_str(raw.get()) {
             Ok(w) => w,
             Err(e) => {
-                return parse_owned(raw).unwrap_or_else(|| Err(salvage(raw, e.to_string())));
+                return parse_owned(raw).unwrap_or_else(|| {
+                    Err(salvage(raw, diagnose(raw).unwrap_or_else(|| e.to_string())))
+                });
             }
         };
         build(
@@ -191,6 +193,59 @@ fn build(
     })
 }
 
+/// Names the field that makes a record unreadable, for the quarantine's error column
+/// (serde's own message gives only a column number).
+fn diagnose(raw: &RawValue) -> Option<String> {
+    let v: Value = serde_json::from_str(raw.get()).ok()?;
+    let Some(obj) = v.as_object() else {
+        return Some(format!("record is not a JSON object but {}", kind(&v)));
+    };
+    let want = |field: &str, ok: fn(&Value) -> bool, required: bool, expected: &str| match obj
+        .get(field)
+    {
+        None if required => Some(format!("field `{field}` is missing")),
+        Some(x) if !ok(x) => Some(format!(
+            "field `{field}`: expected {expected}, got {}",
+            kind(x)
+        )),
+        _ => None,
+    };
+    let int = |x: &Value| x.is_i64();
+    let opt_int = |x: &Value| x.is_null() || x.is_i64();
+    let text = |x: &Value| x.is_string();
+    let opt_text = |x: &Value| x.is_null() || x.is_string();
+    want("id", int, true, "an integer")
+        .or_else(|| want("modified_date", text, true, "a datetime string"))
+        .or_else(|| want("created_date", opt_text, false, "a datetime string"))
+        .or_else(|| want("omnitron_id", opt_int, false, "an integer"))
+        .or_else(|| want("channel", opt_int, false, "an integer"))
+        .or_else(|| {
+            [
+                "email",
+                "first_name",
+                "last_name",
+                "phone_number",
+                "erp_code",
+            ]
+            .into_iter()
+            .find_map(|f| want(f, opt_text, false, "a string"))
+        })
+}
+
+fn kind(v: &Value) -> String {
+    let shown = v.to_string();
+    let shown: String = shown.chars().take(40).collect();
+    let name = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    format!("{name} {shown}")
+}
+
 impl crate::warehouse::sqlite::SqliteRecord for Customer {
     const COLUMNS: &'static [&'static str] = &[
         "id",
@@ -274,6 +329,20 @@ mod tests {
         );
         let e = parse(r#"{"id": "x", "modified_date": "2023-09-13T11:20:37Z"}"#).unwrap_err();
         assert!(e.raw.contains("\"x\""));
+        assert!(e.error.contains("field `id`"), "{}", e.error);
+        let e = parse(r#"{"id": 3, "modified_date": "2023-09-13T11:20:37Z", "created_date": 17}"#)
+            .unwrap_err();
+        assert!(e.error.contains("field `created_date`"), "{}", e.error);
+        let e =
+            parse(r#"{"id": 3, "modified_date": "2023-09-13T11:20:37Z", "channel": {"id": 1}}"#)
+                .unwrap_err();
+        assert!(e.error.contains("field `channel`"), "{}", e.error);
+        assert!(
+            parse("[1]")
+                .unwrap_err()
+                .error
+                .contains("not a JSON object")
+        );
         assert!(parse(r#"[1,2]"#).is_err());
         assert!(
             parse(r#"{"id": 1, "modified_date": "2023-09-13T11:20:37Z", "channel": "web"}"#)
