@@ -360,3 +360,40 @@ async fn metrics_port_in_use_exits_2_with_one_line() {
     assert_eq!(oms.total_requests(), 0);
     drop(taken);
 }
+
+/// A malformed record is quarantined with a warning that names its id, and the pass succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_record_is_named_in_a_warning_and_the_pass_succeeds() {
+    let oms = fake().await;
+    oms.with_store(|s| {
+        let c = s.get(7).expect("customer 7").clone();
+        let md = c.modified_date;
+        s.upsert(c.with_raw(
+            serde_json::json!({"id": 7, "modified_date": md.to_rfc3339(), "channel": "web"}),
+        ));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("record quarantined"))
+        .unwrap_or_else(|| panic!("no quarantine warning in:\n{}", r.stderr));
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("Some(7)")
+            && warning.contains("field `channel`"),
+        "{warning}"
+    );
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("warehouse.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM quarantine WHERE record_id = 7",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 1);
+}
