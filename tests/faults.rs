@@ -28,15 +28,7 @@ fn assert_mark_claims_only_stored_rows(oms: &FakeOms, db: &Path, mark: &Mark) {
     let rows = rows(db);
     for c in oms.with_store(|s| s.snapshot()) {
         let md = timefmt::canonical(&c.modified_date);
-        let claimed = match mark {
-            Mark::Start => false,
-            Mark::At {
-                modified_date,
-                after_id,
-            } => {
-                md < *modified_date || (md == *modified_date && after_id.is_some_and(|a| c.id <= a))
-            }
-        };
+        let claimed = mark.covers(&md, c.id);
         if claimed {
             let row = rows
                 .get(&c.id)

@@ -200,16 +200,7 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
         let rows = h.rows();
         for c in &server {
             let md = oms_sync::timefmt::canonical(&c.modified_date);
-            let claimed = match &mark {
-                Mark::Start => false,
-                Mark::At {
-                    modified_date,
-                    after_id,
-                } => {
-                    md < *modified_date
-                        || (md == *modified_date && after_id.is_some_and(|a| c.id <= a))
-                }
-            };
+            let claimed = mark.covers(&md, c.id);
             if claimed {
                 assert!(
                     rows.contains_key(&c.id),

@@ -15,7 +15,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, Store};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::timefmt;
-use oms_sync::warehouse::{Mark, Warehouse};
+use oms_sync::warehouse::Warehouse;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -132,15 +132,7 @@ fn assert_mark_claims_only_stored(oms: &FakeOms, h: &Harness) {
     let rows = h.rows();
     for c in oms.with_store(|s| s.snapshot()) {
         let md = timefmt::canonical(&c.modified_date);
-        let claimed = match &mark {
-            Mark::Start => false,
-            Mark::At {
-                modified_date,
-                after_id,
-            } => {
-                md < *modified_date || (md == *modified_date && after_id.is_some_and(|a| c.id <= a))
-            }
-        };
+        let claimed = mark.covers(&md, c.id);
         if claimed {
             assert_eq!(
                 rows.get(&c.id),

@@ -33,6 +33,20 @@ impl Mark {
             after_id,
         }
     }
+    /// Whether the mark says the row version `(modified_date, id)` is already stored.
+    pub fn covers(&self, modified_date: &str, id: i64) -> bool {
+        match self {
+            Mark::Start => false,
+            Mark::At {
+                modified_date: m,
+                after_id,
+            } => {
+                modified_date < m.as_str()
+                    || (modified_date == m && after_id.is_some_and(|a| id <= a))
+            }
+        }
+    }
+
     pub fn modified_date(&self) -> Option<&str> {
         match self {
             Mark::Start => None,
@@ -209,4 +223,23 @@ pub trait Warehouse<R: Resource>: Send {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covers_follows_the_mark_semantics() {
+        let t = "2024-01-01T00:00:00.000000Z";
+        let before = "2023-12-31T23:59:59.999999Z";
+        let after = "2024-01-01T00:00:00.000001Z";
+        assert!(!Mark::Start.covers(before, 1));
+        let none = Mark::at(t, None);
+        assert!(none.covers(before, 99) && !none.covers(t, 1) && !none.covers(after, 1));
+        let some = Mark::at(t, Some(5));
+        assert!(some.covers(t, 5) && !some.covers(t, 6));
+        assert!(Mark::at(t, Some(i64::MAX)).covers(t, i64::MAX));
+        assert!(Mark::at(t, None) < Mark::at(t, Some(1)) && Mark::Start < Mark::at(before, None));
+    }
 }
