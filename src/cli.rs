@@ -139,10 +139,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             ),
         )
     })?;
-    let cfg = Config::load(config_path).map_err(|e: ConfigError| Failure::new(2, e))?;
     if let Some(Command::Status { json }) = cli.command {
-        return status::print(&cfg.warehouse.path, json).map_err(|e| Failure::new(5, e));
+        let wh =
+            Config::load_warehouse(config_path).map_err(|e: ConfigError| Failure::new(2, e))?;
+        return status::print(&wh.path, json).map_err(|e| Failure::new(5, e));
     }
+    let cfg = Config::load(config_path).map_err(|e: ConfigError| Failure::new(2, e))?;
     init_logging(&cfg.log);
     let rt = runtime()?;
     rt.block_on(async {

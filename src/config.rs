@@ -236,11 +236,33 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let env_map: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
         let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        validate(raw_config(text, env)?, credentials_dir.as_deref())
+    }
+
+    /// Only what the read-only `status` command needs: the warehouse path. The API section is
+    /// not validated, so `status` works where the token is unreadable (for example outside the
+    /// systemd unit that hands it over through `$CREDENTIALS_DIRECTORY`).
+    pub fn load_warehouse(path: &Path) -> Result<WarehouseConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let raw = raw_config(&text, std::env::vars())?;
+        validate_warehouse(raw.warehouse)
+    }
+}
+
+/// Parses TOML plus `OMS_SYNC__*` overrides into the raw shape (unknown keys rejected).
+fn raw_config(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let env_map: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    {
         let raw: RawConfig = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -253,8 +275,18 @@ impl Config {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Parse(scrub(&e.to_string())))?;
-        validate(raw, credentials_dir.as_deref())
+        Ok(raw)
     }
+}
+
+fn validate_warehouse(raw: RawWarehouse) -> Result<WarehouseConfig, ConfigError> {
+    let path = raw
+        .path
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| ConfigError::missing("warehouse.path"))?;
+    Ok(WarehouseConfig {
+        path: PathBuf::from(path),
+    })
 }
 
 /// Config errors can quote values; a token must never be among them.
@@ -268,11 +300,7 @@ fn scrub(message: &str) -> String {
 
 fn validate(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Config, ConfigError> {
     let api = validate_api(raw.api, credentials_dir)?;
-    let path = raw
-        .warehouse
-        .path
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| ConfigError::missing("warehouse.path"))?;
+    let warehouse = validate_warehouse(raw.warehouse)?;
     let interval = parse_duration("sync.interval", raw.sync.interval.as_deref(), "60s")?;
     if interval.is_zero() {
         return Err(ConfigError::invalid(
@@ -313,9 +341,7 @@ fn validate(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Config, Co
     };
     Ok(Config {
         api,
-        warehouse: WarehouseConfig {
-            path: PathBuf::from(path),
-        },
+        warehouse,
         sync: SyncConfig { interval, lookback },
         log: LogConfig { level, format },
         metrics: MetricsConfig { listen },

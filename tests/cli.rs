@@ -397,3 +397,26 @@ async fn a_quarantined_record_is_named_in_a_warning_and_the_pass_succeeds() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+/// `status` reads only the warehouse: it works where the token cannot be read, as for an
+/// operator running it outside the systemd unit that hands the token over as a credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_works_without_the_token() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    assert_eq!(run(args(&cfg, &["--once"]), vec![]).await.code, Some(0));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("token = \"{}\"", oms.token()),
+        "token_file = \"$CREDENTIALS_DIRECTORY/oms-token\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let r = run(args(&cfg, &["status", "--json"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["customers_live"], 120);
+    // The daemon itself still refuses such a config, naming the key.
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("api.token_file"), "{}", r.stderr);
+}
