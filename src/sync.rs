@@ -17,8 +17,9 @@
 //!
 //! Page numbers and `next` links are never used: rows moving between pages while data changes
 //! would be skipped, and a `next` link may point at another host. The page size the server
-//! actually returns is never trusted; only an empty page (or a page that held the whole
-//! remaining `count`) ends a walk.
+//! actually returns is never trusted: a tie group ends only on an empty page, and the forward
+//! walk ends on an empty page or on a page that held the whole remaining `count` (its last
+//! instant stays unconfirmed, so the next pass re-reads it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -448,7 +449,10 @@ async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<
             .last_modified
             .clone()
             .ok_or_else(|| no_progress("no record in the page has a readable modified_date"))?;
-        // The page held all that remained: rows at `last` are all in it.
+        // The page held all that remained when the server counted. The rows at `last` stay
+        // unconfirmed even so: `count` and `results` come from two queries, and a bulk update
+        // committed between them could continue past the page at that very instant. The next
+        // pass re-reads that instant (usually one row) and nothing is skipped.
         let complete = page.count <= page.len as u64;
         if unconfirmed.as_deref() == Some(last.as_str()) && !complete {
             // The whole page is one tie group larger than a page: store it, drain it by id.
@@ -461,7 +465,17 @@ async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<
             drain = Some(None);
             continue;
         }
-        let next = Mark::at(last, if complete { Some(i64::MAX) } else { None });
+        let next = Mark::at(last, None);
+        if complete {
+            // The mark never moves back, so a page of only the re-read instant changes nothing.
+            f.send(Msg::Batch(Batch {
+                records: page.records,
+                bad: page.bad,
+                advance: Advance::Mark(next),
+            }))
+            .await?;
+            return Ok(());
+        }
         if next <= mark {
             return Err(no_progress(format!(
                 "rows dated up to {next} after asking for later than {mark}"
@@ -473,9 +487,6 @@ async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<
             advance: Advance::Mark(next.clone()),
         }))
         .await?;
-        if complete {
-            return Ok(());
-        }
         mark = next;
     }
 }
@@ -504,8 +515,8 @@ async fn drain_ties<R: Resource>(
                 "ids up to {max} after asking for id > {after:?}"
             )));
         }
-        let complete = page.count <= page.len as u64;
-        Mark::at(modified_date, Some(if complete { i64::MAX } else { max }))
+        // Only an empty page ends the group: `count` may predate rows of a bulk update.
+        Mark::at(modified_date, Some(max))
     };
     f.send(Msg::Batch(Batch {
         records: page.records,

@@ -107,6 +107,9 @@ pub struct Knobs {
     /// `Accept-Encoding: gzip`, as a web server in front of the OMS does. Fault replies are
     /// never coded; a truncated body is cut before it is coded.
     pub gzip: bool,
+    /// Report this `count` instead of the true one, as DRF does when rows commit between its
+    /// COUNT query and its page query (a count taken before a bulk update landed).
+    pub stale_count: Option<u64>,
 }
 
 impl Default for Knobs {
@@ -124,6 +127,7 @@ impl Default for Knobs {
             shuffle_ties_per_request: false,
             record_requests: true,
             gzip: false,
+            stale_count: None,
         }
     }
 }

@@ -507,7 +507,8 @@ impl State {
 
         let mut body = Vec::with_capacity(128 + ids.len() * 360);
         body.extend_from_slice(b"{\"count\":");
-        write_i64(&mut body, count as i64);
+        let shown_count = self.knobs.stale_count.map_or(count as i64, |c| c as i64);
+        write_i64(&mut body, shown_count);
         body.extend_from_slice(b",\"next\":");
         write_opt_str(&mut body, next.as_deref());
         body.extend_from_slice(b",\"previous\":");
