@@ -548,6 +548,7 @@ async fn run(s: Settings) {
     let (mut wh, _db) = kept.expect("a page-1000 concurrency-1 backfill ran");
     let mut nochange = Vec::new();
     let mut nochange_requests = Vec::new();
+    let mut nochange_stats = Default::default();
     for _ in 0..runs.max(3) {
         let started = Instant::now();
         let (w, r) = incremental(&oms, wh, 1000, Duration::ZERO).await;
@@ -555,10 +556,12 @@ async fn run(s: Settings) {
         nochange.push(started.elapsed().as_secs_f64());
         nochange_requests.push(r.requests as f64);
         assert_eq!(r.stats.inserted + r.stats.updated, 0);
+        nochange_stats = r.stats;
     }
     let mut changed_walls = Vec::new();
     let mut changed_rows = 0u64;
     let mut changed_requests = 0u64;
+    let mut changed_stats = nochange_stats;
     let mut lookback_report = None;
     for run_no in 0..runs {
         let touched = oms.with_store(|st| touch_random(st, 0.01, SEED + run_no as u64));
@@ -576,6 +579,7 @@ async fn run(s: Settings) {
         );
         changed_rows = r.stats.fetched;
         changed_requests = r.requests;
+        changed_stats = r.stats;
         if run_no == runs - 1 {
             // Read the same rows again through a lookback window: no row may be rewritten.
             let started = Instant::now();
@@ -589,16 +593,23 @@ async fn run(s: Settings) {
         "| incremental pass | rows fetched | requests | wall | rows/s | inserted / updated / unchanged |\n|---|---:|---:|---:|---:|---|"
     );
     println!(
-        "| no change since the last pass | 0 | {} | {} | - | 0 / 0 / 0 |",
+        "| no change since the last pass | {} | {} | {} | - | {} / {} / {} |",
+        nochange_stats.fetched,
         median(nochange_requests),
-        secs(median(nochange))
+        secs(median(nochange)),
+        nochange_stats.inserted,
+        nochange_stats.updated,
+        nochange_stats.unchanged
     );
     println!(
-        "| after 1% of customers changed | {changed_rows} | {} | {} | {} ({:.0}% of the raw random-update loop) | 0 / {changed_rows} / 0 |",
+        "| after 1% of customers changed | {changed_rows} | {} | {} | {} ({:.0}% of the raw random-update loop) | {} / {} / {} |",
         changed_requests,
         secs(changed),
         rate(changed_rows as f64 / changed),
-        100.0 * changed_rows as f64 / changed / raw_updates
+        100.0 * changed_rows as f64 / changed / raw_updates,
+        changed_stats.inserted,
+        changed_stats.updated,
+        changed_stats.unchanged
     );
     if let Some((r, wall)) = lookback_report {
         println!(
