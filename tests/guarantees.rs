@@ -152,12 +152,7 @@ async fn g2_pass_stopped_inside_a_tie_group_resumes() {
     }
     let oms = fake(customers).await;
     let h = Harness::new(&oms, 30);
-    let cancel = h.cancel.clone();
-    oms.set_before_request(Box::new(move |n, _| {
-        if n == 6 {
-            cancel.cancel();
-        }
-    }));
+    h.stop_at_request(&oms, 6);
     assert!(matches!(h.once().await, Err(SyncError::Cancelled)));
     let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
     assert!(
@@ -167,10 +162,7 @@ async fn g2_pass_stopped_inside_a_tie_group_resumes() {
     let partial = h.rows().len();
     assert!(partial < 500, "{partial}");
     oms.clear_before_request();
-    let h2 = Harness {
-        cancel: Default::default(),
-        ..h
-    };
+    let h2 = h.resumed();
     h2.once().await.unwrap();
     assert_in_step(&oms, &h2.db(), true);
 }
@@ -188,13 +180,7 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
     for stop_at in 1..=14u64 {
         oms.clear_requests();
         let h = Harness::new(&oms, 20);
-        let cancel = h.cancel.clone();
-        let base = oms.total_requests();
-        oms.set_before_request(Box::new(move |n, _| {
-            if n == base + stop_at {
-                cancel.cancel();
-            }
-        }));
+        h.stop_at_request(&oms, oms.total_requests() + stop_at);
         let _ = h.once().await;
         let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
         let rows = h.rows();
@@ -210,10 +196,7 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
             }
         }
         oms.clear_before_request();
-        let h2 = Harness {
-            cancel: Default::default(),
-            ..h
-        };
+        let h2 = h.resumed();
         h2.once().await.unwrap();
         assert_in_step(&oms, &h2.db(), true);
         let n: i64 = rusqlite::Connection::open(h2.db())
@@ -305,21 +288,13 @@ async fn g6_backfill_marks_deletions_and_clears_them() {
 async fn g6_backfill_resumes_after_a_stop() {
     let oms = fake(distinct(300)).await;
     let h = Harness::new(&oms, 20);
-    let cancel = h.cancel.clone();
-    oms.set_before_request(Box::new(move |n, _| {
-        if n == 8 {
-            cancel.cancel();
-        }
-    }));
+    h.stop_at_request(&oms, 8);
     assert!(matches!(h.backfill().await, Err(SyncError::Cancelled)));
     let partial = h.rows().len();
     assert!(partial > 0 && partial < 300, "{partial}");
     oms.clear_before_request();
     oms.clear_requests();
-    let h2 = Harness {
-        cancel: Default::default(),
-        ..h
-    };
+    let h2 = h.resumed();
     let r = h2.backfill().await.unwrap();
     let first = &oms.requests()[0];
     let resumed_from: i64 = first

@@ -144,13 +144,6 @@ fn assert_mark_claims_only_stored(oms: &FakeOms, h: &Harness) {
     }
 }
 
-fn next_harness(h: Harness) -> Harness {
-    Harness {
-        cancel: CancellationToken::new(),
-        ..h
-    }
-}
-
 /// Runs a pass; stopped (cancelled) passes are resumed by a fresh harness on the same file.
 async fn run_to_end(
     oms: &FakeOms,
@@ -180,7 +173,7 @@ async fn run_to_end(
                 if !backfill {
                     assert_mark_claims_only_stored(oms, &h);
                 }
-                h = next_harness(h);
+                h = h.resumed();
             }
             Err(e) => panic!("pass failed: {e}"),
         }

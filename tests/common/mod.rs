@@ -79,6 +79,24 @@ impl Harness {
         }
     }
 
+    /// Cancels this harness's passes when the server sees its `n`-th request since start.
+    pub fn stop_at_request(&self, oms: &FakeOms, n: u64) {
+        let cancel = self.cancel.clone();
+        oms.set_before_request(Box::new(move |seen, _| {
+            if seen == n {
+                cancel.cancel();
+            }
+        }));
+    }
+
+    /// The same warehouse with a fresh cancel token: the "run it again" after a stop.
+    pub fn resumed(self) -> Harness {
+        Harness {
+            cancel: CancellationToken::new(),
+            ..self
+        }
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("warehouse.db")
     }
