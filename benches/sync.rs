@@ -112,22 +112,23 @@ fn rate(r: f64) -> String {
     out
 }
 
-/// What the warehouse stores for a server customer (what the sync itself writes).
-fn stored(c: &FakeCustomer) -> Customer {
-    Customer {
-        id: c.id,
-        created_date: Some(timefmt::canonical(&c.created_date)),
-        modified_date: timefmt::canonical(&c.modified_date),
-        omnitron_id: c.omnitron_id,
-        email: c.email.clone(),
-        first_name: c.first_name.clone(),
-        last_name: c.last_name.clone(),
-        phone_number: c.phone_number.clone(),
-        erp_code: c.erp_code.clone(),
-        channel: c.channel,
-        extra: (!c.extra.is_empty())
-            .then(|| serde_json::Value::Object(c.extra.clone()).to_string()),
-    }
+/// One execution of the raw upsert, with `modified_date` given (an update moves it forward).
+fn raw_upsert(stmt: &mut rusqlite::Statement<'_>, c: &Customer, modified_date: &str, now: &str) {
+    stmt.execute(rusqlite::params![
+        c.id,
+        c.created_date,
+        modified_date,
+        c.omnitron_id,
+        c.email,
+        c.first_name,
+        c.last_name,
+        c.phone_number,
+        c.erp_code,
+        c.channel,
+        c.extra,
+        now
+    ])
+    .unwrap();
 }
 
 /// The plain loop: a fresh warehouse (same migrations), one prepared INSERT ... ON CONFLICT,
@@ -161,21 +162,7 @@ fn raw_load(
         for chunk in records.chunks(RAW_TX_ROWS) {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             for c in chunk {
-                stmt.execute(rusqlite::params![
-                    c.id,
-                    c.created_date,
-                    c.modified_date,
-                    c.omnitron_id,
-                    c.email,
-                    c.first_name,
-                    c.last_name,
-                    c.phone_number,
-                    c.erp_code,
-                    c.channel,
-                    c.extra,
-                    now
-                ])
-                .unwrap();
+                raw_upsert(&mut stmt, c, &c.modified_date, &now);
             }
             conn.execute_batch("COMMIT").unwrap();
         }
@@ -198,22 +185,12 @@ fn raw_load(
         let started = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         for j in 0..k {
-            let c = &records[(j * stride) % records.len()];
-            stmt.execute(rusqlite::params![
-                c.id,
-                c.created_date,
-                later,
-                c.omnitron_id,
-                c.email,
-                c.first_name,
-                c.last_name,
-                c.phone_number,
-                c.erp_code,
-                c.channel,
-                c.extra,
-                now
-            ])
-            .unwrap();
+            raw_upsert(
+                &mut stmt,
+                &records[(j * stride) % records.len()],
+                &later,
+                &now,
+            );
         }
         conn.execute_batch("COMMIT").unwrap();
         u = k as f64 / started.elapsed().as_secs_f64();
@@ -440,7 +417,7 @@ async fn run(s: Settings) {
     );
     let t = Instant::now();
     let customers = synthetic_customers(n, SEED);
-    let records: Vec<Customer> = customers.iter().map(stored).collect();
+    let records: Vec<Customer> = customers.iter().map(FakeCustomer::stored).collect();
     let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
     let oms = FakeOms::start(
         FakeOmsConfig {

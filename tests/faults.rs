@@ -6,14 +6,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use oms_sync::api::{ApiClient, ApiError, parse_page};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, Fault, RecordedRequest};
 use oms_sync::resource::Customers;
-use oms_sync::sync::{self, NoProgress, SyncError};
+use oms_sync::sync::SyncError;
 use oms_sync::timefmt;
 use oms_sync::warehouse::{Mark, SqliteWarehouse, Warehouse};
 use proptest::prelude::*;
@@ -611,14 +610,7 @@ async fn disk_full_mid_pass_is_reported_and_recoverable() {
         )
         .unwrap();
     assert_eq!(limit, pages + 60);
-    let (wh, r) = sync::incremental_pass::<Customers, _>(
-        &h.client,
-        wh,
-        &h.opts,
-        &h.cancel,
-        Arc::new(NoProgress),
-    )
-    .await;
+    let (wh, r) = h.once_on(wh).await;
     drop(wh);
     let err = r.expect_err("the pass hits the page limit");
     let msg = err.to_string();
@@ -657,14 +649,7 @@ async fn read_only_connection_gives_a_clear_error() {
     wh.connection()
         .execute_batch("PRAGMA query_only = 1")
         .unwrap();
-    let (wh, r) = sync::incremental_pass::<Customers, _>(
-        &h.client,
-        wh,
-        &h.opts,
-        &h.cancel,
-        Arc::new(NoProgress),
-    )
-    .await;
+    let (wh, r) = h.once_on(wh).await;
     drop(wh);
     let msg = r.unwrap_err().to_string();
     eprintln!("read-only (query_only): {msg}");

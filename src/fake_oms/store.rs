@@ -77,6 +77,25 @@ impl FakeCustomer {
         serde_json::from_slice(&buf).expect("the fake writes valid JSON")
     }
 
+    /// The row the warehouse must hold for this customer after a sync (the same instants in
+    /// canonical UTC text, extra fields as one JSON object). Tests and benchmarks compare with it.
+    pub fn stored(&self) -> crate::resource::Customer {
+        use crate::timefmt::canonical;
+        crate::resource::Customer {
+            id: self.id,
+            created_date: Some(canonical(&self.created_date)),
+            modified_date: canonical(&self.modified_date),
+            omnitron_id: self.omnitron_id,
+            email: self.email.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            phone_number: self.phone_number.clone(),
+            erp_code: self.erp_code.clone(),
+            channel: self.channel,
+            extra: (!self.extra.is_empty()).then(|| Value::Object(self.extra.clone()).to_string()),
+        }
+    }
+
     fn normalize(&mut self) {
         self.created_date = trunc_micros(self.created_date);
         self.modified_date = trunc_micros(self.modified_date);
