@@ -127,8 +127,8 @@ fn upsert_sql(table: &str, columns: &[&str]) -> String {
 pub struct SqliteWarehouse {
     conn: Connection,
     path: PathBuf,
-    /// Held for the life of the writer; dropping it releases the lock.
-    _lock: Option<File>,
+    /// Held for the life of the writer; dropped after `conn` (field order), which releases it.
+    _lock: WriterLock,
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
     quarantined: i64,
 }
@@ -236,7 +236,7 @@ impl SqliteWarehouse {
         let mut wh = SqliteWarehouse {
             conn,
             path: path.to_path_buf(),
-            _lock: Some(lock),
+            _lock: lock,
             quarantined: 0,
         };
         // A backfill into an empty table drops the secondary indexes until its end; if it was
@@ -304,7 +304,22 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn take_lock(path: &Path) -> Result<File, WarehouseError> {
+/// The exclusive writer lock (`flock` on `<db>.lock`).
+///
+/// An `flock` belongs to the open file description, not to this descriptor: a child process
+/// forked by anything else in this process holds a copy of the descriptor until it execs, and
+/// merely closing ours would leave the lock held until then, so a reopen right after a close
+/// could fail with `Locked`. Unlocking explicitly releases it whatever copies exist.
+struct WriterLock(File);
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        // Failure here leaves the lock to the close that follows; nothing better can be done.
+        let _ = self.0.unlock();
+    }
+}
+
+fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
     let lock = lock_path(path);
     let file = OpenOptions::new()
         .write(true)
@@ -318,7 +333,7 @@ fn take_lock(path: &Path) -> Result<File, WarehouseError> {
             fix: "create the directory and make it writable by the oms-sync user",
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(WriterLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked {
             path: path.to_path_buf(),
             lock,
@@ -860,6 +875,31 @@ mod tests {
         let err = SqliteWarehouse::open(&p).unwrap_err();
         assert!(matches!(err, WarehouseError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("another oms-sync process"));
+    }
+
+    /// A child forked elsewhere in the process (any `Command` spawn) holds a copy of the lock
+    /// descriptor until it execs; closing the warehouse must still free it for the next open.
+    #[test]
+    fn close_releases_the_lock_while_a_forked_child_holds_the_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let first = SqliteWarehouse::open(&p).unwrap();
+        // SAFETY: the child calls only async-signal-safe functions (sleep, _exit).
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            unsafe {
+                libc::sleep(30);
+                libc::_exit(0);
+            }
+        }
+        drop(first);
+        let reopened = SqliteWarehouse::open(&p);
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        reopened.unwrap();
     }
 
     #[test]
