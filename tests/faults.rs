@@ -191,7 +191,8 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
         gap(1)
     );
     assert!(
-        gap(2) < Duration::from_millis(500),
+        // Well under the 1 s a Retry-After would impose, with room for a loaded machine.
+        gap(2) < Duration::from_millis(800),
         "without Retry-After the client's short backoff applies: {:?}",
         gap(2)
     );
