@@ -765,6 +765,8 @@ fn unit_files_have_the_required_settings() {
         ("Type", "notify"),
         ("Restart", "on-failure"),
         ("RestartSec", "30"),
+        // Configuration, authentication, and systemd's CREDENTIALS (token file unreadable).
+        ("RestartPreventExitStatus", "2 3 243"),
     ] {
         assert_eq!(get(&d, "Service", k), vec![v], "oms-sync.service: {k}");
     }
