@@ -605,6 +605,22 @@ struct Filters {
     channel: Option<i64>,
 }
 
+/// No filter: every id and every `modified_date`.
+impl Default for Filters {
+    fn default() -> Self {
+        Filters {
+            id_lo: i64::MIN,
+            id_hi: i64::MAX,
+            has_id: false,
+            md_lo: i64::MIN,
+            md_hi: i64::MAX,
+            has_md: false,
+            eq: Vec::new(),
+            channel: None,
+        }
+    }
+}
+
 impl Filters {
     fn needs_row(&self) -> bool {
         !self.eq.is_empty() || self.channel.is_some()
@@ -743,16 +759,7 @@ fn parse_query(inc: &Incoming, knobs: &Knobs) -> Result<Query, QueryError> {
         }
     }
 
-    let mut f = Filters {
-        id_lo: i64::MIN,
-        id_hi: i64::MAX,
-        has_id: false,
-        md_lo: i64::MIN,
-        md_hi: i64::MAX,
-        has_md: false,
-        eq: Vec::new(),
-        channel: None,
-    };
+    let mut f = Filters::default();
     for (name, op) in [("id__gt", 0), ("id__gte", 1), ("id__lt", 2), ("id__lte", 3)] {
         let Some(v) = non_empty(name) else { continue };
         let Some(x) = parse_number(v) else {
@@ -1278,16 +1285,7 @@ mod tests {
                 store.touch(ids[n - 1], t0 + TimeDelta::seconds(rng.random_range(0..8)));
             }
             store.ensure_indexes();
-            let mut f = Filters {
-                id_lo: i64::MIN,
-                id_hi: i64::MAX,
-                has_id: false,
-                md_lo: i64::MIN,
-                md_hi: i64::MAX,
-                has_md: false,
-                eq: Vec::new(),
-                channel: None,
-            };
+            let mut f = Filters::default();
             let micros = |s: i64| (t0 + TimeDelta::seconds(s)).timestamp_micros();
             if rng.random_bool(0.5) {
                 f.has_id = true;
