@@ -198,25 +198,28 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
     );
 }
 
-fn budget_harness(oms: &FakeOms, max_retries: u32) -> Harness {
-    let mut cfg = api_config(oms, 10);
-    cfg.max_retries = max_retries;
-    Harness {
+/// A synced warehouse with `max_retries = 3`, one change waiting on the server, and the
+/// server's request log cleared: the next pass has work to do, and every attempt is counted.
+async fn budget_setup() -> (FakeOms, Harness, Mark) {
+    let oms = fake(distinct(30)).await;
+    let mut cfg = api_config(&oms, 10);
+    cfg.max_retries = 3;
+    let h = Harness {
         client: ApiClient::new(&cfg).unwrap(),
-        ..Harness::new(oms, 10)
-    }
+        ..Harness::new(&oms, 10)
+    };
+    h.once().await.unwrap();
+    let before = mark_of(&h.db());
+    oms.with_store(|s| s.touch(3, at(100_000, 0)));
+    oms.clear_requests();
+    (oms, h, before)
 }
 
 /// A server that keeps failing costs `max_retries + 1` attempts, then a clear error; the
 /// checkpoint does not move.
 #[tokio::test]
 async fn retry_budget_is_bounded_on_5xx() {
-    let oms = fake(distinct(30)).await;
-    let h = budget_harness(&oms, 3);
-    h.once().await.unwrap();
-    let before = mark_of(&h.db());
-    oms.with_store(|s| s.touch(3, at(100_000, 0)));
-    oms.clear_requests();
+    let (oms, h, before) = budget_setup().await;
     oms.push_faults((0..20).map(|_| Fault::html(503)));
     let err = h.once().await.unwrap_err();
     assert!(
@@ -236,12 +239,7 @@ async fn retry_budget_is_bounded_on_5xx() {
 /// how long to wait, never how many times to try.
 #[tokio::test]
 async fn retry_budget_is_bounded_on_429_with_retry_after() {
-    let oms = fake(distinct(30)).await;
-    let h = budget_harness(&oms, 3);
-    h.once().await.unwrap();
-    let before = mark_of(&h.db());
-    oms.with_store(|s| s.touch(3, at(100_000, 0)));
-    oms.clear_requests();
+    let (oms, h, before) = budget_setup().await;
     oms.push_faults((0..20).map(|_| Fault::TooManyRequests {
         retry_after: "0".into(),
     }));

@@ -111,6 +111,21 @@ fn assert_claims_stored(oms: &FakeOms, db: &Path, mark: &Mark, round: usize) {
     assert!(claimed <= rows.len());
 }
 
+/// Runs the binary without interruption; it must succeed.
+fn run_to_success(bin: &str, config: &Path, mode: &str) {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg(mode)
+        .output()
+        .expect("the binary starts");
+    assert!(
+        out.status.success(),
+        "{mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn run(bin: &str, config: &Path, mode: &str) -> std::process::Child {
     Command::new(bin)
         .arg("--config")
@@ -230,30 +245,10 @@ async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
     oms.clear_before_request();
     let resumed = backfill_progress(&db).is_some();
     for mode in ["--backfill", "--once"] {
-        let out = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg(mode)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_to_success(bin, &config, mode);
     }
     assert_in_step(&oms, &db, false);
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("--backfill")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_success(bin, &config, "--backfill");
     assert_in_step(&oms, &db, true);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (n, distinct_ids): (i64, i64) = conn
