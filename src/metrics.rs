@@ -279,7 +279,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::warehouse::{Mark, RunKind};
+    use crate::warehouse::{Confirmed, Mark, RunKind};
 
     fn report(mark: &str) -> PassReport {
         PassReport {
@@ -289,7 +289,7 @@ mod tests {
             pages: 1,
             stats: RowStats::default(),
             mark_before: Mark::Start,
-            mark_after: Mark::at(mark, None),
+            mark_after: Mark::at(mark, Confirmed::Nothing),
             elapsed: Duration::from_millis(5),
         }
     }

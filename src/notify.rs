@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn status_line_has_outcome_and_figures_on_one_line() {
-        use crate::warehouse::{Mark, RowStats, RunKind};
+        use crate::warehouse::{Confirmed, Mark, RowStats, RunKind};
         let now = chrono::DateTime::parse_from_rfc3339("2024-03-01T09:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .expect("valid time");
@@ -234,12 +234,12 @@ mod tests {
                 ..RowStats::default()
             },
             mark_before: Mark::Start,
-            mark_after: Mark::at("2024-03-01T08:59:00.000000Z", Some(i64::MAX)),
+            mark_after: Mark::at("2024-03-01T08:59:00.000000Z", Confirmed::UpToId(77)),
             elapsed: Duration::from_millis(10),
         });
         assert_eq!(
             pass_status(&ok, now),
-            "last pass succeeded at 2024-03-01T09:00:00Z: 150 fetched, 100 inserted, 50 updated, 0 deleted, 0 quarantined; checkpoint 2024-03-01T08:59:00.000000Z (all ids)"
+            "last pass succeeded at 2024-03-01T09:00:00Z: 150 fetched, 100 inserted, 50 updated, 0 deleted, 0 quarantined; checkpoint 2024-03-01T08:59:00.000000Z (ids up to 77 at this instant stored; higher ids read next pass)"
         );
         let long = format!("HTTP 502\n{}", "x".repeat(1000));
         let s = pass_status(&Err(long), now);

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::resource::{Customers, Resource};
 use crate::timefmt;
+use crate::warehouse::Mark;
 use crate::warehouse::sqlite::{WarehouseError, open_connection, read_backfill};
 
 /// Recent runs shown.
@@ -37,6 +38,8 @@ pub struct Status {
 pub struct Checkpoint {
     pub modified_date: Option<String>,
     pub after_id: Option<i64>,
+    /// What the checkpoint claims, in words (the [`Mark`]'s display).
+    pub in_words: String,
     pub updated_at: Option<String>,
 }
 
@@ -90,21 +93,24 @@ pub fn read(path: &Path) -> Result<Status, WarehouseError> {
         .query_row(
             "SELECT mark_modified_date, mark_after_id, updated_at FROM sync_state WHERE stream = ?1",
             [stream],
-            |r| {
-                Ok(Checkpoint {
-                    modified_date: r.get(0)?,
-                    after_id: r.get(1)?,
-                    updated_at: r.get(2)?,
-                })
-            },
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(|e| q("reading the checkpoint", e))?
-        .unwrap_or(Checkpoint {
-            modified_date: None,
-            after_id: None,
-            updated_at: None,
-        });
+        .map_or_else(
+            || Checkpoint {
+                modified_date: None,
+                after_id: None,
+                in_words: Mark::Start.to_string(),
+                updated_at: None,
+            },
+            |(modified_date, after_id, updated_at): (Option<String>, Option<i64>, _)| Checkpoint {
+                in_words: Mark::from_columns(modified_date.clone(), after_id).to_string(),
+                modified_date,
+                after_id,
+                updated_at,
+            },
+        );
     let backfill = read_backfill(&conn, stream)
         .map_err(|e| q("reading the backfill", e))?
         .map(|b| BackfillSummary {
@@ -198,13 +204,7 @@ pub fn render(s: &Status) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "warehouse   {}", s.warehouse);
-    let mark = match (&s.checkpoint.modified_date, s.checkpoint.after_id) {
-        (None, _) => "none yet (next pass starts from the oldest customer)".to_string(),
-        (Some(md), None) => format!("{md} (re-reads rows at this instant)"),
-        (Some(md), Some(i64::MAX)) => md.clone(),
-        (Some(md), Some(id)) => format!("{md}, id > {id}"),
-    };
-    let _ = writeln!(out, "checkpoint  {mark}");
+    let _ = writeln!(out, "checkpoint  {}", s.checkpoint.in_words);
     if let Some(b) = &s.backfill_in_progress {
         let _ = writeln!(
             out,

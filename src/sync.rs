@@ -5,15 +5,18 @@
 //! to one blocking writer thread that owns the warehouse and commits each batch of records
 //! together with its checkpoint. A pass killed at any instant resumes from the last commit.
 //!
-//! Incremental keyset on `(modified_date, id)`:
+//! Incremental keyset on `(modified_date, id)` (see [`Mark`] for what a checkpoint claims):
 //! - forward: `modified_date__gte=M&sort=modified_date`. All rows of a page older than its last
 //!   row's date `L` are complete, rows at `L` may continue past the page, so the mark becomes
 //!   `(L, none confirmed)` and the next request starts at `L` inclusive (re-reading the few rows
 //!   at `L`, never skipping one);
 //! - ties: when a whole page shares one date (a bulk update larger than a page), the group is
 //!   drained by id with `modified_date=L&id__gt=X&sort=id` (the server's order among ties is
-//!   arbitrary, ids are unique), then the mark becomes `(L, all)` and paging goes on with
-//!   `modified_date__gt=L`.
+//!   arbitrary, ids are unique) until an empty page; the mark keeps `(L, highest id stored)`
+//!   and paging goes on with `modified_date__gt=L`. The next pass asks again for ids above that
+//!   one at `L` first: rows of the same bulk update that commit later are found.
+//! - lookback: a pass starts `sync.lookback` before the mark (none confirmed there), so rows that
+//!   commit late with a date the mark already passed are read; the mark never moves back.
 //!
 //! Page numbers and `next` links are never used: rows moving between pages while data changes
 //! would be skipped, and a `next` link may point at another host. The page size the server
@@ -32,7 +35,8 @@ use crate::api::{ApiClient, ApiError, ListQuery, Page};
 use crate::resource::Resource;
 use crate::timefmt;
 use crate::warehouse::{
-    Advance, BackfillRange, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse,
+    Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, RowStats, RunKind, RunStatus,
+    Warehouse,
 };
 
 /// Pages buffered between the fetchers and the writer: bounds memory to a few pages.
@@ -383,6 +387,7 @@ where
 }
 
 /// Starts `lookback` behind the mark: rows committed late with older dates are read again.
+/// Nothing at the earlier instant is confirmed, so the walk reads it from its first row.
 fn with_lookback(mark: Mark, lookback: Duration) -> Mark {
     let Mark::At { modified_date, .. } = &mark else {
         return mark;
@@ -397,48 +402,40 @@ fn with_lookback(mark: Mark, lookback: Duration) -> Mark {
         .ok()
         .and_then(|d| t.checked_sub_signed(d))
     {
-        Some(back) => Mark::at(timefmt::canonical(&back), Some(i64::MAX)),
+        Some(back) => Mark::at(timefmt::canonical(&back), Confirmed::Nothing),
         None => Mark::Start,
     }
 }
 
 /// Walks `(modified_date, id)` from `mark` to the end, sending each page with its mark.
 async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<(), SyncError> {
-    // Stopped inside a tie group last time: finish it by id first.
-    let mut drain: Option<Option<i64>> = match &mark {
-        Mark::At {
-            after_id: Some(a), ..
-        } if *a != i64::MAX => Some(Some(*a)),
-        _ => None,
-    };
+    // Ids above a confirmed one at the mark's instant come first: a bulk update may have
+    // committed more rows at that instant since (stopped inside a tie group, or drained it).
+    let mut drained: Option<String> = None;
+    if let Mark::At {
+        modified_date,
+        confirmed: Confirmed::UpToId(_),
+    } = &mark
+    {
+        let md = modified_date.clone();
+        mark = drain_ties(f, mark).await?;
+        drained = Some(md);
+    }
     loop {
-        if let (Some(after), Mark::At { modified_date, .. }) = (drain, &mark) {
-            let md = modified_date.clone();
-            mark = drain_ties(f, &md, after).await?;
-            drain = match &mark {
-                Mark::At {
-                    after_id: Some(a), ..
-                } if *a != i64::MAX => Some(Some(*a)),
-                _ => None,
-            };
-            continue;
-        }
         let mut q = ListQuery::new().with("sort", "modified_date");
         // With rows at the mark's instant unconfirmed, ask from that instant inclusive: a page
         // that reaches past it holds the whole tie group (the server sorts by date), so ties
-        // cost a few re-read rows rather than extra requests.
+        // cost a few re-read rows rather than extra requests. An instant drained by id to an
+        // empty page in this pass is behind us: ask for later ones.
         let unconfirmed = match &mark {
             Mark::Start => None,
-            Mark::At {
-                modified_date,
-                after_id: None,
-            } => {
-                q = q.with("modified_date__gte", filter_date(modified_date)?);
-                Some(modified_date.clone())
-            }
-            Mark::At { modified_date, .. } => {
+            Mark::At { modified_date, .. } if drained.as_ref() == Some(modified_date) => {
                 q = q.with("modified_date__gt", filter_date(modified_date)?);
                 None
+            }
+            Mark::At { modified_date, .. } => {
+                q = q.with("modified_date__gte", filter_date(modified_date)?);
+                Some(modified_date.clone())
             }
         };
         let page = f.get(q).await?;
@@ -462,10 +459,11 @@ async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<
                 advance: Advance::Mark(mark.clone()),
             }))
             .await?;
-            drain = Some(None);
+            drained = Some(last);
+            mark = drain_ties(f, mark).await?;
             continue;
         }
-        let next = Mark::at(last, None);
+        let next = Mark::at(last, Confirmed::Nothing);
         if complete {
             // The mark never moves back, so a page of only the re-read instant changes nothing.
             f.send(Msg::Batch(Batch {
@@ -491,22 +489,34 @@ async fn walk_modified<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<
     }
 }
 
-/// Reads one page of the rows at exactly `modified_date` with id above `after`.
-async fn drain_ties<R: Resource>(
-    f: &Fetch<'_, R>,
-    modified_date: &str,
-    after: Option<i64>,
-) -> Result<Mark, SyncError> {
-    let mut q = ListQuery::new()
-        .with("modified_date", filter_date(modified_date)?)
-        .with("sort", "id");
-    if let Some(a) = after {
-        q = q.with("id__gt", a.to_string());
-    }
-    let page = f.get(q).await?;
-    let next = if page.len == 0 {
-        Mark::at(modified_date, Some(i64::MAX))
-    } else {
+/// Reads the rows at the mark's instant with ids above the confirmed one, by id, until an empty
+/// page (only an empty page ends the group: `count` may predate rows of a bulk update and the
+/// server may cap the page). Each page moves the mark to the highest id it stored; the empty
+/// page moves nothing, so the mark never claims an id it did not read.
+async fn drain_ties<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<Mark, SyncError> {
+    let Mark::At {
+        modified_date,
+        confirmed,
+    } = &mark
+    else {
+        return Ok(mark);
+    };
+    let modified_date = modified_date.clone();
+    let mut after = match confirmed {
+        Confirmed::Nothing => None,
+        Confirmed::UpToId(id) => Some(*id),
+    };
+    loop {
+        let mut q = ListQuery::new()
+            .with("modified_date", filter_date(&modified_date)?)
+            .with("sort", "id");
+        if let Some(a) = after {
+            q = q.with("id__gt", a.to_string());
+        }
+        let page = f.get(q).await?;
+        if page.len == 0 {
+            return Ok(mark);
+        }
         let max = page
             .max_id
             .ok_or_else(|| no_progress("no record in the page has a readable id"))?;
@@ -515,16 +525,15 @@ async fn drain_ties<R: Resource>(
                 "ids up to {max} after asking for id > {after:?}"
             )));
         }
-        // Only an empty page ends the group: `count` may predate rows of a bulk update.
-        Mark::at(modified_date, Some(max))
-    };
-    f.send(Msg::Batch(Batch {
-        records: page.records,
-        bad: page.bad,
-        advance: Advance::Mark(next.clone()),
-    }))
-    .await?;
-    Ok(next)
+        mark = Mark::at(modified_date.as_str(), Confirmed::UpToId(max));
+        f.send(Msg::Batch(Batch {
+            records: page.records,
+            bad: page.bad,
+            advance: Advance::Mark(mark.clone()),
+        }))
+        .await?;
+        after = Some(max);
+    }
 }
 
 fn filter_date(canonical: &str) -> Result<String, SyncError> {
@@ -578,7 +587,7 @@ where
             r?;
         }
         let mark = match state.high_water_date {
-            Some(md) => Mark::at(md, None),
+            Some(md) => Mark::at(md, Confirmed::Nothing),
             None => Mark::Start,
         };
         f.send(Msg::FinishBackfill(mark)).await?;
@@ -769,10 +778,10 @@ mod tests {
 
     #[test]
     fn lookback_moves_the_start_back() {
-        let m = Mark::at("2023-01-01T00:10:00.000000Z", Some(7));
+        let m = Mark::at("2023-01-01T00:10:00.000000Z", Confirmed::UpToId(7));
         assert_eq!(
             with_lookback(m.clone(), Duration::from_secs(300)),
-            Mark::at("2023-01-01T00:05:00.000000Z", Some(i64::MAX))
+            Mark::at("2023-01-01T00:05:00.000000Z", Confirmed::Nothing)
         );
         assert_eq!(with_lookback(m.clone(), Duration::ZERO), m);
         assert_eq!(

@@ -11,7 +11,7 @@ use oms_sync::api::ApiError;
 use oms_sync::fake_oms::{FakeCustomer, bulk_update};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
-use oms_sync::warehouse::{Mark, Warehouse};
+use oms_sync::warehouse::{Confirmed, Mark, Warehouse};
 
 /// 1. Keyset, never page numbers or `next`: data changes during the pass (rows the pass
 /// already read are updated, rows ahead move behind) and nothing is skipped; the `next` link
@@ -138,7 +138,12 @@ async fn g2_ties_across_pages_and_runs_are_all_fetched() {
     assert_in_step(&oms, &h.db(), true);
     assert_eq!(r.stats.updated, ids.len() as u64);
     assert!(r.requests <= 40, "{} requests", r.requests);
-    // A quiet pass after the ties costs one request.
+    // A quiet pass after a drained tie group at the newest instant costs two requests: ids
+    // above the highest one stored at that instant, then anything later.
+    assert_eq!(h.once().await.unwrap().requests, 2);
+    // Once a later row moves the mark past the group, a quiet pass costs one request.
+    oms.with_store(|s| s.upsert(FakeCustomer::new(5_000, at(9_500, 0))));
+    h.once().await.unwrap();
     assert_eq!(h.once().await.unwrap().requests, 1);
 }
 
@@ -156,7 +161,13 @@ async fn g2_pass_stopped_inside_a_tie_group_resumes() {
     assert!(matches!(h.once().await, Err(SyncError::Cancelled)));
     let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
     assert!(
-        matches!(&mark, Mark::At { after_id: Some(id), .. } if *id < i64::MAX),
+        matches!(
+            &mark,
+            Mark::At {
+                confirmed: Confirmed::UpToId(_),
+                ..
+            }
+        ),
         "stopped inside the tie group, mark {mark}"
     );
     let partial = h.rows().len();
@@ -513,4 +524,49 @@ async fn g2_stale_count_inside_a_tie_group_loses_nothing() {
     oms.knobs(|k| k.stale_count = None);
     h.once().await.unwrap();
     assert_in_step(&oms, &h.db(), true);
+}
+
+/// 10. A bulk update that commits in chunks with one computed `modified_date`: rows at the
+/// instant of a drained tie group, with ids above every stored one, arrive after the group was
+/// drained. The checkpoint claims only the ids it stored, so the next pass finds them, whatever
+/// the group's size and with or without a server cap below it.
+async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
+    let t = at(5_000, 0);
+    let mut customers = distinct(50);
+    for id in 51..=300 {
+        customers.push(FakeCustomer::new(id, t));
+    }
+    let oms = fake(customers).await;
+    oms.knobs(|k| k.max_limit = max_limit);
+    let h = Harness::new(&oms, page_size);
+    h.once().await.unwrap();
+    assert_in_step(&oms, &h.db(), true);
+    let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+    assert_eq!(
+        mark,
+        Mark::at(oms_sync::timefmt::canonical(&t), Confirmed::UpToId(300))
+    );
+    // The rest of the bulk update commits: 50 new customers at the same instant, higher ids.
+    oms.with_store(|s| {
+        for id in 301..=350 {
+            s.upsert(FakeCustomer::new(id, t));
+        }
+    });
+    let r = h.once().await.unwrap();
+    assert_eq!(r.stats.inserted, 50, "{:?}", r.stats);
+    assert_in_step(&oms, &h.db(), true);
+    assert_eq!(
+        Warehouse::<Customers>::mark(&mut h.open()).unwrap(),
+        Mark::at(oms_sync::timefmt::canonical(&t), Confirmed::UpToId(350))
+    );
+}
+
+#[tokio::test]
+async fn g10_rows_committed_late_at_a_drained_instant_are_fetched() {
+    late_rows_at_a_drained_instant(100, 0).await;
+}
+
+#[tokio::test]
+async fn g10_same_with_a_server_cap_below_the_tie_group() {
+    late_rows_at_a_drained_instant(100, 40).await;
 }

@@ -38,11 +38,10 @@ fn read_mark(db: &Path) -> Mark {
     conn.query_row(
         "SELECT mark_modified_date, mark_after_id FROM sync_state WHERE stream = 'customers'",
         [],
-        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?)),
+        |r| Ok(Mark::from_columns(r.get(0)?, r.get(1)?)),
     )
     .optional()
     .unwrap()
-    .and_then(|(md, after)| md.map(|md| Mark::at(md, after)))
     .unwrap_or(Mark::Start)
 }
 

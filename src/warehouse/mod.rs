@@ -13,36 +13,76 @@ use crate::resource::{BadRecord, Resource};
 
 pub use sqlite::{SqliteWarehouse, WarehouseError};
 
-/// Incremental high-water mark on `(modified_date, id)`.
+/// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.
+///
+/// The mark claims only what was read and stored: never "every id" at its instant, because rows
+/// of one bulk update can commit later with the same `modified_date` and higher ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
     /// Nothing synced yet: start from the oldest row.
     Start,
-    /// Every row with `modified_date < modified_date` is stored, and of the rows at exactly
-    /// `modified_date`, those with `id <= after_id` (`None`: none confirmed yet; `i64::MAX`: all).
+    /// Every row with `modified_date` before `modified_date` is stored, and of the rows at
+    /// exactly `modified_date`, those [`Confirmed`] says.
     At {
         modified_date: String,
-        after_id: Option<i64>,
+        confirmed: Confirmed,
     },
 }
 
+/// Which rows at the mark's own instant are confirmed stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confirmed {
+    /// None: the next pass reads the instant again from its first row (`modified_date__gte`).
+    Nothing,
+    /// Those with `id <= ` this: the next pass asks for ids above it at the instant, then moves
+    /// on to later instants.
+    UpToId(i64),
+}
+
 impl Mark {
-    pub fn at(modified_date: impl Into<String>, after_id: Option<i64>) -> Mark {
+    pub fn at(modified_date: impl Into<String>, confirmed: Confirmed) -> Mark {
         Mark::At {
             modified_date: modified_date.into(),
-            after_id,
+            confirmed,
         }
     }
+
+    /// The mark as stored in two nullable columns (`mark_modified_date`, `mark_after_id`).
+    pub fn from_columns(modified_date: Option<String>, after_id: Option<i64>) -> Mark {
+        match modified_date {
+            None => Mark::Start,
+            Some(md) => Mark::at(md, after_id.map_or(Confirmed::Nothing, Confirmed::UpToId)),
+        }
+    }
+
+    /// The inverse of [`Mark::from_columns`].
+    pub fn to_columns(&self) -> (Option<&str>, Option<i64>) {
+        match self {
+            Mark::Start => (None, None),
+            Mark::At {
+                modified_date,
+                confirmed,
+            } => (
+                Some(modified_date),
+                match confirmed {
+                    Confirmed::Nothing => None,
+                    Confirmed::UpToId(id) => Some(*id),
+                },
+            ),
+        }
+    }
+
     /// Whether the mark says the row version `(modified_date, id)` is already stored.
     pub fn covers(&self, modified_date: &str, id: i64) -> bool {
         match self {
             Mark::Start => false,
             Mark::At {
                 modified_date: m,
-                after_id,
+                confirmed,
             } => {
                 modified_date < m.as_str()
-                    || (modified_date == m && after_id.is_some_and(|a| id <= a))
+                    || (modified_date == m
+                        && matches!(confirmed, Confirmed::UpToId(a) if id <= *a))
             }
         }
     }
@@ -64,11 +104,11 @@ impl Ord for Mark {
             (
                 Mark::At {
                     modified_date: a,
-                    after_id: ai,
+                    confirmed: ai,
                 },
                 Mark::At {
                     modified_date: b,
-                    after_id: bi,
+                    confirmed: bi,
                 },
             ) => a.cmp(b).then(ai.cmp(bi)),
         }
@@ -81,22 +121,25 @@ impl PartialOrd for Mark {
     }
 }
 
+/// In words, as `status` and `sync_runs.mark_before`/`mark_after` show it.
 impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Mark::Start => f.write_str("start"),
+            Mark::Start => f.write_str("start (nothing synced yet)"),
             Mark::At {
                 modified_date,
-                after_id: None,
-            } => write!(f, "{modified_date}"),
+                confirmed: Confirmed::Nothing,
+            } => write!(
+                f,
+                "{modified_date} (rows at this instant are read again next pass)"
+            ),
             Mark::At {
                 modified_date,
-                after_id: Some(i64::MAX),
-            } => write!(f, "{modified_date} (all ids)"),
-            Mark::At {
-                modified_date,
-                after_id: Some(id),
-            } => write!(f, "{modified_date} id>{id}"),
+                confirmed: Confirmed::UpToId(id),
+            } => write!(
+                f,
+                "{modified_date} (ids up to {id} at this instant stored; higher ids read next pass)"
+            ),
         }
     }
 }
@@ -235,11 +278,31 @@ mod tests {
         let before = "2023-12-31T23:59:59.999999Z";
         let after = "2024-01-01T00:00:00.000001Z";
         assert!(!Mark::Start.covers(before, 1));
-        let none = Mark::at(t, None);
+        let none = Mark::at(t, Confirmed::Nothing);
         assert!(none.covers(before, 99) && !none.covers(t, 1) && !none.covers(after, 1));
-        let some = Mark::at(t, Some(5));
-        assert!(some.covers(t, 5) && !some.covers(t, 6));
-        assert!(Mark::at(t, Some(i64::MAX)).covers(t, i64::MAX));
-        assert!(Mark::at(t, None) < Mark::at(t, Some(1)) && Mark::Start < Mark::at(before, None));
+        let some = Mark::at(t, Confirmed::UpToId(5));
+        assert!(some.covers(t, 5) && !some.covers(t, 6) && !some.covers(after, 1));
+        assert!(
+            Mark::at(t, Confirmed::Nothing) < Mark::at(t, Confirmed::UpToId(1))
+                && Mark::at(t, Confirmed::UpToId(1)) < Mark::at(t, Confirmed::UpToId(2))
+                && Mark::at(t, Confirmed::UpToId(i64::MAX)) < Mark::at(after, Confirmed::Nothing)
+                && Mark::Start < Mark::at(before, Confirmed::Nothing)
+        );
+    }
+
+    #[test]
+    fn columns_round_trip_and_read_in_words() {
+        for m in [
+            Mark::Start,
+            Mark::at("2024-01-01T00:00:00.000000Z", Confirmed::Nothing),
+            Mark::at("2024-01-01T00:00:00.000000Z", Confirmed::UpToId(42)),
+        ] {
+            let (md, id) = m.to_columns();
+            assert_eq!(Mark::from_columns(md.map(str::to_owned), id), m);
+        }
+        assert_eq!(
+            Mark::at("2024-01-01T00:00:00.000000Z", Confirmed::UpToId(42)).to_string(),
+            "2024-01-01T00:00:00.000000Z (ids up to 42 at this instant stored; higher ids read next pass)"
+        );
     }
 }

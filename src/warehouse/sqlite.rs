@@ -387,13 +387,10 @@ fn read_mark(conn: &Connection, stream: &str) -> rusqlite::Result<Mark> {
     conn.query_row(
         "SELECT mark_modified_date, mark_after_id FROM sync_state WHERE stream = ?1",
         [stream],
-        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?)),
+        |r| Ok(Mark::from_columns(r.get(0)?, r.get(1)?)),
     )
     .optional()
-    .map(|row| match row {
-        Some((Some(md), after)) => Mark::at(md, after),
-        _ => Mark::Start,
-    })
+    .map(|m| m.unwrap_or(Mark::Start))
 }
 
 fn write_mark_if_greater(conn: &Connection, stream: &str, mark: &Mark) -> rusqlite::Result<()> {
@@ -401,13 +398,7 @@ fn write_mark_if_greater(conn: &Connection, stream: &str, mark: &Mark) -> rusqli
     if *mark <= current {
         return Ok(());
     }
-    let (md, after) = match mark {
-        Mark::Start => (None, None),
-        Mark::At {
-            modified_date,
-            after_id,
-        } => (Some(modified_date.as_str()), *after_id),
-    };
+    let (md, after) = mark.to_columns();
     conn.execute(
         "INSERT INTO sync_state (stream, mark_modified_date, mark_after_id, updated_at)
          VALUES (?1, ?2, ?3, ?4)
@@ -708,6 +699,7 @@ where
 mod tests {
     use super::*;
     use crate::resource::{Customer, Customers};
+    use crate::warehouse::Confirmed;
 
     fn customer(id: i64, md: &str, name: &str) -> Customer {
         Customer {
@@ -756,28 +748,28 @@ mod tests {
             &mut wh,
             run,
             vec![customer(1, t2, "new")],
-            Mark::at(t2, None),
+            Mark::at(t2, Confirmed::Nothing),
         );
         assert_eq!((s.inserted, s.updated, s.unchanged), (1, 0, 0));
         let s = apply(
             &mut wh,
             run,
             vec![customer(1, t1, "old")],
-            Mark::at(t2, None),
+            Mark::at(t2, Confirmed::Nothing),
         );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
         let s = apply(
             &mut wh,
             run,
             vec![customer(1, t2, "new")],
-            Mark::at(t2, None),
+            Mark::at(t2, Confirmed::Nothing),
         );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
         let s = apply(
             &mut wh,
             run,
             vec![customer(1, t2, "same time, new content")],
-            Mark::at(t2, None),
+            Mark::at(t2, Confirmed::Nothing),
         );
         assert_eq!((s.inserted, s.updated, s.unchanged), (0, 1, 0));
         let name: String = wh
@@ -788,10 +780,10 @@ mod tests {
             .unwrap();
         assert_eq!(name, "same time, new content");
         // The mark never moves backward.
-        apply(&mut wh, run, vec![], Mark::at(t1, None));
+        apply(&mut wh, run, vec![], Mark::at(t1, Confirmed::Nothing));
         assert_eq!(
             Warehouse::<Customers>::mark(&mut wh).unwrap(),
-            Mark::at(t2, None)
+            Mark::at(t2, Confirmed::Nothing)
         );
     }
 
@@ -862,7 +854,7 @@ mod tests {
         let run =
             Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
         let t = "2023-01-01T00:00:01.000000Z";
-        apply(&mut wh, run, vec![customer(1, t, "a")], Mark::at(t, None));
+        apply(&mut wh, run, vec![customer(1, t, "a")], Mark::at(t, Confirmed::Nothing));
         Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
         assert_eq!(index_sql(wh.connection()), full);
     }
