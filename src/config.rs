@@ -18,6 +18,11 @@ pub const MAX_PAGE_SIZE: u32 = 10_000;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRIES: u32 = 8;
 pub const MAX_CONCURRENCY: u32 = 16;
+/// `sync.lookback` when unset. A row becomes visible when its transaction commits, which can be
+/// well after Django stamped its `modified_date` (ATOMIC_REQUESTS, long jobs, chunked updates).
+/// Five minutes covers request transactions bounded by 30-60 s server timeouts with a wide
+/// margin and most batch jobs; the price is re-reading (not re-writing) that window each pass.
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
 
 /// A secret string (the API token). Its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -309,7 +314,10 @@ fn validate(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Config, Co
             "use a positive duration such as \"60s\"",
         ));
     }
-    let lookback = parse_duration("sync.lookback", raw.sync.lookback.as_deref(), "0s")?;
+    let lookback = match raw.sync.lookback.as_deref() {
+        None => DEFAULT_LOOKBACK,
+        given => parse_duration("sync.lookback", given, "")?,
+    };
     let level = raw.log.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         return Err(ConfigError::invalid(
@@ -577,7 +585,8 @@ mod tests {
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.api.page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(c.sync.interval, Duration::from_secs(60));
-        assert_eq!(c.sync.lookback, Duration::ZERO);
+        assert_eq!(c.sync.lookback, DEFAULT_LOOKBACK);
+        assert!(!DEFAULT_LOOKBACK.is_zero());
         assert_eq!(c.log.format, LogFormat::Text);
         assert!(c.metrics.listen.is_none());
     }
@@ -589,13 +598,13 @@ mod tests {
             &[
                 ("OMS_SYNC__API__TOKEN", "from-env"),
                 ("OMS_SYNC__API__PAGE_SIZE", "250"),
-                ("OMS_SYNC__SYNC__LOOKBACK", "5m"),
+                ("OMS_SYNC__SYNC__LOOKBACK", "7m"),
             ],
         )
         .unwrap();
         assert_eq!(c.api.token.expose(), "from-env");
         assert_eq!(c.api.page_size, 250);
-        assert_eq!(c.sync.lookback, Duration::from_secs(300));
+        assert_eq!(c.sync.lookback, Duration::from_secs(420));
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! The sync property: whatever the data (many ties, ids out of date order), the page size, the
-//! server's cap, short pages, ties re-scrambled per request, changes between requests, and
-//! passes stopped midway and resumed, the warehouse ends up holding exactly what the server
-//! lists. Against the fake OMS over loopback HTTP and a real SQLite file per case.
+//! server's cap, short pages, ties re-scrambled per request, changes between requests, rows
+//! that commit late (at the newest instant with higher ids, or inside the lookback window with
+//! older instants and lower ids), and passes stopped midway and resumed, the warehouse ends up
+//! holding exactly what the server lists, with the default `sync.lookback`. Against the fake
+//! OMS over loopback HTTP and a real SQLite file per case.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::TimeDelta;
 use common::*;
+use oms_sync::config::DEFAULT_LOOKBACK;
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, Store};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
@@ -109,16 +112,54 @@ fn mutate(rng: &mut StdRng, s: &mut Store, serial: u64) {
     }
 }
 
+/// Ids of rows that committed late: their dates were passed before they became visible.
+type Late = Arc<Mutex<BTreeSet<i64>>>;
+
+/// Rows whose transactions commit late, as Django's do: one more row of the newest bulk update
+/// (same instant, an id above every other), and one row stamped up to a minute before the newest
+/// (inside the default lookback window) with an id below the newest rows'.
+fn commit_late(rng: &mut StdRng, s: &mut Store, late: &Late) {
+    let (Some(newest), Some(max_id)) = (s.max_modified_date(), s.max_id()) else {
+        return;
+    };
+    let mut late = late.lock().unwrap();
+    if rng.random_bool(0.5) {
+        let id = max_id + rng.random_range(1..50);
+        s.upsert(FakeCustomer::new(id, newest));
+        late.insert(id);
+    }
+    if rng.random_bool(0.5) {
+        let id = rng.random_range(1..2_500);
+        if !s.contains(id) {
+            let back = TimeDelta::microseconds(rng.random_range(0..60_000_000));
+            s.upsert(FakeCustomer::new(id, newest - back));
+            late.insert(id);
+        }
+    }
+}
+
 /// Installs the hook for the next pass: it changes the data on the pass's first `mutating`
-/// requests and cancels `cancel` on request `stop` (both relative to now).
-fn arm(oms: &FakeOms, seed: u64, mutating: u64, stop: Option<u64>, cancel: CancellationToken) {
+/// requests, commits rows late on every other one of them, and cancels `cancel` on request
+/// `stop` (both relative to now).
+fn arm(
+    oms: &FakeOms,
+    seed: u64,
+    mutating: u64,
+    stop: Option<u64>,
+    cancel: CancellationToken,
+    late: &Late,
+) {
     let base = oms.total_requests();
     let serial = Arc::new(AtomicU64::new(seed));
     let mut rng = StdRng::seed_from_u64(seed);
+    let late = late.clone();
     oms.set_before_request(Box::new(move |n, s| {
         let k = n - base;
         if k <= mutating {
             mutate(&mut rng, s, serial.fetch_add(1, Ordering::Relaxed));
+            if k % 2 == 0 {
+                commit_late(&mut rng, s, &late);
+            }
         }
         if stop == Some(k) {
             cancel.cancel();
@@ -126,11 +167,16 @@ fn arm(oms: &FakeOms, seed: u64, mutating: u64, stop: Option<u64>, cancel: Cance
     }));
 }
 
-/// Every server customer the checkpoint claims is stored, with the server's values.
-fn assert_mark_claims_only_stored(oms: &FakeOms, h: &Harness) {
+/// Every server customer the checkpoint claims is stored, with the server's values; rows that
+/// committed late are the lookback's to find on the next pass.
+fn assert_mark_claims_only_stored(oms: &FakeOms, h: &Harness, late: &Late) {
     let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
     let rows = h.rows();
+    let late = late.lock().unwrap().clone();
     for c in oms.with_store(|s| s.snapshot()) {
+        if late.contains(&c.id) {
+            continue;
+        }
         let md = timefmt::canonical(&c.modified_date);
         let claimed = mark.covers(&md, c.id);
         if claimed {
@@ -152,11 +198,12 @@ async fn run_to_end(
     seed: u64,
     mutating: u64,
     stop: Option<u64>,
+    late: &Late,
 ) -> (Harness, u32) {
     let mut stops = 0;
     for attempt in 0..6u64 {
         let stop = if attempt == 0 { stop } else { None };
-        arm(oms, seed ^ attempt, mutating, stop, h.cancel.clone());
+        arm(oms, seed ^ attempt, mutating, stop, h.cancel.clone(), late);
         let r = if backfill {
             h.backfill().await
         } else {
@@ -171,7 +218,7 @@ async fn run_to_end(
                 stops += 1;
                 oms.clear_before_request();
                 if !backfill {
-                    assert_mark_claims_only_stored(oms, &h);
+                    assert_mark_claims_only_stored(oms, &h, late);
                 }
                 h = h.resumed();
             }
@@ -200,6 +247,9 @@ async fn check(case: Case) {
     });
     let mut h = Harness::new(&oms, case.page_size);
     h.opts.concurrency = case.concurrency;
+    // The default config: late commits are caught by its lookback.
+    h.opts.lookback = DEFAULT_LOOKBACK;
+    let late = Late::default();
 
     // Incremental passes under changes, maybe stopped and resumed; then one quiet pass.
     let (h, _) = run_to_end(
@@ -209,6 +259,7 @@ async fn check(case: Case) {
         case.seed,
         case.mutating,
         case.stop_incremental,
+        &late,
     )
     .await;
     h.once().await.unwrap();
@@ -223,6 +274,7 @@ async fn check(case: Case) {
         case.seed.rotate_left(17),
         case.mutating,
         case.stop_backfill,
+        &late,
     )
     .await;
     h.once().await.unwrap();
