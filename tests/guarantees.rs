@@ -570,3 +570,35 @@ async fn g10_rows_committed_late_at_a_drained_instant_are_fetched() {
 async fn g10_same_with_a_server_cap_below_the_tie_group() {
     late_rows_at_a_drained_instant(100, 40).await;
 }
+
+/// 11. A backfill marks deleted only ids it read past: capped and short pages, a stale `count`
+/// and parallel ranges end no range early (only an empty page does), and a stop between pages
+/// resumes without marking a live customer deleted.
+#[tokio::test]
+async fn g11_backfill_deletes_only_what_it_read_past() {
+    let oms = fake(distinct(400)).await;
+    let mut h = Harness::new(&oms, 100);
+    h.backfill().await.unwrap();
+    let gone: Vec<i64> = (3..=400).step_by(37).collect();
+    oms.with_store(|s| {
+        for id in &gone {
+            s.remove(*id);
+        }
+    });
+    oms.knobs(|k| {
+        k.max_limit = 9;
+        k.random_short_page_rate = 0.3;
+        k.stale_count = Some(1);
+    });
+    h.opts.concurrency = 3;
+    h.stop_at_request(&oms, oms.total_requests() + 12);
+    assert!(matches!(h.backfill().await, Err(SyncError::Cancelled)));
+    oms.clear_before_request();
+    let h = h.resumed();
+    let r = h.backfill().await.unwrap();
+    let rows = h.rows();
+    let deleted: Vec<i64> = rows.iter().filter(|(_, r)| r.deleted).map(|(id, _)| *id).collect();
+    assert_eq!(deleted, gone, "deleted_at set on exactly the removed customers");
+    assert!(r.stats.deleted <= gone.len() as u64, "{:?}", r.stats);
+    assert_in_step(&oms, &h.db(), true);
+}
