@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oms_sync::api::ApiClient;
-use oms_sync::config::{ApiConfig, Secret, parse_base_url};
+use oms_sync::config::{ApiConfig, DEFAULT_LOOKBACK, Secret, parse_base_url};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::resource::{Customer, Customers};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
@@ -565,6 +565,15 @@ async fn run(s: Settings) {
             lookback_report = Some((r, started.elapsed().as_secs_f64()));
         }
     }
+    // What a quiet pass costs with the default lookback (it re-reads the window behind the mark).
+    let started = Instant::now();
+    let (w, quiet_default) = incremental(&oms, wh, 1000, DEFAULT_LOOKBACK).await;
+    wh = w;
+    let quiet_default_wall = started.elapsed().as_secs_f64();
+    assert_eq!(
+        quiet_default.stats.inserted + quiet_default.stats.updated,
+        0
+    );
     let changed = median(changed_walls);
     println!(
         "| incremental pass | rows fetched | requests | wall | rows/s | inserted / updated / unchanged |\n|---|---:|---:|---:|---:|---|"
@@ -577,6 +586,16 @@ async fn run(s: Settings) {
         nochange_stats.inserted,
         nochange_stats.updated,
         nochange_stats.unchanged
+    );
+    println!(
+        "| no change, default lookback ({}) | {} | {} | {} | - | {} / {} / {} |",
+        humantime::format_duration(DEFAULT_LOOKBACK),
+        quiet_default.stats.fetched,
+        quiet_default.requests,
+        secs(quiet_default_wall),
+        quiet_default.stats.inserted,
+        quiet_default.stats.updated,
+        quiet_default.stats.unchanged
     );
     println!(
         "| after 1% of customers changed | {changed_rows} | {} | {} | {} ({:.0}% of the raw random-update loop) | {} / {} / {} |",

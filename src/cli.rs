@@ -85,7 +85,10 @@ pub fn exit_code(e: &SyncError) -> u8 {
     match e {
         SyncError::Api(ApiError::Auth { .. }) => 3,
         SyncError::Api(_) | SyncError::NoProgress { .. } => 4,
-        SyncError::Warehouse(_) | SyncError::Writer(_) => 5,
+        SyncError::Warehouse(_)
+        | SyncError::CorruptMark { .. }
+        | SyncError::WriterStopped
+        | SyncError::FetchEnded => 5,
         SyncError::Cancelled => 6,
     }
 }

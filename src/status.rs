@@ -101,7 +101,7 @@ pub fn read(path: &Path) -> Result<Status, WarehouseError> {
             || Checkpoint {
                 modified_date: None,
                 after_id: None,
-                in_words: Mark::Start.to_string(),
+                in_words: "none yet (next pass starts from the oldest customer)".into(),
                 updated_at: None,
             },
             |(modified_date, after_id, updated_at): (Option<String>, Option<i64>, _)| Checkpoint {

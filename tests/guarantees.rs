@@ -526,7 +526,7 @@ async fn g2_stale_count_inside_a_tie_group_loses_nothing() {
     assert_in_step(&oms, &h.db(), true);
 }
 
-/// 10. A bulk update that commits in chunks with one computed `modified_date`: rows at the
+/// Guarantee 10: a bulk update that commits in chunks with one computed `modified_date`: rows at the
 /// instant of a drained tie group, with ids above every stored one, arrive after the group was
 /// drained. The checkpoint claims only the ids it stored, so the next pass finds them, whatever
 /// the group's size and with or without a server cap below it.
@@ -571,7 +571,7 @@ async fn g10_same_with_a_server_cap_below_the_tie_group() {
     late_rows_at_a_drained_instant(100, 40).await;
 }
 
-/// 11. A backfill marks deleted only ids it read past: capped and short pages, a stale `count`
+/// Guarantee 11: a backfill marks deleted only ids it read past: capped and short pages, a stale `count`
 /// and parallel ranges end no range early (only an empty page does), and a stop between pages
 /// resumes without marking a live customer deleted.
 #[tokio::test]
@@ -597,8 +597,15 @@ async fn g11_backfill_deletes_only_what_it_read_past() {
     let h = h.resumed();
     let r = h.backfill().await.unwrap();
     let rows = h.rows();
-    let deleted: Vec<i64> = rows.iter().filter(|(_, r)| r.deleted).map(|(id, _)| *id).collect();
-    assert_eq!(deleted, gone, "deleted_at set on exactly the removed customers");
+    let deleted: Vec<i64> = rows
+        .iter()
+        .filter(|(_, r)| r.deleted)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        deleted, gone,
+        "deleted_at set on exactly the removed customers"
+    );
     assert!(r.stats.deleted <= gone.len() as u64, "{:?}", r.stats);
     assert_in_step(&oms, &h.db(), true);
 }

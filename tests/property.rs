@@ -8,8 +8,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
 use common::*;
@@ -130,7 +130,7 @@ fn commit_late(rng: &mut StdRng, s: &mut Store, late: &Late) {
     }
     if rng.random_bool(0.5) {
         let id = rng.random_range(1..2_500);
-        if !s.contains(id) {
+        if s.get(id).is_none() {
             let back = TimeDelta::microseconds(rng.random_range(0..60_000_000));
             s.upsert(FakeCustomer::new(id, newest - back));
             late.insert(id);
@@ -157,7 +157,7 @@ fn arm(
         let k = n - base;
         if k <= mutating {
             mutate(&mut rng, s, serial.fetch_add(1, Ordering::Relaxed));
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 commit_late(&mut rng, s, &late);
             }
         }

@@ -81,8 +81,7 @@ impl Mark {
                 confirmed,
             } => {
                 modified_date < m.as_str()
-                    || (modified_date == m
-                        && matches!(confirmed, Confirmed::UpToId(a) if id <= *a))
+                    || (modified_date == m && matches!(confirmed, Confirmed::UpToId(a) if id <= *a))
             }
         }
     }
@@ -125,7 +124,7 @@ impl PartialOrd for Mark {
 impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Mark::Start => f.write_str("start (nothing synced yet)"),
+            Mark::Start => f.write_str("start"),
             Mark::At {
                 modified_date,
                 confirmed: Confirmed::Nothing,

@@ -854,7 +854,12 @@ mod tests {
         let run =
             Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
         let t = "2023-01-01T00:00:01.000000Z";
-        apply(&mut wh, run, vec![customer(1, t, "a")], Mark::at(t, Confirmed::Nothing));
+        apply(
+            &mut wh,
+            run,
+            vec![customer(1, t, "a")],
+            Mark::at(t, Confirmed::Nothing),
+        );
         Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
         assert_eq!(index_sql(wh.connection()), full);
     }

@@ -1,0 +1,225 @@
+//! The sync engine: one incremental pass ([`incremental_pass`]) or one backfill
+//! ([`backfill_pass`]), shared by the daemon, `--once`, `--backfill`, the demo and the tests.
+//!
+//! Fetching and writing overlap: async tasks fetch pages and send them over a bounded channel
+//! to one blocking writer thread that owns the warehouse and commits each batch of records
+//! together with its checkpoint. A pass killed at any instant resumes from the last commit.
+//!
+//! Incremental keyset on `(modified_date, id)` (see [`Mark`] for what a checkpoint claims):
+//! - forward: `modified_date__gte=M&sort=modified_date`. All rows of a page older than its last
+//!   row's date `L` are complete, rows at `L` may continue past the page, so the mark becomes
+//!   `(L, none confirmed)` and the next request starts at `L` inclusive (re-reading the few rows
+//!   at `L`, never skipping one);
+//! - ties: when a whole page shares one date (a bulk update larger than a page), the group is
+//!   drained by id with `modified_date=L&id__gt=X&sort=id` (the server's order among ties is
+//!   arbitrary, ids are unique) until an empty page; the mark keeps `(L, highest id stored)`
+//!   and paging goes on with `modified_date__gt=L`. The next pass asks again for ids above that
+//!   one at `L` first: rows of the same bulk update that commit later are found.
+//! - lookback: a pass starts `sync.lookback` before the mark (none confirmed there), so rows that
+//!   commit late with a date the mark already passed are read; the mark never moves back.
+//!
+//! Page numbers and `next` links are never used: rows moving between pages while data changes
+//! would be skipped, and a `next` link may point at another host. The page size the server
+//! actually returns is never trusted: a tie group ends only on an empty page, and the forward
+//! walk ends on an empty page or on a page that held the whole remaining `count` (its last
+//! instant stays unconfirmed, so the next pass re-reads it).
+
+mod backfill;
+mod incremental;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use backfill::backfill_pass;
+pub use incremental::incremental_pass;
+pub use writer::MAX_PAGES_PER_COMMIT;
+
+use crate::api::{ApiClient, ApiError, ListQuery, Page};
+use crate::resource::Resource;
+use crate::warehouse::{Mark, RowStats, RunKind, RunStatus, Warehouse};
+use writer::{Init, Msg, Written};
+
+/// Pages buffered between the fetchers and the writer: bounds memory to a few pages.
+pub const CHANNEL_PAGES: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub page_size: u32,
+    pub lookback: Duration,
+    /// Parallel id ranges in a backfill.
+    pub concurrency: u32,
+}
+
+impl SyncOptions {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        SyncOptions {
+            page_size: cfg.api.page_size,
+            lookback: cfg.sync.lookback,
+            concurrency: cfg.api.concurrency,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The warehouse failed; its own error type is kept whole (downcast it for details).
+    #[error(transparent)]
+    Warehouse(Box<dyn std::error::Error + Send + Sync>),
+    #[error(
+        "the stored checkpoint {value:?} is not a datetime; fix: run oms-sync --backfill, which rewrites it"
+    )]
+    CorruptMark { value: String },
+    #[error(
+        "the API returned a page that does not move past the checkpoint ({detail}); fix: report this to the OMS vendor; the checkpoint did not move"
+    )]
+    NoProgress { detail: String },
+    #[error("the pass was stopped before it finished; its committed pages are kept")]
+    Cancelled,
+    #[error("the warehouse writer stopped before the pass finished")]
+    WriterStopped,
+    #[error("the fetch side of the pass stopped without finishing it")]
+    FetchEnded,
+}
+
+impl SyncError {
+    pub fn is_auth(&self) -> bool {
+        matches!(self, SyncError::Api(ApiError::Auth { .. }))
+    }
+}
+
+/// Watches a pass as it goes (progress bars, logs, metrics).
+pub trait Progress: Send + Sync {
+    /// The API's estimate of rows to fetch grew by `rows`.
+    fn add_total(&self, _rows: u64) {}
+    /// A batch was committed.
+    fn committed(&self, _stats: &RowStats) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a pass did.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub kind: RunKind,
+    pub run_id: i64,
+    pub requests: u64,
+    pub pages: u64,
+    pub stats: RowStats,
+    pub mark_before: Mark,
+    pub mark_after: Mark,
+    pub elapsed: Duration,
+}
+
+/// Shared state of the fetch side of a pass.
+struct Fetch<'a, R: Resource> {
+    client: &'a ApiClient,
+    tx: mpsc::Sender<Msg<R::Record>>,
+    cancel: &'a CancellationToken,
+    requests: AtomicU64,
+    page_size: u32,
+}
+
+impl<R: Resource> Fetch<'_, R> {
+    /// One page of `page_size` rows: counted, and given up at once when the pass is cancelled.
+    async fn get(&self, query: ListQuery) -> Result<Page<R::Record>, SyncError> {
+        self.get_limited(query, self.page_size).await
+    }
+
+    async fn get_limited(
+        &self,
+        query: ListQuery,
+        limit: u32,
+    ) -> Result<Page<R::Record>, SyncError> {
+        let query = query.with("limit", limit.to_string());
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(SyncError::Cancelled),
+            r = self.client.list::<R>(&query) => Ok(r?),
+        }
+    }
+
+    async fn send(&self, msg: Msg<R::Record>) -> Result<(), SyncError> {
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| SyncError::WriterStopped)
+    }
+}
+
+/// Runs `fetch` against a writer thread that owns `wh`; returns the warehouse back.
+async fn run_pass<R, W, F>(
+    client: &ApiClient,
+    wh: W,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+    kind: RunKind,
+    progress: Arc<dyn Progress>,
+    fetch: F,
+) -> (W, Result<PassReport, SyncError>)
+where
+    R: Resource,
+    W: Warehouse<R> + 'static,
+    F: AsyncFnOnce(&Fetch<'_, R>, Init) -> Result<(), SyncError>,
+{
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
+    let (init_tx, init_rx) = oneshot::channel();
+    let handle = tokio::task::spawn_blocking(move || {
+        writer::writer::<R, W>(wh, kind, rx, init_tx, progress)
+    });
+    let Ok(Some(init)) = init_rx.await else {
+        // The writer could not start the run; its error says why.
+        let (wh, r) = writer::join_writer(handle).await;
+        return (wh, Err(r.err().unwrap_or(SyncError::WriterStopped)));
+    };
+    let run_id = init.run_id;
+    let mark_before = init.mark.clone();
+    let f = Fetch::<R> {
+        client,
+        tx,
+        cancel,
+        requests: AtomicU64::new(0),
+        page_size: opts.page_size,
+    };
+    let outcome = fetch(&f, init).await;
+    let (status, error) = match &outcome {
+        Ok(()) => (RunStatus::Succeeded, None),
+        Err(SyncError::Cancelled) => (RunStatus::Cancelled, None),
+        Err(e) => (RunStatus::Failed, Some(e.to_string())),
+    };
+    let requests = f.requests.load(Ordering::Relaxed);
+    let _ = f.tx.send(Msg::Finish(status, error)).await;
+    drop(f);
+    let (wh, written) = writer::join_writer(handle).await;
+    let report = match (outcome, written) {
+        (_, Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(Written { stats, pages, mark })) => Ok(PassReport {
+            kind,
+            run_id,
+            requests,
+            pages,
+            stats,
+            mark_before,
+            mark_after: mark,
+            elapsed: started.elapsed(),
+        }),
+    };
+    (wh, report)
+}
+
+fn no_progress(detail: impl Into<String>) -> SyncError {
+    SyncError::NoProgress {
+        detail: detail.into(),
+    }
+}

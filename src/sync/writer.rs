@@ -1,0 +1,196 @@
+//! The writer: one blocking thread per pass that owns the warehouse, merges queued pages with
+//! the same kind of checkpoint advance into one transaction, and records the run.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Progress, SyncError};
+use crate::resource::Resource;
+use crate::warehouse::{
+    Advance, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse,
+};
+
+/// At most this many queued pages are committed in one transaction.
+pub const MAX_PAGES_PER_COMMIT: usize = 8;
+
+/// What the fetch side sends the writer.
+pub(super) enum Msg<T> {
+    Batch(Batch<T>),
+    StartBackfill(BackfillState),
+    FinishBackfill(Mark),
+    Finish(RunStatus, Option<String>),
+}
+
+/// What the writer read before the pass began.
+pub(super) struct Init {
+    pub run_id: i64,
+    pub mark: Mark,
+    pub backfill: Option<BackfillState>,
+}
+
+/// What the writer committed over a whole pass.
+pub(super) struct Written {
+    pub stats: RowStats,
+    pub pages: u64,
+    pub mark: Mark,
+}
+
+/// Why the writer stopped before the pass finished.
+pub(super) enum WriterError<E> {
+    Warehouse(E),
+    /// Every sender went away without a `Finish`: the fetch side died.
+    FetchEnded,
+}
+
+/// The warehouse handed back with the writer's result.
+pub(super) type WriterResult<W, E> = (W, Result<Written, WriterError<E>>);
+
+/// Runs on a blocking thread: owns the warehouse for the pass.
+pub(super) fn writer<R, W>(
+    mut wh: W,
+    kind: RunKind,
+    mut rx: mpsc::Receiver<Msg<R::Record>>,
+    init: oneshot::Sender<Option<Init>>,
+    progress: Arc<dyn Progress>,
+) -> WriterResult<W, W::Error>
+where
+    R: Resource,
+    W: Warehouse<R>,
+{
+    let start = (|| -> Result<Init, W::Error> {
+        let mark = wh.mark()?;
+        let backfill = wh.backfill_state()?;
+        let run_id = wh.begin_run(kind, &mark)?;
+        Ok(Init {
+            run_id,
+            mark,
+            backfill,
+        })
+    })();
+    let run_id = match start {
+        Ok(i) => {
+            let id = i.run_id;
+            let _ = init.send(Some(i));
+            id
+        }
+        Err(e) => {
+            let _ = init.send(None);
+            return (wh, Err(WriterError::Warehouse(e)));
+        }
+    };
+    let mut total = RowStats::default();
+    let mut pages_total = 0u64;
+    let mut pending: Option<Msg<R::Record>> = None;
+    loop {
+        let Some(msg) = pending.take().or_else(|| rx.blocking_recv()) else {
+            // Every sender is gone without a Finish: the fetch side died; record it.
+            let _ = wh.finish_run(run_id, RunStatus::Failed, Some("fetch task ended"));
+            return (wh, Err(WriterError::FetchEnded));
+        };
+        let result = match msg {
+            Msg::Batch(mut batch) => {
+                let mut pages = 1u64;
+                // Merge queued pages of the same kind of advance into one transaction.
+                while (pages as usize) < MAX_PAGES_PER_COMMIT {
+                    match rx.try_recv() {
+                        Ok(Msg::Batch(next)) if mergeable(&batch.advance, &next.advance) => {
+                            batch.advance = merged(&batch.advance, &next.advance);
+                            batch.records.extend(next.records);
+                            batch.bad.extend(next.bad);
+                            pages += 1;
+                        }
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for bad in &batch.bad {
+                    tracing::warn!(
+                        id = ?bad.id,
+                        modified_date = ?bad.modified_date,
+                        error = %bad.error,
+                        "record quarantined (kept whole in the quarantine table); the pass goes on"
+                    );
+                }
+                wh.apply(run_id, batch, pages).map(|s| {
+                    total.add(&s);
+                    pages_total += pages;
+                    progress.committed(&s);
+                })
+            }
+            Msg::StartBackfill(state) => wh.start_backfill(&state),
+            Msg::FinishBackfill(mark) => wh.finish_backfill(mark),
+            Msg::Finish(status, error) => {
+                let r = wh
+                    .finish_run(run_id, status, error.as_deref())
+                    .and_then(|_| wh.mark());
+                let r = r
+                    .map(|mark| Written {
+                        stats: total,
+                        pages: pages_total,
+                        mark,
+                    })
+                    .map_err(WriterError::Warehouse);
+                return (wh, r);
+            }
+        };
+        if let Err(e) = result {
+            let _ = wh.finish_run(run_id, RunStatus::Failed, Some(&e.to_string()));
+            return (wh, Err(WriterError::Warehouse(e)));
+        }
+    }
+}
+
+fn mergeable(a: &Advance, b: &Advance) -> bool {
+    match (a, b) {
+        (Advance::Mark(_), Advance::Mark(_)) => true,
+        (
+            Advance::Backfill {
+                range_no: ra,
+                to: Some(ta),
+                ..
+            },
+            Advance::Backfill {
+                range_no: rb, from, ..
+            },
+        ) => ra == rb && ta == from,
+        _ => false,
+    }
+}
+
+fn merged(a: &Advance, b: &Advance) -> Advance {
+    match (a, b) {
+        (Advance::Backfill { range_no, from, .. }, Advance::Backfill { to, .. }) => {
+            Advance::Backfill {
+                range_no: *range_no,
+                from: *from,
+                to: *to,
+            }
+        }
+        _ => b.clone(),
+    }
+}
+
+/// Waits for the writer and gives its result the pass's error type (the warehouse's error kept
+/// whole, as its source).
+pub(super) async fn join_writer<W, E>(
+    handle: tokio::task::JoinHandle<WriterResult<W, E>>,
+) -> (W, Result<Written, SyncError>)
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match handle.await {
+        Ok((wh, r)) => (
+            wh,
+            r.map_err(|e| match e {
+                WriterError::Warehouse(e) => SyncError::Warehouse(Box::new(e)),
+                WriterError::FetchEnded => SyncError::FetchEnded,
+            }),
+        ),
+        // The writer owns the warehouse; a panic there is a bug, and the process must stop.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
