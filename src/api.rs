@@ -56,14 +56,60 @@ pub enum ApiError {
         body: String,
         retry_after: Option<Duration>,
     },
-    #[error("request to {url} failed: {reason}")]
-    Transport { url: String, reason: String },
+    #[error("request to {endpoint} failed: {cause}")]
+    Transport {
+        url: String,
+        /// `host:port`, what an operator checks first.
+        endpoint: String,
+        cause: String,
+    },
+    /// A transport failure no retry can fix (TLS or protocol mismatch, unknown host).
+    #[error("cannot talk to the API at {endpoint}: {cause}; fix: {fix}")]
+    Unusable {
+        url: String,
+        endpoint: String,
+        cause: String,
+        fix: &'static str,
+    },
     #[error("unreadable response from {url}: {reason}")]
     Decode { url: String, reason: String },
     #[error(
-        "API unreachable after {attempts} attempts, last error: {last}; fix: check api.base_url, the network and the OMS status, then run again (the checkpoint did not move)"
+        "API at {endpoint} unreachable after {}: {}; fix: check api.base_url, the network and the OMS status, then run again (the checkpoint did not move)",
+        attempts_over(*.attempts, *.elapsed),
+        .last.short()
     )]
-    GaveUp { attempts: u32, last: Box<ApiError> },
+    GaveUp {
+        attempts: u32,
+        last: Box<ApiError>,
+        endpoint: String,
+        elapsed: Duration,
+    },
+}
+
+/// "1 attempt in 0s", "9 attempts over 1m 31s".
+fn attempts_over(attempts: u32, elapsed: Duration) -> String {
+    // Whole seconds, or milliseconds under a second: enough to tell a quick refusal from a
+    // long outage.
+    let took = if elapsed >= Duration::from_secs(1) {
+        humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+    } else {
+        humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
+    };
+    if attempts == 1 {
+        format!("1 attempt in {took}")
+    } else {
+        format!("{attempts} attempts over {took}")
+    }
+}
+
+/// Longest cause quoted in a one-line summary.
+const SHORT_CAUSE: usize = 80;
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 impl ApiError {
@@ -92,9 +138,41 @@ impl ApiError {
             | ApiError::Rejected { status, .. }
             | ApiError::Redirect { status, .. }
             | ApiError::Status { status, .. } => status.to_string(),
-            ApiError::Transport { .. } => "transport".into(),
+            ApiError::Transport { .. } | ApiError::Unusable { .. } => "transport".into(),
             ApiError::Decode { .. } => "decode".into(),
             ApiError::GaveUp { last, .. } => last.kind_label(),
+        }
+    }
+
+    /// The URL of the request that failed, when there was one.
+    pub fn url(&self) -> &str {
+        match self {
+            ApiError::Auth { url, .. }
+            | ApiError::Rejected { url, .. }
+            | ApiError::Redirect { url, .. }
+            | ApiError::Status { url, .. }
+            | ApiError::Transport { url, .. }
+            | ApiError::Unusable { url, .. }
+            | ApiError::Decode { url, .. } => url,
+            ApiError::GaveUp { last, .. } => last.url(),
+        }
+    }
+
+    /// The cause without the URL, for one-line summaries ("HTTP 503", "connection refused").
+    pub fn short(&self) -> String {
+        match self {
+            ApiError::Transport { cause, .. } | ApiError::Unusable { cause, .. } => {
+                truncate(cause, SHORT_CAUSE)
+            }
+            ApiError::Status { status, body, .. } if body.is_empty() => format!("HTTP {status}"),
+            ApiError::Status { status, body, .. } => {
+                format!("HTTP {status} ({})", truncate(body, 40))
+            }
+            ApiError::Decode { reason, .. } => {
+                format!("unreadable response ({})", truncate(reason, 60))
+            }
+            ApiError::GaveUp { last, .. } => last.short(),
+            other => truncate(&other.to_string(), SHORT_CAUSE),
         }
     }
 }
@@ -200,6 +278,9 @@ pub struct ApiClient {
     backoff: ExponentialBuilder,
     rate: Option<Arc<RateLimit>>,
     observer: Option<RequestObserver>,
+    max_retries: u32,
+    /// The backoff delays summed without jitter: how long an outage is retried, roughly.
+    retry_window: Duration,
 }
 
 impl ApiClient {
@@ -215,7 +296,8 @@ impl ApiClient {
             .build()
             .map_err(|e| ApiError::Transport {
                 url: cfg.base_url.to_string(),
-                reason: format!("cannot build the HTTP client: {e}"),
+                endpoint: endpoint_of(&cfg.base_url),
+                cause: format!("cannot build the HTTP client: {e}"),
             })?;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(cfg.retry_min_delay)
@@ -235,6 +317,8 @@ impl ApiClient {
             backoff,
             rate,
             observer: None,
+            max_retries: cfg.max_retries,
+            retry_window: retry_window(cfg),
         })
     }
 
@@ -244,11 +328,15 @@ impl ApiClient {
 
     /// Fetches and parses one page, retrying transient faults within the retry budget.
     pub async fn list<R: Resource>(&self, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
+        let endpoint = endpoint_of(&self.base);
         let url = self.base.join(R::PATH).map_err(|e| ApiError::Transport {
             url: self.base.to_string(),
-            reason: e.to_string(),
+            endpoint: endpoint.clone(),
+            cause: e.to_string(),
         })?;
+        let started = Instant::now();
         let mut attempts = 0u32;
+        let mut retried = false;
         let result = (|| {
             attempts += 1;
             self.attempt::<R>(&url, query)
@@ -264,13 +352,28 @@ impl ApiClient {
             })
         })
         .notify(|err, dur| {
-            tracing::warn!(error = %err, retry_in = ?dur, "request failed, retrying");
+            if !retried {
+                retried = true;
+                // Said once, so an operator knows how long an outage is retried before the
+                // pass gives up.
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    retries = self.max_retries,
+                    window = %humantime::format_duration(self.retry_window),
+                    "request failed; retrying up to {} times over about {}",
+                    self.max_retries,
+                    humantime::format_duration(self.retry_window)
+                );
+            }
+            tracing::warn!(error = %err, url = err.url(), retry_in = ?dur, "request failed, retrying");
         })
         .await;
         match result {
             Err(e) if e.is_retryable() => Err(ApiError::GaveUp {
                 attempts,
                 last: Box::new(e),
+                endpoint,
+                elapsed: started.elapsed(),
             }),
             other => other,
         }
@@ -306,10 +409,7 @@ impl ApiClient {
             Ok(r) => r,
             Err(e) => {
                 self.observe(None, started);
-                return Err(ApiError::Transport {
-                    url: shown,
-                    reason: error_chain(&e),
-                });
+                return Err(transport_error(&e, shown, endpoint_of(url)));
             }
         };
         let status = resp.status();
@@ -328,7 +428,8 @@ impl ApiClient {
         self.observe(Some(status.as_u16()), started);
         let body = body.map_err(|e| ApiError::Transport {
             url: shown.clone(),
-            reason: format!("reading the body: {}", error_chain(&e)),
+            endpoint: endpoint_of(url),
+            cause: format!("reading the body: {}", root_cause(&e)),
         })?;
         if status.is_success() {
             return parse_page::<R>(&body).map_err(|reason| ApiError::Decode {
@@ -397,15 +498,94 @@ fn snippet(body: &[u8]) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// Sum of the backoff delays (min doubling up to max) for the whole retry budget.
+pub fn retry_window(cfg: &ApiConfig) -> Duration {
+    let mut delay = cfg.retry_min_delay;
+    let mut total = Duration::ZERO;
+    for _ in 0..cfg.max_retries {
+        total += delay;
+        delay = (delay * 2).min(cfg.retry_max_delay);
     }
-    s
+    total
+}
+
+/// `host:port` of a URL (the port filled in from the scheme).
+pub fn endpoint_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// The innermost cause of an error chain: the part that says what happened ("Connection
+/// refused (os error 111)"), without the wrappers that repeat the URL.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(inner) = last.source() {
+        last = inner;
+    }
+    last.to_string()
+}
+
+/// Sorts a failed send into what a retry may fix (timeouts, refused or reset connections,
+/// DNS hiccups) and what it cannot (TLS or protocol mismatch, bad certificate, unknown host).
+pub fn transport_error(e: &reqwest::Error, url: String, endpoint: String) -> ApiError {
+    let cause = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        root_cause(e)
+    };
+    let lower = cause.to_ascii_lowercase();
+    let unusable = |cause: String, fix: &'static str| ApiError::Unusable {
+        url: url.clone(),
+        endpoint: endpoint.clone(),
+        cause,
+        fix,
+    };
+    if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
+        return unusable(
+            format!("TLS handshake failed, the server does not speak TLS on this port ({cause})"),
+            "use http:// in api.base_url if that port serves plain HTTP, or the right https port",
+        );
+    }
+    if lower.contains("certificate") {
+        return unusable(
+            format!("TLS certificate rejected ({cause})"),
+            "check the host name in api.base_url; the server's certificate must be valid for it",
+        );
+    }
+    if lower.contains("tls") || lower.contains("handshake") || lower.contains("alert") {
+        return unusable(
+            format!("TLS handshake failed ({cause})"),
+            "check the scheme and port of api.base_url",
+        );
+    }
+    if lower.contains("invalid http version") || lower.contains("http/0.9") {
+        return unusable(
+            format!("the server does not answer in HTTP ({cause}); it may expect TLS"),
+            "use https:// in api.base_url if that port serves TLS",
+        );
+    }
+    if lower.contains("name or service not known")
+        || lower.contains("no address associated")
+        || lower.contains("nodename nor servname")
+    {
+        return unusable(
+            format!("host name not found ({cause})"),
+            "check the host name in api.base_url",
+        );
+    }
+    let cause = if lower.contains("connection refused") {
+        "connection refused".to_string()
+    } else {
+        cause
+    };
+    ApiError::Transport {
+        url,
+        endpoint,
+        cause,
+    }
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP date.
