@@ -360,7 +360,7 @@ impl ApiClient {
                     endpoint = %endpoint,
                     retries = self.max_retries,
                     window = %humantime::format_duration(self.retry_window),
-                    "request failed; retrying up to {} times over about {}",
+                    "request failed; retrying up to {} time(s) over about {}",
                     self.max_retries,
                     humantime::format_duration(self.retry_window)
                 );
@@ -545,8 +545,8 @@ pub fn transport_error(e: &reqwest::Error, url: String, endpoint: String) -> Api
     };
     if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
         return unusable(
-            format!("TLS handshake failed, the server does not speak TLS on this port ({cause})"),
-            "use http:// in api.base_url if that port serves plain HTTP, or the right https port",
+            "no TLS on this port (handshake: received corrupt message)".to_string(),
+            "use http:// in api.base_url, or the port that serves https",
         );
     }
     if lower.contains("certificate") {

@@ -178,3 +178,93 @@ mod type_errors {
         }
     }
 }
+
+mod operator_defects {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    const BASE: &str = "[api]\nbase_url=\"https://h\"\ntoken=\"t\"\n[warehouse]\npath=\"x\"\n";
+
+    /// Issue 11.1: a bare word parses as a tracing target and silences every event.
+    #[test]
+    fn misspelt_log_level_is_rejected_naming_the_key() {
+        for bad in ["eror", "verbose", "oms_sync=loud", "info,chatty"] {
+            let err = load(&format!("{BASE}[log]\nlevel=\"{bad}\""), &[])
+                .map(|_| ())
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("log.level") && err.contains("fix:"), "{err}");
+        }
+        for good in ["error", "WARN", "oms_sync=debug,info", "hyper=off,trace", "off"] {
+            let c = load(&format!("{BASE}[log]\nlevel=\"{good}\""), &[]);
+            assert!(c.is_ok(), "{good}: {:?}", c.err());
+        }
+    }
+
+    /// Issue 11.7: the key named is the one the token came from.
+    #[test]
+    fn an_empty_token_file_names_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "\n").unwrap();
+        let text = format!(
+            "[api]\nbase_url=\"https://h\"\ntoken_file={:?}\n[warehouse]\npath=\"x\"",
+            f.display().to_string()
+        );
+        let err = load(&text, &[]).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("`api.token_file`"), "{err}");
+        assert!(!err.contains("`api.token`"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_token_names_both_keys_and_both_variables() {
+        let err = load("[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"", &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "api.token_file",
+            "OMS_SYNC__API__TOKEN ",
+            "OMS_SYNC__API__TOKEN_FILE",
+        ] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+    }
+
+    /// Issue 11.3: every key may come from the environment.
+    #[test]
+    fn no_file_is_needed_when_the_environment_has_the_keys() {
+        let env = [
+            ("OMS_SYNC__API__BASE_URL", "https://h"),
+            ("OMS_SYNC__API__TOKEN", "t"),
+            ("OMS_SYNC__WAREHOUSE__PATH", "/tmp/w.db"),
+        ];
+        let c = Config::load_with_env(
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        assert_eq!(c.warehouse.path, PathBuf::from("/tmp/w.db"));
+        let err = Config::load_with_env(None, std::iter::empty())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--config") && err.contains("fix:"), "{err}");
+        // Without a file, a missing key's fix does not send the user to a file they lack.
+        let err = Config::load_with_env(
+            None,
+            [("OMS_SYNC__API__TOKEN".to_string(), "t".to_string())],
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("OMS_SYNC__API__BASE_URL"), "{err}");
+        assert!(!err.contains("in the config file"), "{err}");
+    }
+}
