@@ -192,13 +192,12 @@ pub async fn serve(
     let metrics = match cfg.metrics.listen {
         None => None,
         Some(addr) => {
-            let listener =
-                metrics::bind(addr)
-                    .await
-                    .map_err(|e| DaemonError::MetricsListen {
-                        addr,
-                        reason: e.to_string(),
-                    })?;
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|e| DaemonError::MetricsListen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
             let m = Arc::new(Metrics::new());
             // Lag and last success are known from the warehouse before the first pass ends.
             if let Ok(s) = status::read(&cfg.warehouse.path) {

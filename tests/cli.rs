@@ -574,7 +574,10 @@ fn run_with_closed_stdout(args: &[String]) -> (Option<i32>, String) {
         .expect("spawn");
     drop(child.stdout.take());
     let out = child.wait_with_output().expect("wait");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// 11.4: `oms-sync demo | head -2` panicked with exit 101; `status` could too.
@@ -590,10 +593,19 @@ async fn a_closed_stdout_ends_quietly() {
         .await
         .expect("join");
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
     // A finished demo warehouse, for status.
     let r = run(
-        vec!["demo".into(), "--customers".into(), "300".into(), "--db".into(), db.clone()],
+        vec![
+            "demo".into(),
+            "--customers".into(),
+            "300".into(),
+            "--db".into(),
+            db.clone(),
+        ],
         vec![],
     )
     .await;
@@ -692,7 +704,11 @@ async fn token_errors_name_the_key_in_use() {
     );
     let r = run(args(&cfg, &["--once"]), vec![]).await;
     assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(r.stderr.contains("OMS_SYNC__API__TOKEN_FILE"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("OMS_SYNC__API__TOKEN_FILE"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// 11.8: wording and argument conflicts.
@@ -703,7 +719,11 @@ async fn conflicting_arguments_are_usage_errors_and_status_says_nothing_ran() {
         assert_eq!(r.code, Some(2), "{flag} demo: {}", r.stderr);
         assert!(r.stderr.contains(flag), "{}", r.stderr);
     }
-    let r = run(vec!["demo".into(), "--config".into(), "x.toml".into()], vec![]).await;
+    let r = run(
+        vec!["demo".into(), "--config".into(), "x.toml".into()],
+        vec![],
+    )
+    .await;
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     let r = run(vec!["demo".into(), "--help".into()], vec![]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -738,7 +758,11 @@ async fn check_passes_every_step_against_a_healthy_setup() {
     let r = run(args(&cfg, &["check"]), vec![]).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     for step in ["config", "dns", "connect", "http", "auth", "warehouse"] {
-        assert!(check_lines(&r.stdout, step).starts_with("ok"), "{}", r.stdout);
+        assert!(
+            check_lines(&r.stdout, step).starts_with("ok"),
+            "{}",
+            r.stdout
+        );
     }
     // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request.
     assert_eq!(oms.total_requests(), 2);
@@ -759,7 +783,10 @@ async fn check_reports_a_wrong_token_with_exit_3() {
     let r = run(args(&cfg, &["check"]), vec![]).await;
     assert_eq!(r.code, Some(3), "{}\n{}", r.stdout, r.stderr);
     let auth = check_lines(&r.stdout, "auth");
-    assert!(auth.starts_with("FAILED") && auth.contains("fix:"), "{auth}");
+    assert!(
+        auth.starts_with("FAILED") && auth.contains("fix:"),
+        "{auth}"
+    );
     assert!(check_lines(&r.stdout, "warehouse").starts_with("ok"));
     assert_no_token(&r, "wrong-token", "check");
 }
@@ -772,7 +799,10 @@ async fn check_reports_an_unreachable_port_with_exit_4() {
     let r = run(args(&cfg, &["check"]), vec![]).await;
     assert_eq!(r.code, Some(4), "{}\n{}", r.stdout, r.stderr);
     let connect = check_lines(&r.stdout, "connect");
-    assert!(connect.starts_with("FAILED") && connect.contains("fix:"), "{connect}");
+    assert!(
+        connect.starts_with("FAILED") && connect.contains("fix:"),
+        "{connect}"
+    );
     assert!(check_lines(&r.stdout, "auth").starts_with("skipped"));
     assert_eq!(errors(&r.stderr).len(), 1, "{}", r.stderr);
 }
@@ -786,7 +816,10 @@ async fn check_reports_an_unusable_warehouse_with_exit_5() {
     let r = run(args(&cfg, &["check"]), vec![]).await;
     assert_eq!(r.code, Some(5), "{}\n{}", r.stdout, r.stderr);
     let wh = check_lines(&r.stdout, "warehouse");
-    assert!(wh.starts_with("FAILED") && wh.contains("is a directory"), "{wh}");
+    assert!(
+        wh.starts_with("FAILED") && wh.contains("is a directory"),
+        "{wh}"
+    );
     assert!(check_lines(&r.stdout, "auth").starts_with("ok"));
 }
 

@@ -643,7 +643,10 @@ async fn metrics_endpoint_counts_passes_rows_and_requests() {
     assert_eq!(v("oms_sync_request_errors_total{status=\"500\"}"), 1.0);
     // Series an alert reads exist before their first error (issue 11.9).
     assert_eq!(v("oms_sync_request_errors_total{status=\"503\"}"), 0.0);
-    assert_eq!(v("oms_sync_request_errors_total{status=\"transport\"}"), 0.0);
+    assert_eq!(
+        v("oms_sync_request_errors_total{status=\"transport\"}"),
+        0.0
+    );
     let now = chrono::Utc::now().timestamp() as f64;
     let last = v("oms_sync_last_success_timestamp_seconds");
     assert!((now - 60.0..=now + 1.0).contains(&last), "{last} vs {now}");
@@ -684,7 +687,10 @@ async fn backfill_on_a_terminal_shows_a_bar_with_rate_and_eta() {
     assert!(shown.contains("/s"), "{shown}");
     assert!(shown.contains("ETA"), "{shown}");
     // The rate is a whole number ("3,774/s"), not indicatif's "3,773.8707/s" (issue 11.8).
-    for part in shown.split("/s").filter(|p| p.ends_with(|c: char| c.is_ascii_digit())) {
+    for part in shown
+        .split("/s")
+        .filter(|p| p.ends_with(|c: char| c.is_ascii_digit()))
+    {
         let rate = part.rsplit(' ').next().unwrap_or_default();
         assert!(!rate.contains('.'), "fractional rate {rate:?} in {shown}");
     }

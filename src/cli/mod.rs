@@ -93,10 +93,12 @@ impl Cli {
             return Some(format!("{flag} cannot be used with the `{name}` command"));
         }
         match cmd {
-            Command::Demo { .. } if self.config.is_some() => Some(
-                "the `demo` command uses its own fake OMS and takes no --config".to_string(),
-            ),
-            Command::Status { config, db, .. } if self.config.is_some() && (config.is_some() || db.is_some()) => {
+            Command::Demo { .. } if self.config.is_some() => {
+                Some("the `demo` command uses its own fake OMS and takes no --config".to_string())
+            }
+            Command::Status { config, db, .. }
+                if self.config.is_some() && (config.is_some() || db.is_some()) =>
+            {
                 Some("give the warehouse once: --config FILE or --db PATH".to_string())
             }
             Command::Check { config: Some(_) } if self.config.is_some() => {

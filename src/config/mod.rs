@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use validate::parse_base_url;
 use validate::Origin;
+pub use validate::parse_base_url;
 
 /// Environment prefix: `OMS_SYNC__API__TOKEN` sets `api.token`.
 pub const ENV_PREFIX: &str = "OMS_SYNC";

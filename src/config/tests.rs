@@ -201,7 +201,13 @@ mod operator_defects {
                 .to_string();
             assert!(err.contains("log.level") && err.contains("fix:"), "{err}");
         }
-        for good in ["error", "WARN", "oms_sync=debug,info", "hyper=off,trace", "off"] {
+        for good in [
+            "error",
+            "WARN",
+            "oms_sync=debug,info",
+            "hyper=off,trace",
+            "off",
+        ] {
             let c = load(&format!("{BASE}[log]\nlevel=\"{good}\""), &[]);
             assert!(c.is_ok(), "{good}: {:?}", c.err());
         }
@@ -224,10 +230,13 @@ mod operator_defects {
 
     #[test]
     fn a_missing_token_names_both_keys_and_both_variables() {
-        let err = load("[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"", &[])
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            "[api]\nbase_url=\"https://h\"\n[warehouse]\npath=\"x\"",
+            &[],
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
         for needle in [
             "api.token_file",
             "OMS_SYNC__API__TOKEN ",

@@ -171,8 +171,10 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
     } else {
         // SQLite opens lazily: read the header now, so a file that is not SQLite fails here
         // with its fix rather than at the first query.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| open_error(path, &e))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| open_error(path, &e))?;
     }
     Ok(conn)
 }
