@@ -537,6 +537,10 @@ async fn status_takes_a_db_path_and_config_may_come_from_the_environment_only() 
     .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("120 live"), "{}", r.stdout);
+    // Neither: the fix names --db.
+    let r = run(vec!["status".into()], vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--db PATH"), "{}", r.stderr);
 
     // The hint the demo prints is the command that works.
     let demo_db = dir.path().join("demo.db");

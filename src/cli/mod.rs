@@ -164,7 +164,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Status { config, db, json }) => {
             let path = match db {
                 Some(db) => db,
-                None => Config::load_warehouse(config.or(cli.config).as_deref())?.path,
+                None => match Config::load_warehouse(config.or(cli.config).as_deref()) {
+                    Ok(wh) => wh.path,
+                    // `status` needs only a file name: say so rather than list API variables.
+                    Err(crate::config::ConfigError::Nothing) => {
+                        return Err(Failure::new(
+                            ExitKind::Usage,
+                            anyhow::anyhow!(
+                                "status needs a warehouse; fix: pass --db PATH, or --config FILE, or set OMS_SYNC__WAREHOUSE__PATH"
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             status::print(&path, json).map_err(|e| Failure::new(ExitKind::Warehouse, e))
         }
