@@ -18,86 +18,13 @@ use url::Url;
 use crate::config::{ApiConfig, Secret};
 use crate::resource::{BadRecord, Keyed, Resource};
 
+mod error;
+pub use error::{ApiError, endpoint_of, root_cause, transport_error};
+
 /// Longest `Retry-After` we obey; a server asking for more is treated as down for now.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_SNIPPET: usize = 200;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error(
-        "authentication failed (HTTP {status}: {detail}) at {url}; fix: check api.token or api.token_file, and that the token's user may list customers"
-    )]
-    Auth {
-        status: u16,
-        url: String,
-        detail: String,
-    },
-    #[error(
-        "the API rejected the request (HTTP {status}) at {url}: {body}; fix: this is a bug in oms-sync or an API change, please report it"
-    )]
-    Rejected {
-        status: u16,
-        url: String,
-        body: String,
-    },
-    #[error(
-        "the API answered with a redirect (HTTP {status}) from {url} to {location:?}, which oms-sync never follows so the token cannot leak; fix: set api.base_url to the origin that serves the API"
-    )]
-    Redirect {
-        status: u16,
-        url: String,
-        location: String,
-    },
-    #[error("HTTP {status} from {url}: {body}")]
-    Status {
-        status: u16,
-        url: String,
-        body: String,
-        retry_after: Option<Duration>,
-    },
-    #[error("request to {url} failed: {reason}")]
-    Transport { url: String, reason: String },
-    #[error("unreadable response from {url}: {reason}")]
-    Decode { url: String, reason: String },
-    #[error(
-        "API unreachable after {attempts} attempts, last error: {last}; fix: check api.base_url, the network and the OMS status, then run again (the checkpoint did not move)"
-    )]
-    GaveUp { attempts: u32, last: Box<ApiError> },
-}
-
-impl ApiError {
-    /// Whether trying the same request again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ApiError::Status { status, .. } => {
-                *status == 429 || *status == 408 || (500..600).contains(status)
-            }
-            ApiError::Transport { .. } | ApiError::Decode { .. } => true,
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// HTTP status for metrics, or "transport"/"decode".
-    pub fn kind_label(&self) -> String {
-        match self {
-            ApiError::Auth { status, .. }
-            | ApiError::Rejected { status, .. }
-            | ApiError::Redirect { status, .. }
-            | ApiError::Status { status, .. } => status.to_string(),
-            ApiError::Transport { .. } => "transport".into(),
-            ApiError::Decode { .. } => "decode".into(),
-            ApiError::GaveUp { last, .. } => last.kind_label(),
-        }
-    }
-}
 
 /// Query parameters of one list request, in the order they are sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,6 +127,9 @@ pub struct ApiClient {
     backoff: ExponentialBuilder,
     rate: Option<Arc<RateLimit>>,
     observer: Option<RequestObserver>,
+    max_retries: u32,
+    /// The backoff delays summed without jitter: how long an outage is retried, roughly.
+    retry_window: Duration,
 }
 
 impl ApiClient {
@@ -215,7 +145,8 @@ impl ApiClient {
             .build()
             .map_err(|e| ApiError::Transport {
                 url: cfg.base_url.to_string(),
-                reason: format!("cannot build the HTTP client: {e}"),
+                endpoint: endpoint_of(&cfg.base_url),
+                cause: format!("cannot build the HTTP client: {e}"),
             })?;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(cfg.retry_min_delay)
@@ -235,6 +166,8 @@ impl ApiClient {
             backoff,
             rate,
             observer: None,
+            max_retries: cfg.max_retries,
+            retry_window: retry_window(cfg),
         })
     }
 
@@ -244,11 +177,15 @@ impl ApiClient {
 
     /// Fetches and parses one page, retrying transient faults within the retry budget.
     pub async fn list<R: Resource>(&self, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
+        let endpoint = endpoint_of(&self.base);
         let url = self.base.join(R::PATH).map_err(|e| ApiError::Transport {
             url: self.base.to_string(),
-            reason: e.to_string(),
+            endpoint: endpoint.clone(),
+            cause: e.to_string(),
         })?;
+        let started = Instant::now();
         let mut attempts = 0u32;
+        let mut retried = false;
         let result = (|| {
             attempts += 1;
             self.attempt::<R>(&url, query)
@@ -264,13 +201,28 @@ impl ApiClient {
             })
         })
         .notify(|err, dur| {
-            tracing::warn!(error = %err, retry_in = ?dur, "request failed, retrying");
+            if !retried {
+                retried = true;
+                // Said once, so an operator knows how long an outage is retried before the
+                // pass gives up.
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    retries = self.max_retries,
+                    window = %humantime::format_duration(self.retry_window),
+                    "request failed; retrying up to {} time(s) over about {}",
+                    self.max_retries,
+                    humantime::format_duration(self.retry_window)
+                );
+            }
+            tracing::warn!(error = %err, url = err.url(), retry_in = ?dur, "request failed, retrying");
         })
         .await;
         match result {
             Err(e) if e.is_retryable() => Err(ApiError::GaveUp {
                 attempts,
                 last: Box::new(e),
+                endpoint,
+                elapsed: started.elapsed(),
             }),
             other => other,
         }
@@ -306,10 +258,7 @@ impl ApiClient {
             Ok(r) => r,
             Err(e) => {
                 self.observe(None, started);
-                return Err(ApiError::Transport {
-                    url: shown,
-                    reason: error_chain(&e),
-                });
+                return Err(transport_error(&e, shown, endpoint_of(url)));
             }
         };
         let status = resp.status();
@@ -328,7 +277,8 @@ impl ApiClient {
         self.observe(Some(status.as_u16()), started);
         let body = body.map_err(|e| ApiError::Transport {
             url: shown.clone(),
-            reason: format!("reading the body: {}", error_chain(&e)),
+            endpoint: endpoint_of(url),
+            cause: format!("reading the body: {}", root_cause(&e)),
         })?;
         if status.is_success() {
             return parse_page::<R>(&body).map_err(|reason| ApiError::Decode {
@@ -397,15 +347,15 @@ fn snippet(body: &[u8]) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// Sum of the backoff delays (min doubling up to max) for the whole retry budget.
+pub fn retry_window(cfg: &ApiConfig) -> Duration {
+    let mut delay = cfg.retry_min_delay;
+    let mut total = Duration::ZERO;
+    for _ in 0..cfg.max_retries {
+        total += delay;
+        delay = (delay * 2).min(cfg.retry_max_delay);
     }
-    s
+    total
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP date.

@@ -5,7 +5,12 @@
 //!
 //! The loop keeps a [`Heartbeat`] for the systemd watchdog: it beats before and after each
 //! pass, for each committed batch, and covers its own sleep between passes with a deadline.
+//!
+//! [`serve`] assembles the daemon as a service around that loop: the metrics endpoint, the
+//! request observer, systemd readiness, per-pass status and the watchdog; and
+//! [`spawn_signal_handler`] turns SIGTERM/SIGINT into a cancel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +18,13 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::notify::Heartbeat;
-use crate::resource::Resource;
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::notify::{self, Heartbeat, Notifier};
+use crate::resource::{Customers, Resource};
+use crate::status;
 use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions, incremental_pass};
-use crate::warehouse::{RowStats, Warehouse};
+use crate::warehouse::{RowStats, SqliteWarehouse, Warehouse};
 
 /// Longest wait between passes after repeated failures.
 pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -156,6 +164,136 @@ pub fn log_pass(r: &PassReport) {
         elapsed_ms = r.elapsed.as_millis() as u64,
         "pass finished"
     );
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "cannot listen on metrics.listen {addr}: {reason}; fix: choose a free address:port, or leave metrics.listen out"
+    )]
+    MetricsListen { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// The daemon with its service plumbing: metrics endpoint, request observer, systemd
+/// readiness, per-pass status and watchdog. Returns when `cancel` fires (Ok) or on an error
+/// no later pass can fix.
+pub async fn serve(
+    cfg: &Config,
+    mut client: ApiClient,
+    wh: SqliteWarehouse,
+    schedule: &Schedule,
+    cancel: &CancellationToken,
+) -> Result<(), DaemonError> {
+    let notifier = Notifier::from_env();
+    let heartbeat = Heartbeat::new();
+    let metrics = match cfg.metrics.listen {
+        None => None,
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|e| DaemonError::MetricsListen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            let m = Arc::new(Metrics::new());
+            // Lag and last success are known from the warehouse before the first pass ends.
+            if let Ok(s) = status::read(&cfg.warehouse.path) {
+                m.seed(
+                    s.newest_modified_date.as_deref(),
+                    s.last_success_at.as_deref(),
+                );
+            }
+            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
+            tokio::spawn(metrics::serve(listener, m.clone(), cancel.clone()));
+            Some(m)
+        }
+    };
+    {
+        // Every finished HTTP attempt shows the loop is alive, even during a long retry run.
+        let hb = heartbeat.clone();
+        let m = metrics.clone();
+        client.set_observer(Arc::new(move |status, elapsed| {
+            hb.beat();
+            if let Some(m) = &m {
+                m.observe_request(status, elapsed);
+            }
+        }));
+    }
+    let observe: PassObserver = {
+        let notifier = notifier.clone();
+        let metrics = metrics.clone();
+        Box::new(move |r| {
+            if let Some(m) = &metrics {
+                m.observe_pass(r);
+            }
+            notifier.status(&notify::pass_status(r, chrono::Utc::now()));
+        })
+    };
+    let progress: Arc<dyn Progress> = match &metrics {
+        Some(m) => m.clone(),
+        None => Arc::new(NoProgress),
+    };
+    notifier.ready("started; first pass running");
+    let watchdog_stop = CancellationToken::new();
+    if notifier.is_enabled()
+        && let Some(timeout) = notify::watchdog_timeout()
+    {
+        tracing::info!(
+            timeout_ms = timeout.as_millis() as u64,
+            "feeding the systemd watchdog while the sync loop is alive"
+        );
+        let n = notifier.clone();
+        tokio::spawn(notify::run_watchdog(
+            timeout,
+            heartbeat.clone(),
+            watchdog_stop.clone(),
+            move || n.watchdog(),
+        ));
+    }
+    let (_wh, r) = run::<Customers, _>(
+        &client,
+        wh,
+        schedule,
+        cancel,
+        Hooks {
+            heartbeat,
+            progress,
+            observe,
+        },
+    )
+    .await;
+    watchdog_stop.cancel();
+    match &r {
+        Ok(()) => notifier.stopping("stopping on request"),
+        Err(e) => notifier.stopping(&format!("stopping: {}", notify::one_line(&e.to_string()))),
+    }
+    r?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT cancel the token. Later signals are ignored: the stop is prompt anyway
+/// (the fetch side selects on the token, so at most the commit in flight finishes).
+pub fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("signal received, stopping after the current page");
+        cancel.cancel();
+    });
 }
 
 #[cfg(test)]

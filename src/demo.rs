@@ -3,6 +3,7 @@
 //! changes some (updates, a bulk update, new customers, deletions), syncs again, reconciles
 //! deletions with a backfill, and prints what happened and queries to try.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use crate::warehouse::SqliteWarehouse;
 
 const SEED: u64 = 2026;
 
-fn describe(label: &str, r: &PassReport) {
-    println!(
+fn describe(out: &mut impl Write, label: &str, r: &PassReport) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{label:<34} {:>6} requests {:>7} fetched {:>7} inserted {:>6} updated {:>6} unchanged {:>5} deleted  ({:.2}s)",
         r.requests,
         r.stats.fetched,
@@ -29,7 +31,7 @@ fn describe(label: &str, r: &PassReport) {
         r.stats.unchanged,
         r.stats.deleted,
         r.elapsed.as_secs_f64()
-    );
+    )
 }
 
 /// A file from an earlier demo run is replaced; any other existing file is left alone.
@@ -68,17 +70,21 @@ fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the demo, writing its story to stdout. A closed stdout ends it with a `BrokenPipe`
+/// error (the caller treats that as a quiet end), never a panic.
 pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let oms = FakeOms::start(
         FakeOmsConfig::default(),
         fake_oms::synthetic_customers(customers, SEED),
     )
     .await
     .context("starting the built-in fake OMS on 127.0.0.1")?;
-    println!(
+    writeln!(
+        out,
         "fake OMS with {customers} synthetic customers at {}",
         oms.base_url()
-    );
+    )?;
     let api = ApiConfig {
         base_url: crate::config::parse_base_url(&oms.base_url(), false)?,
         token: Secret::new(oms.token()),
@@ -103,13 +109,13 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     // Marks the file as the demo's own, so the next demo run may replace it.
     wh.connection()
         .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?;
-    println!("warehouse {}\n", db.display());
+    writeln!(out, "warehouse {}\n", db.display())?;
 
     let (back, r) =
         sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
             .await;
     wh = back;
-    describe("1. first incremental pass", &r?);
+    describe(&mut out, "1. first incremental pass", &r?)?;
 
     let (changed, added, removed) = oms.with_store(|s| {
         let changed = fake_oms::touch_random(s, 0.02, SEED + 1).len();
@@ -118,25 +124,26 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         let removed = victims.iter().filter(|id| s.remove(**id)).count();
         (changed, added, removed)
     });
-    println!(
+    writeln!(
+        out,
         "\n   the OMS changes: {changed} customers updated, {added} created, {removed} deleted\n"
-    );
+    )?;
 
     let (back, r) =
         sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
             .await;
     wh = back;
-    describe("2. incremental pass", &r?);
+    describe(&mut out, "2. incremental pass", &r?)?;
     let (back, r) =
         sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
             .await;
     wh = back;
-    describe("3. incremental pass, no changes", &r?);
+    describe(&mut out, "3. incremental pass, no changes", &r?)?;
     let (back, r) =
         sync::backfill_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
             .await;
     wh = back;
-    describe("4. backfill (finds deletions)", &r?);
+    describe(&mut out, "4. backfill (finds deletions)", &r?)?;
 
     let (live, deleted): (i64, i64) = wh.connection().query_row(
         "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM customers",
@@ -144,16 +151,18 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let server = oms.with_store(|s| s.len());
-    println!(
+    writeln!(
+        out,
         "\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted"
-    );
+    )?;
     drop(wh);
     oms.shutdown().await;
-    println!("\n$ oms-sync status   (for this warehouse)");
-    print!("{}", crate::status::render(&crate::status::read(db)?));
-    println!(
+    writeln!(out, "\n$ oms-sync status --db {}", db.display())?;
+    write!(out, "{}", crate::status::render(&crate::status::read(db)?))?;
+    writeln!(
+        out,
         "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
         db = db.display()
-    );
+    )?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 //!   rows of committed pages (counted per commit, so a pass that fails later still counts what
 //!   it stored).
 //! - `request_duration_seconds`: histogram of HTTP attempts to the OMS (retries included).
-//! - `request_errors_total{status="500"|...|"transport"}`: attempts that did not get a 2xx.
+//! - `request_errors_total{status="500"|...|"transport"}`: attempts that did not get a 2xx
+//!   (the usual statuses are present at zero from the start).
 //! - `last_success_timestamp_seconds`: Unix time the last successful pass ended (0: none yet).
 //! - `lag_seconds`: now minus the newest `modified_date` in the warehouse, computed at scrape
 //!   time (absent until the warehouse holds a row).
@@ -134,6 +135,13 @@ impl Metrics {
         for kind in KINDS {
             let _ = rows.get_or_create(&KindLabels { kind });
         }
+        // Likewise the usual error statuses: `increase()` over a series that appears only with
+        // its first error misses that error, and alerts on it see nothing before.
+        for status in PRESET_ERROR_STATUSES {
+            let _ = request_errors.get_or_create(&StatusLabels {
+                status: status.to_string(),
+            });
+        }
         Metrics {
             registry,
             passes,
@@ -222,6 +230,10 @@ impl Metrics {
         out
     }
 }
+
+/// `request_errors_total` series present (at zero) from the start; others appear when seen.
+pub const PRESET_ERROR_STATUSES: [&str; 8] =
+    ["401", "403", "429", "500", "502", "503", "504", "transport"];
 
 const KINDS: [&str; 6] = [
     "fetched",
@@ -313,6 +325,10 @@ mod tests {
             Some(0.0)
         );
         assert!(!text.contains("oms_sync_lag_seconds"), "{text}");
+        for status in PRESET_ERROR_STATUSES {
+            let series = format!("oms_sync_request_errors_total{{status=\"{status}\"}}");
+            assert_eq!(value(&text, &series), Some(0.0), "{series} in\n{text}");
+        }
 
         m.observe_request(Some(200), Duration::from_millis(20));
         m.observe_request(Some(503), Duration::from_millis(20));

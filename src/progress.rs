@@ -44,9 +44,15 @@ impl BackfillProgress {
         let bar = {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} backfill [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows {per_sec} ETA {eta}",
+                "{spinner} backfill [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows {rate} ETA {eta}",
             ) {
-                bar.set_style(style);
+                // indicatif's own {per_sec} shows four decimals ("3,773.8707/s").
+                bar.set_style(style.with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&format_rate(s.per_sec()));
+                    },
+                ));
             }
             bar
         };
@@ -66,6 +72,25 @@ impl BackfillProgress {
             }),
         }
     }
+}
+
+/// Rows per second as a whole number with thousands separators: "3,774/s".
+pub fn format_rate(per_sec: f64) -> String {
+    let n = if per_sec.is_finite() && per_sec > 0.0 {
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str("/s");
+    out
 }
 
 impl Default for BackfillProgress {
@@ -138,6 +163,14 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn rate_is_a_whole_number_with_separators() {
+        assert_eq!(format_rate(3773.8707), "3,774/s");
+        assert_eq!(format_rate(12.4), "12/s");
+        assert_eq!(format_rate(1_234_567.0), "1,234,567/s");
+        assert_eq!(format_rate(f64::NAN), "0/s");
     }
 
     #[test]

@@ -82,6 +82,13 @@ pub fn read(path: &Path) -> Result<Status, WarehouseError> {
             fix: "run oms-sync --once or --backfill first, or check warehouse.path",
         });
     }
+    if path.is_dir() {
+        return Err(WarehouseError::Open {
+            path: path.to_path_buf(),
+            reason: "it is a directory".into(),
+            fix: "name the warehouse file itself (warehouse.path or --db), e.g. DIR/warehouse.db",
+        });
+    }
     let conn = open_connection(path, true)?;
     let q = |context: &str, e: rusqlite::Error| WarehouseError::Sqlite {
         path: path.to_path_buf(),
@@ -217,12 +224,15 @@ pub fn render(s: &Status) -> String {
         "customers   {} live, {} deleted, {} quarantined",
         s.customers_live, s.customers_deleted, s.quarantined
     );
-    let _ = writeln!(
-        out,
-        "lag         newest modified_date {} ago; last successful pass ended {} ago",
-        human_secs(s.lag_seconds),
-        human_secs(s.since_last_success_seconds)
-    );
+    let newest = match s.lag_seconds {
+        None => "no customers stored yet".to_string(),
+        lag => format!("newest modified_date {} ago", human_secs(lag)),
+    };
+    let last = match s.since_last_success_seconds {
+        None => "no successful pass yet".to_string(),
+        since => format!("last successful pass ended {} ago", human_secs(since)),
+    };
+    let _ = writeln!(out, "lag         {newest}; {last}");
     let _ = writeln!(out, "recent runs (newest first)");
     if s.recent_runs.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -260,13 +270,18 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-/// `status` / `status --json` on stdout.
+/// `status` / `status --json` on stdout. A closed stdout is an `io::Error` (`BrokenPipe`),
+/// never a panic.
 pub fn print(path: &Path, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
     let s = read(path)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&s)?)
     } else {
-        print!("{}", render(&s));
-    }
+        render(&s)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }

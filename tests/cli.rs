@@ -420,3 +420,418 @@ async fn status_works_without_the_token() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("api.token_file"), "{}", r.stderr);
 }
+
+// ---- Issue 11: operator-facing defects, each through the real binary ----
+
+/// A free loopback port nobody listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// 11.1: `log.level = "eror"` silenced every log line; now it is a config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misspelt_log_level_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for level in ["eror", "verbose"] {
+        let extra = format!("[log]\nlevel = \"{level}\"");
+        let cfg = config(dir.path(), "http://127.0.0.1:9", "t", "", &extra);
+        let r = run(args(&cfg, &["--once"]), vec![]).await;
+        assert_eq!(r.code, Some(2), "{level}: {}", r.stderr);
+        let errs = errors(&r.stderr);
+        assert_eq!(errs.len(), 1, "{}", r.stderr);
+        assert!(errs[0].contains("log.level") && errs[0].contains("fix:"));
+    }
+}
+
+/// 11.2: refused connections are retried (the window said once), and the final line is short,
+/// names host:port and the cause, and quotes no URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_says_the_retry_window_and_ends_with_a_short_line() {
+    let port = closed_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        "t",
+        "max_retries = 2",
+        "",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    let windows = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying up to 2 time(s) over about"))
+        .count();
+    assert_eq!(windows, 1, "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    let line = errs[0];
+    assert!(line.len() < 200, "{} chars: {line}", line.len());
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("connection refused"), "{line}");
+    assert!(line.contains("after 3 attempts"), "{line}");
+    assert!(!line.contains("list-simple"), "URL in the line: {line}");
+}
+
+/// 11.2: an https URL pointed at a plain HTTP server is not transient: no retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mismatch_fails_at_once_without_retries() {
+    let oms = fake().await;
+    let https = oms.base_url().replace("http://", "https://");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The default retry budget (8 retries, 500 ms .. 30 s) would take minutes if it applied.
+    let text = format!(
+        "[api]\nbase_url = \"{https}\"\ntoken = \"{}\"\n[warehouse]\npath = \"{}\"\n",
+        oms.token(),
+        dir.path().join("w.db").display()
+    );
+    let cfg = write(dir.path(), "c.toml", &text);
+    let started = Instant::now();
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    let line = errs[0];
+    let host_port = https.trim_start_matches("https://").trim_end_matches('/');
+    assert!(line.contains(host_port), "{line}");
+    assert!(line.contains("TLS") && line.contains("fix:"), "{line}");
+    assert!(line.len() < 200, "{} chars: {line}", line.len());
+}
+
+/// 11.8: "after 1 attempts".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_attempt_is_singular() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(dir.path(), &url, "t", "max_retries = 0", "");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    assert!(r.stderr.contains("after 1 attempt in"), "{}", r.stderr);
+    assert!(!r.stderr.contains("1 attempts"), "{}", r.stderr);
+}
+
+/// 11.3: the demo's `status` hint works as printed, and env-only configuration works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_takes_a_db_path_and_config_may_come_from_the_environment_only() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("w.db");
+    let env = vec![
+        ("OMS_SYNC__API__BASE_URL", oms.base_url()),
+        ("OMS_SYNC__API__TOKEN", oms.token()),
+        ("OMS_SYNC__WAREHOUSE__PATH", db.display().to_string()),
+    ];
+    let r = run(vec!["--once".into()], env).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    common::assert_in_step(&oms, &db, true);
+    let r = run(
+        vec!["status".into(), "--db".into(), db.display().to_string()],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("120 live"), "{}", r.stdout);
+    // Neither: the fix names --db.
+    let r = run(vec!["status".into()], vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--db PATH"), "{}", r.stderr);
+
+    // The hint the demo prints is the command that works.
+    let demo_db = dir.path().join("demo.db");
+    let r = run(
+        vec![
+            "demo".into(),
+            "--customers".into(),
+            "300".into(),
+            "--db".into(),
+            demo_db.display().to_string(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let hint = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("$ oms-sync "))
+        .unwrap_or_else(|| panic!("no hint in {}", r.stdout));
+    let r = run(hint.split_whitespace().map(String::from).collect(), vec![]).await;
+    assert_eq!(r.code, Some(0), "{hint}: {}", r.stderr);
+    assert!(r.stdout.contains("live"), "{}", r.stdout);
+}
+
+/// Runs with stdout a pipe whose reader has gone (as `| head` does once it has its lines).
+fn run_with_closed_stdout(args: &[String]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// 11.4: `oms-sync demo | head -2` panicked with exit 101; `status` could too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("demo.db").display().to_string();
+    let demo: Vec<String> = ["demo", "--customers", "300", "--db", &db]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (code, stderr) = tokio::task::spawn_blocking(move || run_with_closed_stdout(&demo))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
+    // A finished demo warehouse, for status.
+    let r = run(
+        vec![
+            "demo".into(),
+            "--customers".into(),
+            "300".into(),
+            "--db".into(),
+            db.clone(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for json in [false, true] {
+        let mut a = vec!["status".to_string(), "--db".into(), db.clone()];
+        if json {
+            a.push("--json".into());
+        }
+        let (code, stderr) = tokio::task::spawn_blocking(move || run_with_closed_stdout(&a))
+            .await
+            .expect("join");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// 11.5: with `log.format = "json"` the fatal error is a JSON event like every other line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_end_with_the_fatal_error_as_a_json_event() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &oms.base_url(),
+        "wrong-token",
+        "",
+        "[log]\nformat = \"json\"",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = events.last().expect("an event");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["exit_code"], 3, "{last}");
+    let msg = last["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("authentication failed"), "{last}");
+}
+
+/// 11.6: warehouse messages say what is wrong and leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warehouse_errors_name_the_real_problem_and_leave_no_lock_file() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    let db = dir.path().join("warehouse.db");
+    let lock = dir.path().join("warehouse.db.lock");
+    std::fs::create_dir(&db).expect("mkdir");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert!(errs[0].contains("is a directory"), "{}", r.stderr);
+    assert!(!errs[0].contains("create the directory"), "{}", r.stderr);
+    assert!(!lock.exists(), "lock file left behind");
+    std::fs::remove_dir(&db).expect("rmdir");
+
+    std::fs::write(&db, "just some notes, not a database\n".repeat(200)).expect("write");
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(!lock.exists(), "lock file left behind after a failed open");
+    let r = run(args(&cfg, &["status"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(errs[0].contains("fix:"), "{}", r.stderr);
+    assert_eq!(
+        errs[0].matches("not a").count(),
+        1,
+        "the cause is said once: {}",
+        errs[0]
+    );
+}
+
+/// 11.7: the key named is the one to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_errors_name_the_key_in_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = write(dir.path(), "token", "");
+    let text = format!(
+        "[api]\nbase_url = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n[warehouse]\npath = \"w.db\"\n",
+        token.display()
+    );
+    let cfg = write(dir.path(), "c.toml", &text);
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("`api.token_file`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("`api.token`"), "{}", r.stderr);
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        "[api]\nbase_url = \"http://127.0.0.1:9\"\n[warehouse]\npath = \"w.db\"\n",
+    );
+    let r = run(args(&cfg, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("OMS_SYNC__API__TOKEN_FILE"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// 11.8: wording and argument conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_arguments_are_usage_errors_and_status_says_nothing_ran() {
+    for flag in ["--once", "--backfill"] {
+        let r = run(vec![flag.into(), "demo".into()], vec![]).await;
+        assert_eq!(r.code, Some(2), "{flag} demo: {}", r.stderr);
+        assert!(r.stderr.contains(flag), "{}", r.stderr);
+    }
+    let r = run(
+        vec!["demo".into(), "--config".into(), "x.toml".into()],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let r = run(vec!["demo".into(), "--help".into()], vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stdout.contains("--config"), "{}", r.stdout);
+
+    // A warehouse where nothing ran yet: a fresh file from a failed pass.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(dir.path(), &url, "t", "max_retries = 0", "");
+    assert_eq!(run(args(&cfg, &["--once"]), vec![]).await.code, Some(4));
+    let r = run(args(&cfg, &["status"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stdout.contains("- ago"), "{}", r.stdout);
+    assert!(r.stdout.contains("no successful pass yet"), "{}", r.stdout);
+}
+
+// ---- oms-sync check ----
+
+fn check_lines(stdout: &str, step: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(step))
+        .unwrap_or_else(|| panic!("no {step} step in\n{stdout}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_every_step_against_a_healthy_setup() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    let r = run(args(&cfg, &["check"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    for step in ["config", "dns", "connect", "http", "auth", "warehouse"] {
+        assert!(
+            check_lines(&r.stdout, step).starts_with("ok"),
+            "{}",
+            r.stdout
+        );
+    }
+    // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request.
+    assert_eq!(oms.total_requests(), 2);
+    // `check FILE` after the command works too.
+    let r = run(
+        vec!["check".into(), "--config".into(), cfg.display().to_string()],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_wrong_token_with_exit_3() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), "wrong-token", "", "");
+    let r = run(args(&cfg, &["check"]), vec![]).await;
+    assert_eq!(r.code, Some(3), "{}\n{}", r.stdout, r.stderr);
+    let auth = check_lines(&r.stdout, "auth");
+    assert!(
+        auth.starts_with("FAILED") && auth.contains("fix:"),
+        "{auth}"
+    );
+    assert!(check_lines(&r.stdout, "warehouse").starts_with("ok"));
+    assert_no_token(&r, "wrong-token", "check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_an_unreachable_port_with_exit_4() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(dir.path(), &url, "t", "", "");
+    let r = run(args(&cfg, &["check"]), vec![]).await;
+    assert_eq!(r.code, Some(4), "{}\n{}", r.stdout, r.stderr);
+    let connect = check_lines(&r.stdout, "connect");
+    assert!(
+        connect.starts_with("FAILED") && connect.contains("fix:"),
+        "{connect}"
+    );
+    assert!(check_lines(&r.stdout, "auth").starts_with("skipped"));
+    assert_eq!(errors(&r.stderr).len(), 1, "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_an_unusable_warehouse_with_exit_5() {
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    std::fs::create_dir(dir.path().join("warehouse.db")).expect("mkdir");
+    let r = run(args(&cfg, &["check"]), vec![]).await;
+    assert_eq!(r.code, Some(5), "{}\n{}", r.stdout, r.stderr);
+    let wh = check_lines(&r.stdout, "warehouse");
+    assert!(
+        wh.starts_with("FAILED") && wh.contains("is a directory"),
+        "{wh}"
+    );
+    assert!(check_lines(&r.stdout, "auth").starts_with("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_bad_config_with_exit_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), "http://127.0.0.1:9", "t", "page_sise = 1", "");
+    let r = run(args(&cfg, &["check"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
+    assert!(check_lines(&r.stdout, "config").starts_with("FAILED"));
+}

@@ -275,6 +275,30 @@ async fn sigint_between_passes_stops_at_once() {
     assert!(sent.elapsed() < Duration::from_secs(2));
 }
 
+/// Issue 11.8: Ctrl-C during `--once` exits 6 with one line that says it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_once_exits_6_with_one_plain_line() {
+    let oms = common::fake(common::distinct(30)).await;
+    let s = Setup::new(&oms, "page_size = 10\ntimeout = \"60s\"", "");
+    oms.push_faults([
+        Fault::Delay(Duration::from_millis(1)),
+        Fault::Delay(Duration::from_secs(60)),
+    ]);
+    let mut once = s.spawn("once", &["--once"], &[]);
+    wait_until("page 2 requested", Duration::from_secs(15), || {
+        oms.total_requests() >= 2
+    })
+    .await;
+    once.signal("INT");
+    let st = once.wait(Duration::from_secs(5)).await;
+    let stderr = once.stderr();
+    assert_eq!(st.code(), Some(6), "{stderr}");
+    assert_no_panic(&stderr);
+    let errs: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errs.len(), 1, "{stderr}");
+    assert_eq!(errs[0].matches("committed pages").count(), 1, "{}", errs[0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_instance_is_refused_and_status_works_while_the_daemon_runs() {
     let oms = common::fake(common::distinct(120)).await;
@@ -619,6 +643,12 @@ async fn metrics_endpoint_counts_passes_rows_and_requests() {
     let attempts = oms.total_requests() as f64;
     assert_eq!(v("oms_sync_request_duration_seconds_count"), attempts);
     assert_eq!(v("oms_sync_request_errors_total{status=\"500\"}"), 1.0);
+    // Series an alert reads exist before their first error (issue 11.9).
+    assert_eq!(v("oms_sync_request_errors_total{status=\"503\"}"), 0.0);
+    assert_eq!(
+        v("oms_sync_request_errors_total{status=\"transport\"}"),
+        0.0
+    );
     let now = chrono::Utc::now().timestamp() as f64;
     let last = v("oms_sync_last_success_timestamp_seconds");
     assert!((now - 60.0..=now + 1.0).contains(&last), "{last} vs {now}");
@@ -658,6 +688,14 @@ async fn backfill_on_a_terminal_shows_a_bar_with_rate_and_eta() {
     assert!(shown.contains("/60 rows"), "{shown}");
     assert!(shown.contains("/s"), "{shown}");
     assert!(shown.contains("ETA"), "{shown}");
+    // The rate is a whole number ("3,774/s"), not indicatif's "3,773.8707/s" (issue 11.8).
+    for part in shown
+        .split("/s")
+        .filter(|p| p.ends_with(|c: char| c.is_ascii_digit()))
+    {
+        let rate = part.rsplit(' ').next().unwrap_or_default();
+        assert!(!rate.contains('.'), "fractional rate {rate:?} in {shown}");
+    }
     common::assert_in_step(&oms, &s.db(), true);
 }
 

@@ -168,6 +168,13 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(path, &e))?;
+    } else {
+        // SQLite opens lazily: read the header now, so a file that is not SQLite fails here
+        // with its fix rather than at the first query.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| open_error(path, &e))?;
     }
     Ok(conn)
 }
@@ -203,7 +210,25 @@ impl SqliteWarehouse {
     /// Opens (creating with mode 0600 if needed) for writing: takes the writer lock, applies
     /// pending migrations, and marks runs a killed process left `running` as `interrupted`.
     pub fn open(path: &Path) -> Result<Self, WarehouseError> {
+        if path.is_dir() {
+            return Err(WarehouseError::Open {
+                path: path.to_path_buf(),
+                reason: "it is a directory".into(),
+                fix: "set warehouse.path to a file name inside it, e.g. DIR/warehouse.db",
+            });
+        }
+        let lock_existed = lock_path(path).exists();
         let lock = take_lock(path)?;
+        Self::open_locked(path, lock).inspect_err(|_| {
+            // A failed first open leaves nothing behind: the lock file is ours only if we
+            // made it (an existing one may be another instance's).
+            if !lock_existed {
+                let _ = std::fs::remove_file(lock_path(path));
+            }
+        })
+    }
+
+    fn open_locked(path: &Path, lock: WriterLock) -> Result<Self, WarehouseError> {
         if !path.exists() {
             OpenOptions::new()
                 .write(true)
@@ -248,7 +273,7 @@ impl SqliteWarehouse {
         wh.exec(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
             &[&timefmt::now_canonical()],
-            "closing runs of a stopped process",
+            "marking the runs of an earlier process that was killed as interrupted",
         )?;
         wh.quarantined = wh
             .conn

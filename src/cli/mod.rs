@@ -1,0 +1,290 @@
+//! The command line: parses arguments (clap), rejects conflicting ones, loads the config, sets
+//! up logging and runs one of the commands. Exit codes and the final error line live in
+//! [`exit`]; `oms-sync check` in [`check`]; the daemon's assembly in [`crate::daemon`].
+
+pub mod check;
+pub mod exit;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use clap::{CommandFactory, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiClient;
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::daemon::{self, Schedule};
+use crate::resource::Customers;
+use crate::status;
+use crate::sync::{self, NoProgress, Progress, SyncOptions};
+use crate::warehouse::SqliteWarehouse;
+
+pub use exit::{ExitKind, Failure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oms-sync",
+    version,
+    about = "Keeps a local SQLite warehouse in step with Akinon OMS customers",
+    after_help = "Without --once, --backfill or a command, runs as a daemon: one incremental pass every sync.interval until SIGTERM/SIGINT.\nWithout --config, every key comes from OMS_SYNC__SECTION__KEY variables."
+)]
+pub struct Cli {
+    /// Configuration file (TOML); OMS_SYNC__SECTION__KEY environment variables override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run one incremental pass and exit.
+    #[arg(long, conflicts_with = "backfill")]
+    pub once: bool,
+    /// Run one full pass by id (resuming an unfinished one), mark customers the API no longer
+    /// lists as deleted, and exit.
+    #[arg(long)]
+    pub backfill: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the checkpoint, recent runs, row counts and lag (read-only; safe while the daemon runs).
+    Status {
+        /// Configuration file; only warehouse.path is read from it.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The warehouse file, instead of a configuration.
+        #[arg(long, value_name = "PATH", conflicts_with = "config")]
+        db: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the config, the API (DNS, TCP, TLS, one authenticated request) and the warehouse,
+    /// printing each step as ok or failed with its fix. Changes nothing but creating the
+    /// warehouse file if it is missing.
+    Check {
+        /// Configuration file; OMS_SYNC__SECTION__KEY environment variables override it.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole job against a built-in fake OMS with synthetic customers (no account needed).
+    Demo {
+        /// Warehouse file to create or update.
+        #[arg(long, default_value = "demo.db")]
+        db: PathBuf,
+        /// Number of synthetic customers.
+        #[arg(long, default_value_t = 20_000)]
+        customers: usize,
+    },
+}
+
+impl Cli {
+    /// Combinations clap cannot express: a command with a mode flag, a config given twice, or
+    /// a config the demo would ignore.
+    fn conflicts(&self) -> Option<String> {
+        let cmd = self.command.as_ref()?;
+        let name = match cmd {
+            Command::Status { .. } => "status",
+            Command::Check { .. } => "check",
+            Command::Demo { .. } => "demo",
+        };
+        if self.once || self.backfill {
+            let flag = if self.once { "--once" } else { "--backfill" };
+            return Some(format!("{flag} cannot be used with the `{name}` command"));
+        }
+        match cmd {
+            Command::Demo { .. } if self.config.is_some() => {
+                Some("the `demo` command uses its own fake OMS and takes no --config".to_string())
+            }
+            Command::Status { config, db, .. }
+                if self.config.is_some() && (config.is_some() || db.is_some()) =>
+            {
+                Some("give the warehouse once: --config FILE or --db PATH".to_string())
+            }
+            Command::Check { config: Some(_) } if self.config.is_some() => {
+                Some("--config is given twice".to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The log format in force, so the final error line matches the other events.
+static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Entry point for `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitKind::Usage
+            } else {
+                ExitKind::Success
+            };
+            let _ = e.print();
+            return ExitCode::from(code.code());
+        }
+    };
+    if let Some(msg) = cli.conflicts() {
+        let _ = Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .print();
+        return ExitCode::from(ExitKind::Usage.code());
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => exit::report(&f, LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                ExitKind::Other,
+                anyhow::Error::new(e).context("cannot start the async runtime"),
+            )
+        })
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Some(Command::Demo { db, customers }) => {
+            init_logging(&LogConfig {
+                level: "warn".into(),
+                format: LogFormat::Text,
+            });
+            runtime()?
+                .block_on(crate::demo::run(&db, customers))
+                .map_err(|e| Failure::new(ExitKind::Other, e))
+        }
+        Some(Command::Status { config, db, json }) => {
+            let path = match db {
+                Some(db) => db,
+                None => match Config::load_warehouse(config.or(cli.config).as_deref()) {
+                    Ok(wh) => wh.path,
+                    // `status` needs only a file name: say so rather than list API variables.
+                    Err(crate::config::ConfigError::Nothing) => {
+                        return Err(Failure::new(
+                            ExitKind::Usage,
+                            anyhow::anyhow!(
+                                "status needs a warehouse; fix: pass --db PATH, or --config FILE, or set OMS_SYNC__WAREHOUSE__PATH"
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            status::print(&path, json).map_err(|e| Failure::new(ExitKind::Warehouse, e))
+        }
+        Some(Command::Check { config }) => {
+            init_logging(&LogConfig {
+                level: "error".into(),
+                format: LogFormat::Text,
+            });
+            runtime()?.block_on(check::run(config.or(cli.config).as_deref()))
+        }
+        None => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            init_logging(&cfg.log);
+            let mode = if cli.backfill {
+                Mode::Backfill
+            } else if cli.once {
+                Mode::Once
+            } else {
+                Mode::Daemon
+            };
+            runtime()?.block_on(async {
+                let cancel = CancellationToken::new();
+                daemon::spawn_signal_handler(cancel.clone());
+                run_mode(&cfg, mode, &cancel).await
+            })
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Daemon,
+    Once,
+    Backfill,
+}
+
+/// Opens the warehouse for writing off the async workers.
+pub async fn open_warehouse(path: &Path) -> Result<SqliteWarehouse, Failure> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || SqliteWarehouse::open(&p))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ExitKind::Other,
+                anyhow::anyhow!("warehouse open task failed: {e}"),
+            )
+        })?
+        .map_err(Failure::from)
+}
+
+/// Runs the daemon, one pass or a backfill with an already loaded config.
+pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> Result<(), Failure> {
+    let client = ApiClient::new(&cfg.api).map_err(|e| Failure::new(ExitKind::Other, e))?;
+    let wh = open_warehouse(&cfg.warehouse.path).await?;
+    let opts = SyncOptions::from_config(cfg);
+    tracing::info!(
+        base_url = %cfg.api.base_url,
+        warehouse = %cfg.warehouse.path.display(),
+        mode = ?mode,
+        "oms-sync starting"
+    );
+    match mode {
+        Mode::Daemon => {
+            let schedule = Schedule {
+                interval: cfg.sync.interval,
+                options: opts,
+            };
+            Ok(daemon::serve(cfg, client, wh, &schedule, cancel).await?)
+        }
+        Mode::Once => {
+            let (_wh, r) = sync::incremental_pass::<Customers, _>(
+                &client,
+                wh,
+                &opts,
+                cancel,
+                Arc::new(NoProgress),
+            )
+            .await;
+            daemon::log_pass(&r?);
+            Ok(())
+        }
+        Mode::Backfill => {
+            let progress: Arc<dyn Progress> = Arc::new(crate::progress::BackfillProgress::new());
+            let (_wh, r) =
+                sync::backfill_pass::<Customers, _>(&client, wh, &opts, cancel, progress).await;
+            daemon::log_pass(&r?);
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stderr: text (no colours unless stderr is a terminal) or JSON. `RUST_LOG` wins
+/// over `log.level` when set.
+pub fn init_logging(cfg: &LogConfig) {
+    let _ = LOG_FORMAT.set(cfg.format);
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(&cfg.level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match cfg.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
