@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::resource::{Customers, Resource};
 use crate::timefmt;
 use crate::warehouse::Mark;
-use crate::warehouse::sqlite::{WarehouseError, open_connection, read_backfill};
+use crate::warehouse::WarehouseError;
+use crate::warehouse::sqlite::{open_connection, read_backfill};
 
 /// Recent runs shown.
 pub const RECENT_RUNS: usize = 5;

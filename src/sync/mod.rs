@@ -41,7 +41,7 @@ pub use writer::MAX_PAGES_PER_COMMIT;
 
 use crate::api::{ApiClient, ApiError, ListQuery, Page};
 use crate::resource::Resource;
-use crate::warehouse::{Mark, RowStats, RunKind, RunStatus, Warehouse};
+use crate::warehouse::{Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use writer::{Init, Msg, Written};
 
 /// Pages buffered between the fetchers and the writer: bounds memory to a few pages.
@@ -69,9 +69,8 @@ impl SyncOptions {
 pub enum SyncError {
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// The warehouse failed; its own error type is kept whole (downcast it for details).
     #[error(transparent)]
-    Warehouse(Box<dyn std::error::Error + Send + Sync>),
+    Warehouse(#[from] WarehouseError),
     #[error(
         "the stored checkpoint {value:?} is not a datetime; fix: run oms-sync --backfill, which rewrites it"
     )]

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Progress, SyncError};
 use crate::resource::Resource;
 use crate::warehouse::{
-    Advance, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse,
+    Advance, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
 };
 
 /// At most this many queued pages are committed in one transaction.
@@ -37,14 +37,14 @@ pub(super) struct Written {
 }
 
 /// Why the writer stopped before the pass finished.
-pub(super) enum WriterError<E> {
-    Warehouse(E),
+pub(super) enum WriterError {
+    Warehouse(WarehouseError),
     /// Every sender went away without a `Finish`: the fetch side died.
     FetchEnded,
 }
 
 /// The warehouse handed back with the writer's result.
-pub(super) type WriterResult<W, E> = (W, Result<Written, WriterError<E>>);
+pub(super) type WriterResult<W> = (W, Result<Written, WriterError>);
 
 /// Runs on a blocking thread: owns the warehouse for the pass.
 pub(super) fn writer<R, W>(
@@ -53,12 +53,12 @@ pub(super) fn writer<R, W>(
     mut rx: mpsc::Receiver<Msg<R::Record>>,
     init: oneshot::Sender<Option<Init>>,
     progress: Arc<dyn Progress>,
-) -> WriterResult<W, W::Error>
+) -> WriterResult<W>
 where
     R: Resource,
     W: Warehouse<R>,
 {
-    let start = (|| -> Result<Init, W::Error> {
+    let start = (|| -> Result<Init, WarehouseError> {
         let mark = wh.mark()?;
         let backfill = wh.backfill_state()?;
         let run_id = wh.begin_run(kind, &mark)?;
@@ -174,19 +174,15 @@ fn merged(a: &Advance, b: &Advance) -> Advance {
     }
 }
 
-/// Waits for the writer and gives its result the pass's error type (the warehouse's error kept
-/// whole, as its source).
-pub(super) async fn join_writer<W, E>(
-    handle: tokio::task::JoinHandle<WriterResult<W, E>>,
-) -> (W, Result<Written, SyncError>)
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
+/// Waits for the writer and gives its result the pass's error type.
+pub(super) async fn join_writer<W>(
+    handle: tokio::task::JoinHandle<WriterResult<W>>,
+) -> (W, Result<Written, SyncError>) {
     match handle.await {
         Ok((wh, r)) => (
             wh,
             r.map_err(|e| match e {
-                WriterError::Warehouse(e) => SyncError::Warehouse(Box::new(e)),
+                WriterError::Warehouse(e) => SyncError::Warehouse(e),
                 WriterError::FetchEnded => SyncError::FetchEnded,
             }),
         ),

@@ -4,6 +4,7 @@
 //! quarantined records, deletions and the checkpoint advance, atomically), and record runs.
 //! [`sqlite::SqliteWarehouse`] is the implementation today; another database is another impl.
 
+mod error;
 pub mod sqlite;
 
 use std::cmp::Ordering;
@@ -11,7 +12,8 @@ use std::fmt;
 
 use crate::resource::{BadRecord, Resource};
 
-pub use sqlite::{SqliteWarehouse, WarehouseError};
+pub use error::WarehouseError;
+pub use sqlite::SqliteWarehouse;
 
 /// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.
 ///
@@ -243,28 +245,26 @@ impl RunStatus {
 
 /// Storage for one resource's stream.
 pub trait Warehouse<R: Resource>: Send {
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    fn mark(&mut self) -> Result<Mark, Self::Error>;
-    fn backfill_state(&mut self) -> Result<Option<BackfillState>, Self::Error>;
+    fn mark(&mut self) -> Result<Mark, WarehouseError>;
+    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError>;
     /// Records a new backfill (replacing none: the caller resumes an existing one instead).
-    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), Self::Error>;
+    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError>;
     /// Ends the backfill: forgets its state and moves the mark up to `mark` (never down).
-    fn finish_backfill(&mut self, mark: Mark) -> Result<(), Self::Error>;
-    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, Self::Error>;
+    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError>;
+    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError>;
     /// Applies a batch and its checkpoint advance atomically; also adds its figures to `run`.
     fn apply(
         &mut self,
         run: i64,
         batch: Batch<R::Record>,
         pages: u64,
-    ) -> Result<RowStats, Self::Error>;
+    ) -> Result<RowStats, WarehouseError>;
     fn finish_run(
         &mut self,
         run: i64,
         status: RunStatus,
         error: Option<&str>,
-    ) -> Result<(), Self::Error>;
+    ) -> Result<(), WarehouseError>;
 }
 
 #[cfg(test)]

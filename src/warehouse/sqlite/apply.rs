@@ -1,0 +1,288 @@
+//! Applying a batch: the records' upserts (never older, never a rewrite of the same content),
+//! quarantine, deletion marking of a backfill range and the checkpoint, in one transaction.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rusqlite::{Connection, Statement, TransactionBehavior, params};
+
+use super::connection::classify;
+use super::state::write_mark_if_greater;
+use crate::resource::{BadRecord, Keyed, Resource};
+use crate::timefmt;
+use crate::warehouse::{Advance, Batch, RowStats, WarehouseError};
+
+/// Binds a record to the upsert statement built from [`SqliteRecord::COLUMNS`].
+pub trait SqliteRecord {
+    /// API-sourced columns in bind order; must start with `id` and include `modified_date`.
+    const COLUMNS: &'static [&'static str];
+    /// Binds parameters 1..=COLUMNS.len().
+    fn bind(&self, stmt: &mut Statement<'_>) -> rusqlite::Result<()>;
+}
+
+/// Builds the upsert: never replaces a row with an older version, and does not rewrite a row
+/// whose content is the same (a lookback re-read costs a lookup, not a write).
+fn upsert_sql(table: &str, columns: &[&str]) -> String {
+    let n = columns.len();
+    let cols = columns.join(", ");
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    let sets: Vec<String> = columns[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let differs: Vec<String> = columns[1..]
+        .iter()
+        .filter(|c| **c != "modified_date")
+        .map(|c| format!("excluded.{c} IS NOT {table}.{c}"))
+        .collect();
+    let now = n + 1;
+    format!(
+        "INSERT INTO {table} ({cols}, deleted_at, synced_at, first_synced_at) \
+         VALUES ({}, NULL, ?{now}, ?{now}) \
+         ON CONFLICT(id) DO UPDATE SET {}, deleted_at = NULL, synced_at = excluded.synced_at \
+         WHERE excluded.modified_date > {table}.modified_date \
+            OR (excluded.modified_date = {table}.modified_date \
+                AND ({table}.deleted_at IS NOT NULL OR {})) \
+         RETURNING first_synced_at = synced_at",
+        placeholders.join(", "),
+        sets.join(", "),
+        differs.join(" OR "),
+    )
+}
+
+fn quarantine(tx: &Connection, stream: &str, bad: &BadRecord, now: &str) -> rusqlite::Result<()> {
+    match bad.id {
+        Some(id) => tx.execute(
+            "INSERT INTO quarantine (stream, record_id, modified_date, raw, error, first_seen_at, last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(stream, record_id) WHERE record_id IS NOT NULL DO UPDATE SET
+                 modified_date = excluded.modified_date, raw = excluded.raw, error = excluded.error,
+                 last_seen_at = excluded.last_seen_at, times_seen = times_seen + 1",
+            params![stream, id, bad.modified_date, bad.raw, bad.error, now],
+        )?,
+        None => tx.execute(
+            "INSERT INTO quarantine (stream, record_id, modified_date, raw, error, first_seen_at, last_seen_at)
+             VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT(stream, raw) WHERE record_id IS NULL DO UPDATE SET
+                 last_seen_at = excluded.last_seen_at, times_seen = times_seen + 1",
+            params![stream, bad.modified_date, bad.raw, bad.error, now],
+        )?,
+    };
+    Ok(())
+}
+
+/// Marks rows with id in `(from, to]` (`to` None: unbounded) that the API did not list.
+///
+/// Runs before the batch's rows are written, so in a first load the range is empty and this
+/// costs one index probe; the ids the batch lists are only collected when there are rows.
+fn mark_deleted(
+    tx: &Connection,
+    table: &str,
+    from: i64,
+    to: Option<i64>,
+    listed: impl Iterator<Item = i64>,
+    now: &str,
+) -> rusqlite::Result<u64> {
+    let to = to.unwrap_or(i64::MAX);
+    let present: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT id FROM {table} WHERE id > ?1 AND id <= ?2 AND deleted_at IS NULL"
+        ))?;
+        stmt.query_map(params![from, to], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if present.is_empty() {
+        return Ok(0);
+    }
+    let listed: HashSet<i64> = listed.collect();
+    let gone: Vec<i64> = present
+        .into_iter()
+        .filter(|id| !listed.contains(id))
+        .collect();
+    let mut upd = tx.prepare_cached(&format!(
+        "UPDATE {table} SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1"
+    ))?;
+    for id in &gone {
+        upd.execute(params![id, now])?;
+    }
+    Ok(gone.len() as u64)
+}
+
+/// Applies `batch` and its checkpoint advance in one transaction; adds its figures to `run`.
+/// `quarantined` is the warehouse's count of quarantined rows, kept current.
+pub(super) fn apply_batch<R>(
+    conn: &mut Connection,
+    path: &Path,
+    quarantined: &mut i64,
+    run: i64,
+    batch: Batch<R::Record>,
+    pages: u64,
+) -> Result<RowStats, WarehouseError>
+where
+    R: Resource,
+    R::Record: SqliteRecord,
+{
+    let had_quarantine = *quarantined > 0;
+    let sql = upsert_sql(R::TABLE, <R::Record as SqliteRecord>::COLUMNS);
+    let now = timefmt::now_canonical();
+    let now_param = <R::Record as SqliteRecord>::COLUMNS.len() + 1;
+    // The quarantine's new size, when this batch may have changed it.
+    let run_tx = |conn: &mut Connection| -> rusqlite::Result<(RowStats, Option<i64>)> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stats = RowStats {
+            fetched: (batch.records.len() + batch.bad.len()) as u64,
+            ..RowStats::default()
+        };
+        let mut quarantine_delta = 0i64;
+        // The checkpoint first (same transaction): deletion marking then sees only the
+        // rows stored before this batch.
+        match &batch.advance {
+            Advance::Mark(mark) => write_mark_if_greater(&tx, R::NAME, mark)?,
+            Advance::Backfill { range_no, from, to } => {
+                let hi: Option<i64> = tx.query_row(
+                    "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
+                    params![R::NAME, range_no],
+                    |r| r.get(0),
+                )?;
+                let listed = batch
+                    .records
+                    .iter()
+                    .map(|r| r.id())
+                    .chain(batch.bad.iter().filter_map(|b| b.id));
+                let upper = match to {
+                    Some(t) => Some(*t),
+                    None => hi,
+                };
+                stats.deleted = mark_deleted(&tx, R::TABLE, *from, upper, listed, &now)?;
+                match to {
+                        Some(t) => tx.execute(
+                            "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
+                            params![R::NAME, range_no, t],
+                        )?,
+                        None => tx.execute(
+                            "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
+                            params![R::NAME, range_no],
+                        )?,
+                    };
+            }
+        }
+        {
+            let mut upsert = tx.prepare_cached(&sql)?;
+            let mut unquarantine = tx.prepare_cached(
+                "DELETE FROM quarantine WHERE stream = ?1 AND record_id = ?2
+                     AND (modified_date IS NULL OR modified_date <= ?3)",
+            )?;
+            for rec in &batch.records {
+                rec.bind(&mut upsert)?;
+                upsert.raw_bind_parameter(now_param, &now)?;
+                let mut rows = upsert.raw_query();
+                match rows.next()? {
+                    Some(row) if row.get::<_, bool>(0)? => stats.inserted += 1,
+                    Some(_) => stats.updated += 1,
+                    None => stats.unchanged += 1,
+                }
+                drop(rows);
+                if had_quarantine {
+                    quarantine_delta -=
+                        unquarantine.execute(params![R::NAME, rec.id(), rec.modified_date()])?
+                            as i64;
+                }
+            }
+        }
+        for bad in &batch.bad {
+            quarantine(&tx, R::NAME, bad, &now)?;
+            stats.quarantined += 1;
+        }
+        if !batch.bad.is_empty() {
+            quarantine_delta = 0;
+        }
+        tx.execute(
+            "UPDATE sync_runs SET pages = pages + ?2, rows_fetched = rows_fetched + ?3,
+                     rows_inserted = rows_inserted + ?4, rows_updated = rows_updated + ?5,
+                     rows_unchanged = rows_unchanged + ?6, rows_deleted = rows_deleted + ?7,
+                     rows_quarantined = rows_quarantined + ?8
+                 WHERE id = ?1",
+            params![
+                run,
+                pages as i64,
+                stats.fetched as i64,
+                stats.inserted as i64,
+                stats.updated as i64,
+                stats.unchanged as i64,
+                stats.deleted as i64,
+                stats.quarantined as i64
+            ],
+        )?;
+        let q = if batch.bad.is_empty() && quarantine_delta == 0 {
+            None
+        } else {
+            Some(tx.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?)
+        };
+        tx.commit()?;
+        Ok((stats, q))
+    };
+    let (stats, q) = run_tx(conn).map_err(|e| classify(path, "writing a page", e))?;
+    if let Some(q) = q {
+        *quarantined = q;
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteWarehouse;
+    use super::super::testutil::{apply, customer};
+    use crate::resource::Customers;
+    use crate::warehouse::{Confirmed, Mark, RunKind, Warehouse};
+
+    #[test]
+    fn upsert_never_goes_back_and_skips_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
+        let run =
+            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
+        let t1 = "2023-01-01T00:00:01.000000Z";
+        let t2 = "2023-01-01T00:00:02.000000Z";
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "new")],
+            Mark::at(t2, Confirmed::Nothing),
+        );
+        assert_eq!((s.inserted, s.updated, s.unchanged), (1, 0, 0));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t1, "old")],
+            Mark::at(t2, Confirmed::Nothing),
+        );
+        assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "new")],
+            Mark::at(t2, Confirmed::Nothing),
+        );
+        assert_eq!((s.inserted, s.updated, s.unchanged), (0, 0, 1));
+        let s = apply(
+            &mut wh,
+            run,
+            vec![customer(1, t2, "same time, new content")],
+            Mark::at(t2, Confirmed::Nothing),
+        );
+        assert_eq!((s.inserted, s.updated, s.unchanged), (0, 1, 0));
+        let name: String = wh
+            .connection()
+            .query_row("SELECT first_name FROM customers WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(name, "same time, new content");
+        // The mark never moves backward.
+        apply(&mut wh, run, vec![], Mark::at(t1, Confirmed::Nothing));
+        assert_eq!(
+            Warehouse::<Customers>::mark(&mut wh).unwrap(),
+            Mark::at(t2, Confirmed::Nothing)
+        );
+    }
+}

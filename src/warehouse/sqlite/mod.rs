@@ -1,0 +1,306 @@
+//! The SQLite warehouse. One function opens every connection and sets its PRAGMAs (WAL, so BI
+//! readers never block the writer; a busy timeout, so a reader never fails the writer). The
+//! schema comes from `migrations/` via `rusqlite_migration` (version in `PRAGMA user_version`).
+//! Only this process writes: an exclusive lock file next to the database keeps a second
+//! writer out.
+//!
+//! - [`connection`]: opening, PRAGMAs, migrations, error kinds;
+//! - [`lock`]: the writer lock;
+//! - [`indexes`]: secondary indexes around bulk loads;
+//! - [`state`]: the mark and backfill ranges;
+//! - [`apply`]: one batch with its checkpoint, in one transaction.
+
+mod apply;
+mod connection;
+mod indexes;
+mod lock;
+mod state;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+pub use apply::SqliteRecord;
+pub use connection::open_connection;
+pub use indexes::SECONDARY_INDEXES;
+pub use state::read_backfill;
+
+use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
+use crate::resource::Resource;
+use crate::timefmt;
+use connection::{MIGRATIONS, classify, open_error};
+use indexes::{build_secondary_indexes, drop_secondary_indexes_if_empty};
+use lock::{WriterLock, lock_path, take_lock};
+use state::{read_mark, write_mark_if_greater};
+
+/// How long a statement waits for a lock held by a reader before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// New database files hold personal data: owner read/write only.
+pub const FILE_MODE: u32 = 0o600;
+/// SQLite page cache of the writer connection (KiB). The default 2 MiB makes every insert
+/// into the `email` index read pages back from the OS once the index outgrows it.
+pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+pub struct SqliteWarehouse {
+    conn: Connection,
+    path: PathBuf,
+    /// Held for the life of the writer; dropped after `conn` (field order), which releases it.
+    _lock: WriterLock,
+    /// Rows in quarantine, so clearing it costs nothing while it is empty.
+    quarantined: i64,
+}
+
+impl std::fmt::Debug for SqliteWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteWarehouse")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteWarehouse {
+    /// Opens (creating with mode 0600 if needed) for writing: takes the writer lock, applies
+    /// pending migrations, and marks runs a killed process left `running` as `interrupted`.
+    pub fn open(path: &Path) -> Result<Self, WarehouseError> {
+        if path.is_dir() {
+            return Err(WarehouseError::Open {
+                path: path.to_path_buf(),
+                reason: "it is a directory".into(),
+                fix: "set warehouse.path to a file name inside it, e.g. DIR/warehouse.db",
+            });
+        }
+        let lock_existed = lock_path(path).exists();
+        let lock = take_lock(path)?;
+        Self::open_locked(path, lock).inspect_err(|_| {
+            // A failed first open leaves nothing behind: the lock file is ours only if we
+            // made it (an existing one may be another instance's).
+            if !lock_existed {
+                let _ = std::fs::remove_file(lock_path(path));
+            }
+        })
+    }
+
+    fn open_locked(path: &Path, lock: WriterLock) -> Result<Self, WarehouseError> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(FILE_MODE)
+                .open(path)
+                .map_err(|e| WarehouseError::Open {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                    fix: "create the directory and make it writable by the oms-sync user",
+                })?;
+        }
+        let mut conn = open_connection(path, false)?;
+        let migrations = MIGRATIONS.as_ref().map_err(|e| WarehouseError::Migration {
+            path: path.to_path_buf(),
+            reason: e.clone(),
+        })?;
+        migrations.to_latest(&mut conn).map_err(|e| match e {
+            rusqlite_migration::Error::RusqliteError { err, .. } => {
+                classify(path, "applying migrations", err)
+            }
+            other => WarehouseError::Migration {
+                path: path.to_path_buf(),
+                reason: other.to_string(),
+            },
+        })?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(|e| open_error(path, &e))?;
+        let mut wh = SqliteWarehouse {
+            conn,
+            path: path.to_path_buf(),
+            _lock: lock,
+            quarantined: 0,
+        };
+        // A backfill into an empty table drops the secondary indexes until its end; if it was
+        // killed, they come back here (taking a few seconds per million rows).
+        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
+            build_secondary_indexes(&wh.conn, table)
+                .map_err(|e| wh.err("building the secondary indexes", e))?;
+        }
+        wh.exec(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+            &[&timefmt::now_canonical()],
+            "marking the runs of an earlier process that was killed as interrupted",
+        )?;
+        wh.quarantined = wh
+            .conn
+            .query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))
+            .map_err(|e| wh.err("counting quarantine", e))?;
+        Ok(wh)
+    }
+
+    /// The underlying connection, for status queries and tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn err(&self, context: &str, e: rusqlite::Error) -> WarehouseError {
+        classify(&self.path, context, e)
+    }
+
+    fn exec(
+        &self,
+        sql: &str,
+        p: &[&dyn rusqlite::ToSql],
+        context: &str,
+    ) -> Result<usize, WarehouseError> {
+        self.conn.execute(sql, p).map_err(|e| self.err(context, e))
+    }
+}
+
+impl<R> Warehouse<R> for SqliteWarehouse
+where
+    R: Resource,
+    R::Record: SqliteRecord,
+{
+    fn mark(&mut self) -> Result<Mark, WarehouseError> {
+        read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))
+    }
+
+    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
+        read_backfill(&self.conn, R::NAME).map_err(|e| self.err("reading the backfill state", e))
+    }
+
+    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
+        let path = self.path.clone();
+        let mut run = || -> rusqlite::Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
+            drop_secondary_indexes_if_empty(&tx, R::TABLE)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO backfill_state (stream, run_id, started_at, high_water_date)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![R::NAME, state.run_id, state.started_at, state.high_water_date],
+            )?;
+            for r in &state.ranges {
+                tx.execute(
+                    "INSERT INTO backfill_ranges (stream, range_no, lo, hi, cursor_id, done)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![R::NAME, r.range_no, r.lo, r.hi, r.cursor, r.done],
+                )?;
+            }
+            tx.commit()
+        };
+        run().map_err(|e| classify(&path, "starting the backfill", e))
+    }
+
+    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
+        let path = self.path.clone();
+        let mut run = || -> rusqlite::Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            build_secondary_indexes(&tx, R::TABLE)?;
+            write_mark_if_greater(&tx, R::NAME, &mark)?;
+            tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
+            tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
+            tx.commit()
+        };
+        run().map_err(|e| classify(&path, "finishing the backfill", e))
+    }
+
+    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
+        self.exec(
+            "INSERT INTO sync_runs (stream, kind, started_at, status, mark_before) VALUES (?1, ?2, ?3, 'running', ?4)",
+            &[&R::NAME, &kind.as_str(), &timefmt::now_canonical(), &mark_before.to_string()],
+            "recording the run",
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn apply(
+        &mut self,
+        run: i64,
+        batch: Batch<R::Record>,
+        pages: u64,
+    ) -> Result<RowStats, WarehouseError> {
+        apply::apply_batch::<R>(
+            &mut self.conn,
+            &self.path,
+            &mut self.quarantined,
+            run,
+            batch,
+            pages,
+        )
+    }
+
+    fn finish_run(
+        &mut self,
+        run: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), WarehouseError> {
+        let mark =
+            read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))?;
+        self.exec(
+            "UPDATE sync_runs SET status = ?2, error = ?3, finished_at = ?4, mark_after = ?5 WHERE id = ?1",
+            &[&run, &status.as_str(), &error, &timefmt::now_canonical(), &mark.to_string()],
+            "recording the end of the run",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod testutil {
+    use super::*;
+    use crate::resource::{Customer, Customers};
+    use crate::warehouse::Advance;
+
+    pub fn customer(id: i64, md: &str, name: &str) -> Customer {
+        Customer {
+            id,
+            created_date: Some("2023-01-01T00:00:00.000000Z".into()),
+            modified_date: md.into(),
+            omnitron_id: Some(id * 10),
+            email: Some(format!("c{id}@example.com")),
+            first_name: Some(name.into()),
+            last_name: None,
+            phone_number: None,
+            erp_code: None,
+            channel: Some(1),
+            extra: None,
+        }
+    }
+
+    pub fn apply(wh: &mut SqliteWarehouse, run: i64, recs: Vec<Customer>, mark: Mark) -> RowStats {
+        Warehouse::<Customers>::apply(
+            wh,
+            run,
+            Batch {
+                records: recs,
+                bad: vec![],
+                advance: Advance::Mark(mark),
+            },
+            1,
+        )
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let _wh = SqliteWarehouse::open(&p).unwrap();
+        for f in [p.clone(), dir.path().join("w.db-wal")] {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+    }
+}
