@@ -73,7 +73,7 @@ impl FakeCustomer {
     /// The JSON object the server writes for this row in UTC (`raw_override` if set).
     pub fn to_json(&self) -> Value {
         let mut buf = Vec::new();
-        super::server::write_customer(&mut buf, self, None);
+        super::json::write_customer(&mut buf, self, None);
         serde_json::from_slice(&buf).expect("the fake writes valid JSON")
     }
 
