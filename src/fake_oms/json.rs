@@ -6,6 +6,7 @@ use chrono::FixedOffset;
 
 use super::dates::write_drf_datetime;
 use super::store::FakeCustomer;
+use crate::resource::customers::FIELDS;
 
 /// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`.
 pub(super) fn write_page<'a>(
@@ -33,62 +34,41 @@ pub(super) fn write_page<'a>(
     body
 }
 
-/// Writes one customer as DRF would (`raw_override` verbatim if set).
+/// Writes one customer as DRF would (`raw_override` verbatim if set): the documented fields in
+/// [`FIELDS`] order, an `extra` key naming one of them replacing its value in place, then the
+/// other extra fields.
 pub(crate) fn write_customer(buf: &mut Vec<u8>, c: &FakeCustomer, offset: Option<FixedOffset>) {
     if let Some(raw) = &c.raw_override {
         serde_json::to_writer(&mut *buf, raw).expect("writing to a Vec cannot fail");
         return;
     }
     let ex = &c.extra;
-    let overridden = |buf: &mut Vec<u8>, key: &[u8], name: &str| -> bool {
-        buf.extend_from_slice(key);
-        if ex.is_empty() {
-            return false;
+    for (i, &name) in FIELDS.iter().enumerate() {
+        buf.push(if i == 0 { b'{' } else { b',' });
+        write_json_str(buf, name);
+        buf.push(b':');
+        if let Some(v) = (!ex.is_empty()).then(|| ex.get(name)).flatten() {
+            serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
+            continue;
         }
-        match ex.get(name) {
-            Some(v) => {
-                serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
-                true
-            }
-            None => false,
+        match name {
+            "id" => write_i64(buf, c.id),
+            "created_date" => write_datetime(buf, c.created_date, offset),
+            "modified_date" => write_datetime(buf, c.modified_date, offset),
+            "omnitron_id" => write_opt_i64(buf, c.omnitron_id),
+            "email" => write_opt_str(buf, c.email.as_deref()),
+            "first_name" => write_opt_str(buf, c.first_name.as_deref()),
+            "last_name" => write_opt_str(buf, c.last_name.as_deref()),
+            "phone_number" => write_opt_str(buf, c.phone_number.as_deref()),
+            "erp_code" => write_opt_str(buf, c.erp_code.as_deref()),
+            "channel" => write_opt_i64(buf, c.channel),
+            // A field added to FIELDS before the fake stores it: DRF writes a nullable
+            // column without a value as null.
+            _ => buf.extend_from_slice(b"null"),
         }
-    };
-    if !overridden(buf, b"{\"id\":", "id") {
-        write_i64(buf, c.id);
-    }
-    if !overridden(buf, b",\"created_date\":", "created_date") {
-        buf.push(b'"');
-        write_drf_datetime(buf, c.created_date, offset);
-        buf.push(b'"');
-    }
-    if !overridden(buf, b",\"modified_date\":", "modified_date") {
-        buf.push(b'"');
-        write_drf_datetime(buf, c.modified_date, offset);
-        buf.push(b'"');
-    }
-    if !overridden(buf, b",\"omnitron_id\":", "omnitron_id") {
-        write_opt_i64(buf, c.omnitron_id);
-    }
-    if !overridden(buf, b",\"email\":", "email") {
-        write_opt_str(buf, c.email.as_deref());
-    }
-    if !overridden(buf, b",\"first_name\":", "first_name") {
-        write_opt_str(buf, c.first_name.as_deref());
-    }
-    if !overridden(buf, b",\"last_name\":", "last_name") {
-        write_opt_str(buf, c.last_name.as_deref());
-    }
-    if !overridden(buf, b",\"phone_number\":", "phone_number") {
-        write_opt_str(buf, c.phone_number.as_deref());
-    }
-    if !overridden(buf, b",\"erp_code\":", "erp_code") {
-        write_opt_str(buf, c.erp_code.as_deref());
-    }
-    if !overridden(buf, b",\"channel\":", "channel") {
-        write_opt_i64(buf, c.channel);
     }
     for (k, v) in ex {
-        if STANDARD_FIELDS.contains(&k.as_str()) {
+        if FIELDS.contains(&k.as_str()) {
             continue;
         }
         buf.push(b',');
@@ -99,18 +79,15 @@ pub(crate) fn write_customer(buf: &mut Vec<u8>, c: &FakeCustomer, offset: Option
     buf.push(b'}');
 }
 
-pub(super) const STANDARD_FIELDS: [&str; 10] = [
-    "id",
-    "created_date",
-    "modified_date",
-    "omnitron_id",
-    "email",
-    "first_name",
-    "last_name",
-    "phone_number",
-    "erp_code",
-    "channel",
-];
+fn write_datetime(
+    buf: &mut Vec<u8>,
+    t: chrono::DateTime<chrono::Utc>,
+    offset: Option<FixedOffset>,
+) {
+    buf.push(b'"');
+    write_drf_datetime(buf, t, offset);
+    buf.push(b'"');
+}
 
 pub(super) fn write_i64(buf: &mut Vec<u8>, v: i64) {
     let mut tmp = [0u8; 20];
@@ -228,6 +205,21 @@ mod tests {
         );
         let parsed: String = serde_json::from_str(&js("a\u{7}\u{2029}b\tç")).unwrap();
         assert_eq!(parsed, "a\u{7}\u{2029}b\tç");
+    }
+
+    #[test]
+    fn customers_are_written_in_fields_order() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let c = FakeCustomer::new(4, t).with_extra("zz", serde_json::json!(1));
+        let mut b = Vec::new();
+        write_customer(&mut b, &c, None);
+        let text = String::from_utf8(b).unwrap();
+        let keys: Vec<usize> = FIELDS
+            .iter()
+            .map(|f| text.find(&format!("\"{f}\":")).expect(f))
+            .collect();
+        assert!(keys.is_sorted(), "{text}");
+        assert!(text.ends_with(",\"zz\":1}"), "{text}");
     }
 
     #[test]
