@@ -27,9 +27,29 @@
 //!   500 page (what the ORM does with it).
 //! - `sort` ∈ `id`, `-id`, `modified_date`, `-modified_date` (default `id`); anything else is a
 //!   400. Rows with equal `modified_date` come in a stable scramble, never by id.
+//!
+//! Layout (one concern per file):
+//! - `mod.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
+//!   the request log ([`RecordedRequest`]).
+//! - `server`: the request pipeline and the shared, locked state; it only orders the steps below.
+//! - `faults`: scripted and random faults ([`Fault`]), the first step of every request.
+//! - `auth`: DRF token authentication.
+//! - `query`: the request summary and the parsing of `limit`, `page`, `sort` and the filters.
+//! - `select`: filtering, ordering and the ids of one page.
+//! - `links`: DRF's `next` / `previous` URLs.
+//! - `json`: the page and customer JSON, written by hand as DRF renders it.
+//! - `reply`: error bodies (DRF detail, Django and load-balancer HTML), 429, gzip.
+//! - `store`, `data`, `dates`: the rows and their indexes, synthetic data, Django's datetimes.
 
+mod auth;
 mod data;
 mod dates;
+mod faults;
+mod json;
+mod links;
+mod query;
+mod reply;
+mod select;
 mod server;
 mod store;
 
@@ -45,7 +65,8 @@ use tokio::task::JoinHandle;
 
 pub use data::{ascii_fold, bulk_update, insert_new, synthetic_customers, touch_random};
 pub use dates::{format_drf_datetime, istanbul, parse_django_datetime, write_drf_datetime};
-pub use server::lb_html;
+pub use faults::Fault;
+pub use reply::lb_html;
 pub use store::{FakeCustomer, Store, trunc_micros};
 
 use server::Shared;
@@ -128,51 +149,6 @@ impl Default for Knobs {
             record_requests: true,
             gzip: false,
             stale_count: None,
-        }
-    }
-}
-
-/// A scripted fault, consumed by the next request (in push order).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// Answer with this status, body and `Content-Type`.
-    Status {
-        status: u16,
-        body: String,
-        content_type: String,
-    },
-    /// 429 with `Retry-After: <retry_after>` and DRF's throttled detail.
-    TooManyRequests { retry_after: String },
-    /// 503 with a load balancer's HTML page and an optional `Retry-After`.
-    ServiceUnavailable { retry_after: Option<String> },
-    /// Serve normally, then cut the body in half (Content-Length matches the cut body).
-    TruncatedBody,
-    /// 200, `Content-Type: application/json`, body `<html>oops</html>`.
-    InvalidJson,
-    /// Sleep, then serve normally.
-    Delay(Duration),
-    /// 302 to `location`.
-    Redirect { location: String },
-    /// Serve at most `rows` results; `count`, `next` and `previous` stay correct.
-    ShortPage { rows: usize },
-}
-
-impl Fault {
-    /// `status` with a load balancer's (nginx) HTML page, e.g. `Fault::html(502)`.
-    pub fn html(status: u16) -> Fault {
-        Fault::Status {
-            status,
-            body: lb_html(status),
-            content_type: "text/html".to_owned(),
-        }
-    }
-
-    /// `status` with a JSON body.
-    pub fn json(status: u16, body: impl Into<String>) -> Fault {
-        Fault::Status {
-            status,
-            body: body.into(),
-            content_type: "application/json".to_owned(),
         }
     }
 }

@@ -70,13 +70,6 @@ impl FakeCustomer {
         self
     }
 
-    /// The JSON object the server writes for this row in UTC (`raw_override` if set).
-    pub fn to_json(&self) -> Value {
-        let mut buf = Vec::new();
-        super::server::write_customer(&mut buf, self, None);
-        serde_json::from_slice(&buf).expect("the fake writes valid JSON")
-    }
-
     /// The row the warehouse must hold for this customer after a sync (the same instants in
     /// canonical UTC text, extra fields as one JSON object). Tests and benchmarks compare with it.
     pub fn stored(&self) -> crate::resource::Customer {
@@ -216,11 +209,6 @@ impl Store {
         old
     }
 
-    /// Same as [`Store::upsert`].
-    pub fn insert(&mut self, c: FakeCustomer) -> Option<FakeCustomer> {
-        self.upsert(c)
-    }
-
     /// Removes a customer; `false` if there was none with that id.
     pub fn remove(&mut self, id: i64) -> bool {
         match self.by_id.remove(&id) {
@@ -236,10 +224,6 @@ impl Store {
 
     pub fn get(&self, id: i64) -> Option<&FakeCustomer> {
         self.by_id.get(&id)
-    }
-
-    pub fn contains(&self, id: i64) -> bool {
-        self.by_id.contains_key(&id)
     }
 
     /// Changes a customer in place (the id must stay the same; a changed id is put back).
@@ -279,10 +263,6 @@ impl Store {
         self.by_id.is_empty()
     }
 
-    pub fn clear(&mut self) {
-        *self = Store::new();
-    }
-
     /// All customers in id order.
     pub fn all(&self) -> impl Iterator<Item = &FakeCustomer> + '_ {
         self.by_id.values()
@@ -293,10 +273,6 @@ impl Store {
         self.by_id.keys().copied()
     }
 
-    pub fn min_id(&self) -> Option<i64> {
-        self.by_id.keys().next().copied()
-    }
-
     pub fn max_id(&self) -> Option<i64> {
         self.by_id.keys().next_back().copied()
     }
@@ -305,11 +281,6 @@ impl Store {
         self.by_md
             .last()
             .and_then(|k| DateTime::from_timestamp_micros(k.micros))
-    }
-
-    /// Ids in the server's `sort=modified_date` order (ties in the stable scramble order).
-    pub fn ids_by_modified_date(&self) -> Vec<i64> {
-        self.by_md.iter().map(|k| k.id).collect()
     }
 
     /// A copy of every customer, in id order.
@@ -341,12 +312,6 @@ impl Store {
     pub(crate) fn md_index(&self) -> &[MdKey] {
         debug_assert!(!self.md_dirty);
         &self.md_index
-    }
-}
-
-impl FromIterator<FakeCustomer> for Store {
-    fn from_iter<T: IntoIterator<Item = FakeCustomer>>(iter: T) -> Self {
-        Store::from_customers(iter.into_iter().collect())
     }
 }
 

@@ -1,6 +1,8 @@
 //! Customers: `GET /api/v1/oms/customers/list-simple/`. Everything customer-specific lives
 //! here: the record, its parsing, and its columns in the warehouse.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -37,14 +39,30 @@ impl Keyed for Customer {
     }
 }
 
-/// Wire shape. Unknown fields are collected, never dropped.
+/// The fields the API documents for a customer, in the order it writes them. The one list:
+/// the fake OMS writes records from it, the parse diagnosis and the warehouse columns follow it.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "created_date",
+    "modified_date",
+    "omnitron_id",
+    "email",
+    "first_name",
+    "last_name",
+    "phone_number",
+    "erp_code",
+    "channel",
+];
+
+/// Wire shape. Unknown fields are collected, never dropped. The datetimes are `Cow` so they
+/// borrow from the page text when they can and own only when JSON escapes force a copy.
 #[derive(Deserialize)]
 struct Wire<'a> {
     id: i64,
     #[serde(default, borrow)]
-    created_date: Option<&'a str>,
+    created_date: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    modified_date: &'a str,
+    modified_date: Cow<'a, str>,
     #[serde(default)]
     omnitron_id: Option<i64>,
     #[serde(default)]
@@ -70,90 +88,15 @@ impl Resource for Customers {
     const TABLE: &'static str = "customers";
 
     fn parse(raw: &RawValue) -> Result<Customer, BadRecord> {
-        // Borrowed &str fails on escaped strings; fall back to an owned parse for those.
-        let wire: Wire<'_> = match serde_json::from_str(raw.get()) {
-            Ok(w) => w,
-            Err(e) => {
-                return parse_owned(raw).unwrap_or_else(|| {
-                    Err(salvage(raw, diagnose(raw).unwrap_or_else(|| e.to_string())))
-                });
-            }
-        };
-        build(
-            raw,
-            wire.id,
-            wire.created_date,
-            wire.modified_date,
-            wire.omnitron_id,
-            [
-                wire.email,
-                wire.first_name,
-                wire.last_name,
-                wire.phone_number,
-                wire.erp_code,
-            ],
-            wire.channel,
-            wire.extra,
-        )
+        let wire: Wire<'_> = serde_json::from_str(raw.get())
+            .map_err(|e| salvage(raw, diagnose(raw).unwrap_or_else(|| e.to_string())))?;
+        build(raw, wire)
     }
 }
 
-#[derive(Deserialize)]
-struct OwnedWire {
-    id: i64,
-    #[serde(default)]
-    created_date: Option<String>,
-    modified_date: String,
-    #[serde(default)]
-    omnitron_id: Option<i64>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    last_name: Option<String>,
-    #[serde(default)]
-    phone_number: Option<String>,
-    #[serde(default)]
-    erp_code: Option<String>,
-    #[serde(default)]
-    channel: Option<i64>,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
-}
-
-/// `None` means the owned parse failed too; the caller reports the first error.
-fn parse_owned(raw: &RawValue) -> Option<Result<Customer, BadRecord>> {
-    let w: OwnedWire = serde_json::from_str(raw.get()).ok()?;
-    Some(build(
-        raw,
-        w.id,
-        w.created_date.as_deref(),
-        &w.modified_date,
-        w.omnitron_id,
-        [
-            w.email,
-            w.first_name,
-            w.last_name,
-            w.phone_number,
-            w.erp_code,
-        ],
-        w.channel,
-        w.extra,
-    ))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build(
-    raw: &RawValue,
-    id: i64,
-    created_date: Option<&str>,
-    modified_date: &str,
-    omnitron_id: Option<i64>,
-    strings: [Option<String>; 5],
-    channel: Option<i64>,
-    extra: Map<String, Value>,
-) -> Result<Customer, BadRecord> {
+fn build(raw: &RawValue, w: Wire<'_>) -> Result<Customer, BadRecord> {
+    let id = w.id;
+    let modified_date: &str = &w.modified_date;
     let bad = |error: String| BadRecord {
         id: Some(id),
         modified_date: timefmt::normalize(modified_date),
@@ -165,30 +108,29 @@ fn build(
             "modified_date is not a datetime: {modified_date:?}"
         ))
     })?;
-    let created = match created_date {
+    let created = match w.created_date.as_deref() {
         None => None,
         Some(c) => Some(
             timefmt::normalize(c)
                 .ok_or_else(|| bad(format!("created_date is not a datetime: {c:?}")))?,
         ),
     };
-    let [email, first_name, last_name, phone_number, erp_code] = strings;
-    let extra = if extra.is_empty() {
+    let extra = if w.extra.is_empty() {
         None
     } else {
-        Some(Value::Object(extra).to_string())
+        Some(Value::Object(w.extra).to_string())
     };
     Ok(Customer {
         id,
         created_date: created,
         modified_date: modified,
-        omnitron_id,
-        email,
-        first_name,
-        last_name,
-        phone_number,
-        erp_code,
-        channel,
+        omnitron_id: w.omnitron_id,
+        email: w.email,
+        first_name: w.first_name,
+        last_name: w.last_name,
+        phone_number: w.phone_number,
+        erp_code: w.erp_code,
+        channel: w.channel,
         extra,
     })
 }
@@ -214,22 +156,34 @@ fn diagnose(raw: &RawValue) -> Option<String> {
     let opt_int = |x: &Value| x.is_null() || x.is_i64();
     let text = |x: &Value| x.is_string();
     let opt_text = |x: &Value| x.is_null() || x.is_string();
-    want("id", int, true, "an integer")
-        .or_else(|| want("modified_date", text, true, "a datetime string"))
-        .or_else(|| want("created_date", opt_text, false, "a datetime string"))
-        .or_else(|| want("omnitron_id", opt_int, false, "an integer"))
-        .or_else(|| want("channel", opt_int, false, "an integer"))
-        .or_else(|| {
-            [
-                "email",
-                "first_name",
-                "last_name",
-                "phone_number",
-                "erp_code",
-            ]
-            .into_iter()
-            .find_map(|f| want(f, opt_text, false, "a string"))
+    // Required fields first, then the optional ones by kind, each group in FIELDS order.
+    let checks: [(fn(&Value) -> bool, bool, &str); 5] = [
+        (int, true, "an integer"),
+        (text, true, "a datetime string"),
+        (opt_text, false, "a datetime string"),
+        (opt_int, false, "an integer"),
+        (opt_text, false, "a string"),
+    ];
+    checks
+        .iter()
+        .enumerate()
+        .find_map(|(group, &(ok, required, expected))| {
+            FIELDS
+                .iter()
+                .filter(|f| field_group(f) == group)
+                .find_map(|f| want(f, ok, required, expected))
         })
+}
+
+/// Which of `diagnose`'s checks a documented field gets (an index into its `checks`).
+fn field_group(field: &str) -> usize {
+    match field {
+        "id" => 0,
+        "modified_date" => 1,
+        "created_date" => 2,
+        "omnitron_id" | "channel" => 3,
+        _ => 4,
+    }
 }
 
 fn kind(v: &Value) -> String {
@@ -247,19 +201,17 @@ fn kind(v: &Value) -> String {
 }
 
 impl crate::warehouse::sqlite::SqliteRecord for Customer {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "created_date",
-        "modified_date",
-        "omnitron_id",
-        "email",
-        "first_name",
-        "last_name",
-        "phone_number",
-        "erp_code",
-        "channel",
-        "extra",
-    ];
+    // The API's fields, then `extra`.
+    const COLUMNS: &'static [&'static str] = &{
+        let mut cols = [""; FIELDS.len() + 1];
+        let mut i = 0;
+        while i < FIELDS.len() {
+            cols[i] = FIELDS[i];
+            i += 1;
+        }
+        cols[FIELDS.len()] = "extra";
+        cols
+    };
 
     fn bind(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         stmt.raw_bind_parameter(1, self.id)?;
@@ -314,6 +266,29 @@ mod tests {
         let extra: Value = serde_json::from_str(c.extra.as_deref().unwrap()).unwrap();
         assert_eq!(extra["loyalty_tier"], "gold");
         assert_eq!(extra["tags"], serde_json::json!([1, 2]));
+    }
+
+    /// The borrowed wire struct must still read datetimes that JSON escapes force it to copy
+    /// (this was the owned fallback's job before the two wire structs were merged).
+    #[test]
+    fn escaped_datetimes_parse() {
+        let c = parse(
+            r#"{"id": 2, "created_date": "2023-08-16T07:46:00\u002e912768Z",
+            "modified_date": "2023-09-13T11:20:37\u002e5002Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.modified_date, "2023-09-13T11:20:37.500200Z");
+        assert_eq!(
+            c.created_date.as_deref(),
+            Some("2023-08-16T07:46:00.912768Z")
+        );
+    }
+
+    #[test]
+    fn columns_are_the_fields_then_extra() {
+        use crate::warehouse::sqlite::SqliteRecord;
+        assert_eq!(&Customer::COLUMNS[..FIELDS.len()], FIELDS);
+        assert_eq!(Customer::COLUMNS[FIELDS.len()..], ["extra"]);
     }
 
     #[test]
