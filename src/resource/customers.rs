@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{BadRecord, Keyed, Resource, salvage};
+use super::{BadRecord, Cell, Column, ColumnType, Keyed, Resource, Row, salvage};
 use crate::timefmt;
 
 pub struct Customers;
@@ -200,33 +200,44 @@ fn kind(v: &Value) -> String {
     format!("{name} {shown}")
 }
 
-impl crate::warehouse::sqlite::SqliteRecord for Customer {
-    // The API's fields, then `extra`.
-    const COLUMNS: &'static [&'static str] = &{
-        let mut cols = [""; FIELDS.len() + 1];
-        let mut i = 0;
-        while i < FIELDS.len() {
-            cols[i] = FIELDS[i];
-            i += 1;
-        }
-        cols[FIELDS.len()] = "extra";
-        cols
-    };
+impl Row for Customer {
+    // The API's fields in FIELDS order, then `extra`.
+    const COLUMNS: &'static [Column] = &[
+        col("id", ColumnType::BigInt),
+        col("created_date", ColumnType::Timestamp),
+        col("modified_date", ColumnType::Timestamp),
+        col("omnitron_id", ColumnType::BigInt),
+        col("email", ColumnType::Text),
+        col("first_name", ColumnType::Text),
+        col("last_name", ColumnType::Text),
+        col("phone_number", ColumnType::Text),
+        col("erp_code", ColumnType::Text),
+        col("channel", ColumnType::BigInt),
+        col("extra", ColumnType::Json),
+    ];
 
-    fn bind(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
-        stmt.raw_bind_parameter(1, self.id)?;
-        stmt.raw_bind_parameter(2, &self.created_date)?;
-        stmt.raw_bind_parameter(3, &self.modified_date)?;
-        stmt.raw_bind_parameter(4, self.omnitron_id)?;
-        stmt.raw_bind_parameter(5, &self.email)?;
-        stmt.raw_bind_parameter(6, &self.first_name)?;
-        stmt.raw_bind_parameter(7, &self.last_name)?;
-        stmt.raw_bind_parameter(8, &self.phone_number)?;
-        stmt.raw_bind_parameter(9, &self.erp_code)?;
-        stmt.raw_bind_parameter(10, self.channel)?;
-        stmt.raw_bind_parameter(11, &self.extra)?;
-        Ok(())
+    fn cell(&self, i: usize) -> Cell<'_> {
+        fn text(v: &Option<String>) -> Cell<'_> {
+            Cell::Text(v.as_deref())
+        }
+        match i {
+            0 => Cell::Int(Some(self.id)),
+            1 => text(&self.created_date),
+            2 => Cell::Text(Some(&self.modified_date)),
+            3 => Cell::Int(self.omnitron_id),
+            4 => text(&self.email),
+            5 => text(&self.first_name),
+            6 => text(&self.last_name),
+            7 => text(&self.phone_number),
+            8 => text(&self.erp_code),
+            9 => Cell::Int(self.channel),
+            _ => text(&self.extra),
+        }
     }
+}
+
+const fn col(name: &'static str, ty: ColumnType) -> Column {
+    Column { name, ty }
 }
 
 #[cfg(test)]
@@ -286,9 +297,15 @@ mod tests {
 
     #[test]
     fn columns_are_the_fields_then_extra() {
-        use crate::warehouse::sqlite::SqliteRecord;
-        assert_eq!(&Customer::COLUMNS[..FIELDS.len()], FIELDS);
-        assert_eq!(Customer::COLUMNS[FIELDS.len()..], ["extra"]);
+        let names: Vec<&str> = Customer::COLUMNS.iter().map(|c| c.name).collect();
+        assert_eq!(&names[..FIELDS.len()], FIELDS);
+        assert_eq!(names[FIELDS.len()..], ["extra"]);
+        let c =
+            parse(r#"{"id": 9, "modified_date": "2023-09-13T11:20:37Z", "channel": 3}"#).unwrap();
+        assert_eq!(c.cell(0), Cell::Int(Some(9)));
+        assert_eq!(c.cell(2), Cell::Text(Some("2023-09-13T11:20:37.000000Z")));
+        assert_eq!(c.cell(9), Cell::Int(Some(3)));
+        assert_eq!(c.cell(10), Cell::Text(None));
     }
 
     #[test]

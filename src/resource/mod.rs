@@ -27,9 +27,43 @@ pub trait Keyed {
     fn modified_date(&self) -> &str;
 }
 
+/// How a column is typed in the warehouse; each backend maps it to its own type (SQLite keeps
+/// instants as canonical text, PostgreSQL as `timestamptz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    BigInt,
+    Text,
+    /// An instant, as canonical UTC text (see [`crate::timefmt`]) in a [`Cell::Text`].
+    Timestamp,
+    /// A JSON object's text in a [`Cell::Text`].
+    Json,
+}
+
+/// One column of a resource's warehouse table (API-sourced; the sync columns are the backend's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+}
+
+/// One value of a stored row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+/// A record as a warehouse row, whatever the backend.
+pub trait Row: Keyed {
+    /// The columns in order: `id` first, `modified_date` among them.
+    const COLUMNS: &'static [Column];
+    /// The value of `COLUMNS[i]`.
+    fn cell(&self, i: usize) -> Cell<'_>;
+}
+
 /// One OMS list resource.
 pub trait Resource: Send + Sync + 'static {
-    type Record: Keyed + Send + Sync + std::fmt::Debug + 'static;
+    type Record: Row + Send + Sync + std::fmt::Debug + 'static;
     /// Stream name: the key of its checkpoint and run history.
     const NAME: &'static str;
     /// Endpoint path below `api.base_url`.

@@ -4,25 +4,38 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
 
 use super::connection::classify;
 use super::state::write_mark_if_greater;
-use crate::resource::{BadRecord, Keyed, Resource};
+use crate::resource::{BadRecord, Cell, Column, Keyed, Resource, Row};
 use crate::timefmt;
 use crate::warehouse::{Advance, Batch, RowStats, WarehouseError};
 
-/// Binds a record to the upsert statement built from [`SqliteRecord::COLUMNS`].
-pub trait SqliteRecord {
-    /// API-sourced columns in bind order; must start with `id` and include `modified_date`.
-    const COLUMNS: &'static [&'static str];
-    /// Binds parameters 1..=COLUMNS.len().
-    fn bind(&self, stmt: &mut Statement<'_>) -> rusqlite::Result<()>;
+/// A cell as a SQLite value (instants and JSON are text in SQLite).
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Cell::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(v)),
+            Cell::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Cell::Int(None) | Cell::Text(None) => ToSqlOutput::Owned(Value::Null),
+        })
+    }
+}
+
+/// Binds a row to parameters 1..=COLUMNS.len() of the upsert.
+fn bind<T: Row>(row: &T, stmt: &mut Statement<'_>) -> rusqlite::Result<()> {
+    for i in 0..T::COLUMNS.len() {
+        stmt.raw_bind_parameter(i + 1, row.cell(i))?;
+    }
+    Ok(())
 }
 
 /// Builds the upsert: never replaces a row with an older version, and does not rewrite a row
 /// whose content is the same (a lookback re-read costs a lookup, not a write).
-fn upsert_sql(table: &str, columns: &[&str]) -> String {
+fn upsert_sql(table: &str, columns: &[Column]) -> String {
+    let columns: Vec<&str> = columns.iter().map(|c| c.name).collect();
     let n = columns.len();
     let cols = columns.join(", ");
     let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
@@ -120,12 +133,11 @@ pub(super) fn apply_batch<R>(
 ) -> Result<RowStats, WarehouseError>
 where
     R: Resource,
-    R::Record: SqliteRecord,
 {
     let had_quarantine = *quarantined > 0;
-    let sql = upsert_sql(R::TABLE, <R::Record as SqliteRecord>::COLUMNS);
+    let sql = upsert_sql(R::TABLE, <R::Record as Row>::COLUMNS);
     let now = timefmt::now_canonical();
-    let now_param = <R::Record as SqliteRecord>::COLUMNS.len() + 1;
+    let now_param = <R::Record as Row>::COLUMNS.len() + 1;
     // The quarantine's new size, when this batch may have changed it.
     let run_tx = |conn: &mut Connection| -> rusqlite::Result<(RowStats, Option<i64>)> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -173,7 +185,7 @@ where
                      AND (modified_date IS NULL OR modified_date <= ?3)",
             )?;
             for rec in &batch.records {
-                rec.bind(&mut upsert)?;
+                bind(rec, &mut upsert)?;
                 upsert.raw_bind_parameter(now_param, &now)?;
                 let mut rows = upsert.raw_query();
                 match rows.next()? {

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-pub use apply::SqliteRecord;
 pub use connection::open_connection;
 pub use indexes::SECONDARY_INDEXES;
 pub use state::read_backfill;
@@ -159,7 +158,6 @@ impl SqliteWarehouse {
 impl<R> Warehouse<R> for SqliteWarehouse
 where
     R: Resource,
-    R::Record: SqliteRecord,
 {
     fn mark(&mut self) -> Result<Mark, WarehouseError> {
         read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))
