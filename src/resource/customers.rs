@@ -156,8 +156,10 @@ fn diagnose(raw: &RawValue) -> Option<String> {
     let opt_int = |x: &Value| x.is_null() || x.is_i64();
     let text = |x: &Value| x.is_string();
     let opt_text = |x: &Value| x.is_null() || x.is_string();
-    // Required fields first, then the optional ones by kind, each group in FIELDS order.
-    let checks: [(fn(&Value) -> bool, bool, &str); 5] = [
+    // Required fields first, then the optional ones by kind, each group in FIELDS order:
+    // (accepts, required, what is expected).
+    type Check = (fn(&Value) -> bool, bool, &'static str);
+    let checks: [Check; 5] = [
         (int, true, "an integer"),
         (text, true, "a datetime string"),
         (opt_text, false, "a datetime string"),
