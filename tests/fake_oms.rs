@@ -930,3 +930,79 @@ fn binary_rejects_a_malformed_latency() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--latency"));
 }
+
+/// Kills the child on drop, so a failed assertion does not leave a server running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_flags_set_latency_and_throttle() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_fake-oms"))
+            .args(["--port", "0", "--customers", "5", "--latency", "150ms"])
+            .args([
+                "--latency-jitter",
+                "20ms",
+                "--throttle",
+                "2",
+                "--no-retry-after",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake-oms starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("first line");
+    // "fake-oms serving 5 customers at http://127.0.0.1:PORT token test-token"
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let url = format!("{base}{CUSTOMERS_PATH}");
+    let mut statuses = Vec::new();
+    let started = Instant::now();
+    for _ in 0..4 {
+        let r = client()
+            .get(&url)
+            .header("Authorization", "Token test-token")
+            .send()
+            .await
+            .expect("send");
+        assert!(r.headers().get("retry-after").is_none());
+        statuses.push(r.status().as_u16());
+    }
+    // Four requests one after another, each at least 150 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}
