@@ -142,40 +142,60 @@ fn diagnose(raw: &RawValue) -> Option<String> {
     let Some(obj) = v.as_object() else {
         return Some(format!("record is not a JSON object but {}", kind(&v)));
     };
-    let want = |field: &str, ok: fn(&Value) -> bool, required: bool, expected: &str| match obj
-        .get(field)
-    {
-        None if required => Some(format!("field `{field}` is missing")),
-        Some(x) if !ok(x) => Some(format!(
-            "field `{field}`: expected {expected}, got {}",
+    let problem = |field: &str, check: &Check| match obj.get(field) {
+        None if check.required => Some(format!("field `{field}` is missing")),
+        Some(x) if !(check.ok)(x) => Some(format!(
+            "field `{field}`: expected {}, got {}",
+            check.expected,
             kind(x)
         )),
         _ => None,
     };
-    let int = |x: &Value| x.is_i64();
-    let opt_int = |x: &Value| x.is_null() || x.is_i64();
-    let text = |x: &Value| x.is_string();
-    let opt_text = |x: &Value| x.is_null() || x.is_string();
     // Required fields first, then the optional ones by kind, each group in FIELDS order.
-    let checks: [(fn(&Value) -> bool, bool, &str); 5] = [
-        (int, true, "an integer"),
-        (text, true, "a datetime string"),
-        (opt_text, false, "a datetime string"),
-        (opt_int, false, "an integer"),
-        (opt_text, false, "a string"),
-    ];
-    checks
-        .iter()
-        .enumerate()
-        .find_map(|(group, &(ok, required, expected))| {
-            FIELDS
-                .iter()
-                .filter(|f| field_group(f) == group)
-                .find_map(|f| want(f, ok, required, expected))
-        })
+    CHECKS.iter().enumerate().find_map(|(group, check)| {
+        FIELDS
+            .iter()
+            .filter(|f| field_group(f) == group)
+            .find_map(|f| problem(f, check))
+    })
 }
 
-/// Which of `diagnose`'s checks a documented field gets (an index into its `checks`).
+/// What `diagnose` requires of one group of fields.
+struct Check {
+    ok: fn(&Value) -> bool,
+    required: bool,
+    expected: &'static str,
+}
+
+const CHECKS: [Check; 5] = [
+    Check {
+        ok: |x| x.is_i64(),
+        required: true,
+        expected: "an integer",
+    },
+    Check {
+        ok: Value::is_string,
+        required: true,
+        expected: "a datetime string",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_string(),
+        required: false,
+        expected: "a datetime string",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_i64(),
+        required: false,
+        expected: "an integer",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_string(),
+        required: false,
+        expected: "a string",
+    },
+];
+
+/// Which of [`CHECKS`] a documented field gets.
 fn field_group(field: &str) -> usize {
     match field {
         "id" => 0,
@@ -282,6 +302,22 @@ mod tests {
             c.created_date.as_deref(),
             Some("2023-08-16T07:46:00.912768Z")
         );
+    }
+
+    /// With several bad fields the error names the first in the order diagnose has always
+    /// used: required, then created_date, then the integers, then the strings.
+    #[test]
+    fn diagnosis_order_with_several_bad_fields() {
+        let e = parse(r#"{"id": 1, "modified_date": 5, "created_date": 6}"#).unwrap_err();
+        assert!(e.error.contains("field `modified_date`"), "{}", e.error);
+        let e =
+            parse(r#"{"id": 1, "modified_date": "x", "email": 1, "channel": "w"}"#).unwrap_err();
+        assert!(e.error.contains("field `channel`"), "{}", e.error);
+        let e = parse(r#"{"id": 1, "modified_date": "x", "omnitron_id": "o", "created_date": 1}"#)
+            .unwrap_err();
+        assert!(e.error.contains("field `created_date`"), "{}", e.error);
+        let e = parse(r#"{"modified_date": "x", "last_name": 2, "first_name": 3}"#).unwrap_err();
+        assert!(e.error.contains("field `id` is missing"), "{}", e.error);
     }
 
     #[test]
