@@ -27,12 +27,15 @@
 //!   500 page (what the ORM does with it).
 //! - `sort` ∈ `id`, `-id`, `modified_date`, `-modified_date` (default `id`); anything else is a
 //!   400. Rows with equal `modified_date` come in a stable scramble, never by id.
+//! - Before all of that, each request waits `Knobs::latency` (+ jitter), then passes the
+//!   throttle (`Knobs::throttle_per_second`, 429 above N in any second), then the faults.
 //!
 //! Layout (one concern per file):
 //! - `mod.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
 //!   the request log ([`RecordedRequest`]).
 //! - `server`: the request pipeline and the shared, locked state; it only orders the steps below.
-//! - `faults`: scripted and random faults ([`Fault`]), the first step of every request.
+//! - `throttle`: the latency and the throttle, the first steps of every request.
+//! - `faults`: scripted and random faults ([`Fault`]), the next step.
 //! - `auth`: DRF token authentication.
 //! - `query`: the request summary and the parsing of `limit`, `page`, `sort` and the filters.
 //! - `select`: filtering, ordering and the ids of one page.

@@ -59,7 +59,7 @@ pub const FIELDS: &[&str] = &[
 #[derive(Deserialize)]
 struct Wire<'a> {
     id: i64,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     created_date: Option<Cow<'a, str>>,
     #[serde(borrow)]
     modified_date: Cow<'a, str>,
@@ -79,6 +79,19 @@ struct Wire<'a> {
     channel: Option<i64>,
     #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+/// A `Cow<str>` that borrows when it can. serde borrows a bare `Cow<str>` field marked
+/// `borrow`, but reads `Option<Cow<str>>` as owned; going through this newtype keeps
+/// `created_date` copy-free like `modified_date`.
+#[derive(Deserialize)]
+struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn borrowed_opt<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<BorrowedStr<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 impl Resource for Customers {
@@ -302,6 +315,21 @@ mod tests {
             c.created_date.as_deref(),
             Some("2023-08-16T07:46:00.912768Z")
         );
+    }
+
+    /// Unescaped datetimes are not copied (the old borrowed `&str` wire struct did not either).
+    #[test]
+    fn plain_datetimes_are_borrowed() {
+        let text = r#"{"id": 2, "created_date": "2023-08-16T07:46:00Z", "modified_date": "2023-09-13T11:20:37Z"}"#;
+        let w: Wire<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(w.created_date, Some(Cow::Borrowed(_))));
+        assert!(matches!(w.modified_date, Cow::Borrowed(_)));
+        let w: Wire<'_> =
+            serde_json::from_str(r#"{"id": 2, "created_date": null, "modified_date": "x"}"#)
+                .unwrap();
+        assert!(w.created_date.is_none());
+        let w: Wire<'_> = serde_json::from_str(r#"{"id": 2, "modified_date": "x"}"#).unwrap();
+        assert!(w.created_date.is_none());
     }
 
     /// With several bad fields the error names the first in the order diagnose has always
