@@ -744,3 +744,265 @@ async fn serving_rate() {
     println!("touched {} in {:?}", changed.len(), started.elapsed());
     oms.shutdown().await;
 }
+
+/// Sends `n` authorized requests at once; returns them in completion order.
+async fn get_concurrently(oms: &FakeOms, n: usize) -> Vec<Resp> {
+    let url = oms.customers_url();
+    let auth = format!("Token {}", oms.token());
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (url, auth) = (url.clone(), auth.clone());
+        set.spawn(async move {
+            let r = client()
+                .get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .expect("send");
+            Resp {
+                status: r.status().as_u16(),
+                headers: r.headers().clone(),
+                text: r.text().await.expect("body"),
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.expect("request task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn latency_is_applied_to_every_request_and_waits_concurrently() {
+    const LATENCY: Duration = Duration::from_millis(200);
+    let oms = start(simple(3)).await;
+    oms.knobs(|k| k.latency = LATENCY);
+
+    let started = Instant::now();
+    let r = get(&oms, "").await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= LATENCY, "{:?}", started.elapsed());
+    // Errors wait too: the latency is the network's, not the application's.
+    let started = Instant::now();
+    assert_eq!(get_with(&oms, "", None).await.status, 401);
+    assert!(started.elapsed() >= LATENCY, "{:?}", started.elapsed());
+
+    // 8 requests one after another would take 1.6 s; at the same time they take about 0.2 s.
+    let started = Instant::now();
+    let rs = get_concurrently(&oms, 8).await;
+    let took = started.elapsed();
+    assert!(rs.iter().all(|r| r.status == 200));
+    assert!(took >= LATENCY, "{took:?}");
+    assert!(
+        took < 4 * LATENCY,
+        "requests waited one after another: {took:?}"
+    );
+
+    // Jitter adds up to its amount on top of the fixed latency.
+    oms.knobs(|k| {
+        k.latency = Duration::from_millis(100);
+        k.latency_jitter = Duration::from_millis(50);
+    });
+    let started = Instant::now();
+    assert_eq!(get(&oms, "").await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    oms.shutdown().await;
+}
+
+/// Checks a burst of 20 against a throttle of 5/s; returns the 429s.
+async fn burst_against_throttle(oms: &FakeOms) -> Vec<Resp> {
+    oms.knobs(|k| k.throttle_per_second = Some(5));
+    let rs = get_concurrently(oms, 20).await;
+    let ok = rs.iter().filter(|r| r.status == 200).count();
+    let throttled: Vec<Resp> = rs.into_iter().filter(|r| r.status == 429).collect();
+    // At most 5 in any second: the burst takes far less than a second on loopback, so 5 get
+    // through; the bound leaves room for a machine slow enough to spread it over ~2 s.
+    assert!((5..=10).contains(&ok), "{ok} served");
+    assert_eq!(ok + throttled.len(), 20, "every request is a 200 or a 429");
+    assert_eq!(oms.served_count(), ok as u64);
+    assert_eq!(oms.throttled_count(), throttled.len() as u64);
+    let logged = oms
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429 && r.fault.as_deref() == Some("throttled"))
+        .count();
+    assert_eq!(logged, throttled.len());
+    for r in &throttled {
+        assert_eq!(
+            r.json()["detail"]
+                .as_str()
+                .map(|d| d.starts_with("Request was throttled.")),
+            Some(true)
+        );
+    }
+    throttled
+}
+
+#[tokio::test]
+async fn throttle_answers_429_with_retry_after_above_n_per_second() {
+    let oms = start(simple(3)).await;
+    let throttled = burst_against_throttle(&oms).await;
+    for r in &throttled {
+        assert_eq!(r.headers["retry-after"], "1");
+        assert_eq!(
+            r.json()["detail"],
+            "Request was throttled. Expected available in 1 second."
+        );
+    }
+    // After the wait it announced, the window has slid and requests are served again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&oms, "").await.status, 200);
+    // Off again: everything is served, nothing more is counted as throttled.
+    oms.knobs(|k| k.throttle_per_second = None);
+    let before = oms.throttled_count();
+    assert!(
+        get_concurrently(&oms, 20)
+            .await
+            .iter()
+            .all(|r| r.status == 200)
+    );
+    assert_eq!(oms.throttled_count(), before);
+    oms.clear_requests();
+    assert_eq!((oms.served_count(), oms.throttled_count()), (0, 0));
+    oms.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttle_can_answer_429_without_retry_after() {
+    let oms = start(simple(3)).await;
+    oms.knobs(|k| k.throttle_retry_after = false);
+    let throttled = burst_against_throttle(&oms).await;
+    assert!(!throttled.is_empty());
+    for r in &throttled {
+        assert!(r.headers.get("retry-after").is_none(), "{:?}", r.headers);
+    }
+    oms.shutdown().await;
+}
+
+/// Runs the real `fake-oms` binary to completion (killed after 60 s so a test cannot hang).
+fn run_fake_oms(args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-oms"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fake-oms starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fake-oms {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn binary_prints_its_version() {
+    let out = run_fake_oms(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("fake-oms {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn binary_names_the_address_in_use_and_the_fix() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = run_fake_oms(&["--port", &port, "--customers", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("choose another --port"), "{err}");
+    drop(taken);
+}
+
+#[test]
+fn binary_rejects_a_malformed_latency() {
+    let out = run_fake_oms(&["--latency", "fast"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--latency"));
+}
+
+/// Kills the child on drop, so a failed assertion does not leave a server running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_flags_set_latency_and_throttle() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_fake-oms"))
+            .args(["--port", "0", "--customers", "5", "--latency", "150ms"])
+            .args([
+                "--latency-jitter",
+                "20ms",
+                "--throttle",
+                "2",
+                "--no-retry-after",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake-oms starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("first line");
+    // "fake-oms serving 5 customers at http://127.0.0.1:PORT token test-token"
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let url = format!("{base}{CUSTOMERS_PATH}");
+    let mut statuses = Vec::new();
+    let started = Instant::now();
+    for _ in 0..4 {
+        let r = client()
+            .get(&url)
+            .header("Authorization", "Token test-token")
+            .send()
+            .await
+            .expect("send");
+        assert!(r.headers().get("retry-after").is_none());
+        statuses.push(r.status().as_u16());
+    }
+    // Four requests one after another, each at least 150 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}

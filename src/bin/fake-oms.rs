@@ -1,10 +1,17 @@
 //! `fake-oms`: serves synthetic customers like Akinon OMS's customers list until Ctrl-C.
 
+use std::process::ExitCode;
+use std::time::Duration;
+
 use clap::Parser;
 use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
 
 #[derive(Debug, Parser)]
-#[command(about = "A fake Akinon OMS customers endpoint with synthetic data")]
+#[command(
+    name = "fake-oms",
+    version,
+    about = "A fake Akinon OMS customers endpoint with synthetic data"
+)]
 struct Args {
     /// Number of synthetic customers.
     #[arg(long, default_value_t = 1000)]
@@ -24,11 +31,32 @@ struct Args {
     /// Probability (0..1) of a random 5xx/429/truncated answer.
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// Delay added to every request before it is answered, e.g. `150ms` (a remote OMS).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    latency: Duration,
+    /// Up to this much more delay per request, drawn uniformly, e.g. `20ms`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    latency_jitter: Duration,
+    /// Serve at most N requests in any second; the rest get 429 (like DRF's throttle).
+    #[arg(long, value_name = "N")]
+    throttle: Option<u32>,
+    /// Send throttled 429s without `Retry-After`, like a gateway that does not say.
+    #[arg(long, requires = "throttle")]
+    no_retry_after: bool,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fake-oms: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.fault_rate),
         "--fault-rate must be between 0 and 1"
@@ -41,10 +69,27 @@ async fn main() -> anyhow::Result<()> {
         port: args.port,
         seed: args.seed,
     };
-    let oms = FakeOms::start(config, customers).await?;
+    let oms = match FakeOms::start(config, customers).await {
+        Ok(oms) => oms,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            anyhow::bail!(
+                "127.0.0.1:{} is already in use; choose another --port",
+                args.port
+            )
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("listening on 127.0.0.1:{}", args.port))
+            );
+        }
+    };
     oms.knobs(|k| {
         k.random_fault_rate = args.fault_rate;
         k.record_requests = false;
+        k.latency = args.latency;
+        k.latency_jitter = args.latency_jitter;
+        k.throttle_per_second = args.throttle;
+        k.throttle_retry_after = !args.no_retry_after;
     });
     println!(
         "fake-oms serving {} customers at {} token {}",

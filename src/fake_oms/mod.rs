@@ -27,12 +27,15 @@
 //!   500 page (what the ORM does with it).
 //! - `sort` ∈ `id`, `-id`, `modified_date`, `-modified_date` (default `id`); anything else is a
 //!   400. Rows with equal `modified_date` come in a stable scramble, never by id.
+//! - Before all of that, each request waits `Knobs::latency` (+ jitter), then passes the
+//!   throttle (`Knobs::throttle_per_second`, 429 above N in any second), then the faults.
 //!
 //! Layout (one concern per file):
 //! - `mod.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
 //!   the request log ([`RecordedRequest`]).
 //! - `server`: the request pipeline and the shared, locked state; it only orders the steps below.
-//! - `faults`: scripted and random faults ([`Fault`]), the first step of every request.
+//! - `throttle`: the latency and the throttle, the first steps of every request.
+//! - `faults`: scripted and random faults ([`Fault`]), the next step.
 //! - `auth`: DRF token authentication.
 //! - `query`: the request summary and the parsing of `limit`, `page`, `sort` and the filters.
 //! - `select`: filtering, ordering and the ids of one page.
@@ -52,6 +55,7 @@ mod reply;
 mod select;
 mod server;
 mod store;
+mod throttle;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -131,6 +135,18 @@ pub struct Knobs {
     /// Report this `count` instead of the true one, as DRF does when rows commit between its
     /// COUNT query and its page query (a count taken before a bulk update landed).
     pub stale_count: Option<u64>,
+    /// Added to every request before it is answered, as the round trip to a remote OMS would
+    /// be. Slept with tokio, so concurrent requests wait at the same time.
+    pub latency: Duration,
+    /// Up to this much more latency, drawn uniformly per request.
+    pub latency_jitter: Duration,
+    /// Let at most this many requests through in any one-second span (DRF's
+    /// `SimpleRateThrottle`, checked before the scripted faults); the rest get 429. `None` = no
+    /// limit. See [`FakeOms::throttled_count`] and [`FakeOms::served_count`].
+    pub throttle_per_second: Option<u32>,
+    /// Whether a throttled 429 carries `Retry-After` (whole seconds until a request would be
+    /// let through), as DRF's does; `false` answers like a gateway that does not say.
+    pub throttle_retry_after: bool,
 }
 
 impl Default for Knobs {
@@ -149,6 +165,10 @@ impl Default for Knobs {
             record_requests: true,
             gzip: false,
             stale_count: None,
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
+            throttle_per_second: None,
+            throttle_retry_after: true,
         }
     }
 }
@@ -320,11 +340,26 @@ impl FakeOms {
         v
     }
 
-    /// Empties the log and resets [`FakeOms::request_count`].
+    /// Empties the log and resets [`FakeOms::request_count`], [`FakeOms::served_count`] and
+    /// [`FakeOms::throttled_count`].
     pub fn clear_requests(&self) {
         let mut st = self.shared.lock();
         st.log.clear();
         st.counted = 0;
+        st.served = 0;
+        st.throttled = 0;
+    }
+
+    /// Requests the throttle let through (every request while it is off), since start or the
+    /// last [`FakeOms::clear_requests`].
+    pub fn served_count(&self) -> u64 {
+        self.shared.lock().served
+    }
+
+    /// Requests the throttle answered with 429 ([`Knobs::throttle_per_second`]), since start
+    /// or the last [`FakeOms::clear_requests`]. Scripted and random 429s are not counted here.
+    pub fn throttled_count(&self) -> u64 {
+        self.shared.lock().throttled
     }
 
     /// Requests answered since start or the last [`FakeOms::clear_requests`] (all of them,

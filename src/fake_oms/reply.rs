@@ -126,6 +126,11 @@ pub(super) fn throttled(retry_after: &str) -> Reply {
     Reply::detail(429, &detail).header(header::RETRY_AFTER, retry_after)
 }
 
+/// A 429 as a gateway that does not say when to come back sends it: no `Retry-After`.
+pub(super) fn throttled_without_retry_after() -> Reply {
+    Reply::detail(429, "Request was throttled.")
+}
+
 /// Compresses a body as a gzip-coding web server would.
 pub(super) fn gzip(body: &[u8]) -> Vec<u8> {
     use std::io::Write;

@@ -24,6 +24,7 @@ use super::query::{Incoming, PageReq, QueryError, parse_query};
 use super::reply::{Reply, gzip, not_found_html, server_error};
 use super::select::{page_ids, select};
 use super::store::Store;
+use super::throttle::Throttle;
 use super::{BeforeRequestHook, CUSTOMERS_PATH, Fault, Knobs, RecordedRequest};
 
 pub(crate) struct Shared {
@@ -41,6 +42,16 @@ pub(crate) struct State {
     pub counted: u64,
     pub hook: Option<BeforeRequestHook>,
     pub addr: SocketAddr,
+    /// Draws `Knobs::latency_jitter`; separate from `rng` so that turning latency on does not
+    /// change the seeded sequence of random faults.
+    pub jitter_rng: StdRng,
+    /// The request log of `Knobs::throttle_per_second`, built on first use.
+    pub throttle: Option<Throttle>,
+    /// Requests let through the throttle (all of them while it is off), since start or the
+    /// last `clear_requests`.
+    pub served: u64,
+    /// Requests the throttle answered with 429, since start or the last `clear_requests`.
+    pub throttled: u64,
 }
 
 impl Shared {
@@ -55,6 +66,10 @@ impl Shared {
                 counted: 0,
                 hook: None,
                 addr,
+                jitter_rng: StdRng::seed_from_u64(seed ^ 0x1a7e_4c11),
+                throttle: None,
+                served: 0,
+                throttled: 0,
             }),
             seq: AtomicU64::new(0),
         }
@@ -101,7 +116,18 @@ pub(crate) async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) 
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let inc = Incoming::from_request(seq, &req);
     drop(req);
-    let pre = shared.lock().pre_action();
+    // The network first, then the gateway's throttle, then the application (faults and on).
+    let latency = shared.lock().latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let pre = {
+        let mut st = shared.lock();
+        match st.throttle(tokio::time::Instant::now()) {
+            Some(reply) => Pre::Reply(reply, "throttled".to_owned()),
+            None => st.pre_action(),
+        }
+    };
     let mods = match pre {
         Pre::Reply(reply, fault) => {
             shared.lock().record(&inc, &reply, Some(fault));

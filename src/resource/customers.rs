@@ -59,7 +59,7 @@ pub const FIELDS: &[&str] = &[
 #[derive(Deserialize)]
 struct Wire<'a> {
     id: i64,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     created_date: Option<Cow<'a, str>>,
     #[serde(borrow)]
     modified_date: Cow<'a, str>,
@@ -79,6 +79,19 @@ struct Wire<'a> {
     channel: Option<i64>,
     #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+/// A `Cow<str>` that borrows when it can. serde borrows a bare `Cow<str>` field marked
+/// `borrow`, but reads `Option<Cow<str>>` as owned; going through this newtype keeps
+/// `created_date` copy-free like `modified_date`.
+#[derive(Deserialize)]
+struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn borrowed_opt<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<BorrowedStr<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 impl Resource for Customers {
@@ -142,42 +155,60 @@ fn diagnose(raw: &RawValue) -> Option<String> {
     let Some(obj) = v.as_object() else {
         return Some(format!("record is not a JSON object but {}", kind(&v)));
     };
-    let want = |field: &str, ok: fn(&Value) -> bool, required: bool, expected: &str| match obj
-        .get(field)
-    {
-        None if required => Some(format!("field `{field}` is missing")),
-        Some(x) if !ok(x) => Some(format!(
-            "field `{field}`: expected {expected}, got {}",
+    let problem = |field: &str, check: &Check| match obj.get(field) {
+        None if check.required => Some(format!("field `{field}` is missing")),
+        Some(x) if !(check.ok)(x) => Some(format!(
+            "field `{field}`: expected {}, got {}",
+            check.expected,
             kind(x)
         )),
         _ => None,
     };
-    let int = |x: &Value| x.is_i64();
-    let opt_int = |x: &Value| x.is_null() || x.is_i64();
-    let text = |x: &Value| x.is_string();
-    let opt_text = |x: &Value| x.is_null() || x.is_string();
-    // Required fields first, then the optional ones by kind, each group in FIELDS order:
-    // (accepts, required, what is expected).
-    type Check = (fn(&Value) -> bool, bool, &'static str);
-    let checks: [Check; 5] = [
-        (int, true, "an integer"),
-        (text, true, "a datetime string"),
-        (opt_text, false, "a datetime string"),
-        (opt_int, false, "an integer"),
-        (opt_text, false, "a string"),
-    ];
-    checks
-        .iter()
-        .enumerate()
-        .find_map(|(group, &(ok, required, expected))| {
-            FIELDS
-                .iter()
-                .filter(|f| field_group(f) == group)
-                .find_map(|f| want(f, ok, required, expected))
-        })
+    // Required fields first, then the optional ones by kind, each group in FIELDS order.
+    CHECKS.iter().enumerate().find_map(|(group, check)| {
+        FIELDS
+            .iter()
+            .filter(|f| field_group(f) == group)
+            .find_map(|f| problem(f, check))
+    })
 }
 
-/// Which of `diagnose`'s checks a documented field gets (an index into its `checks`).
+/// What `diagnose` requires of one group of fields.
+struct Check {
+    ok: fn(&Value) -> bool,
+    required: bool,
+    expected: &'static str,
+}
+
+const CHECKS: [Check; 5] = [
+    Check {
+        ok: |x| x.is_i64(),
+        required: true,
+        expected: "an integer",
+    },
+    Check {
+        ok: Value::is_string,
+        required: true,
+        expected: "a datetime string",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_string(),
+        required: false,
+        expected: "a datetime string",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_i64(),
+        required: false,
+        expected: "an integer",
+    },
+    Check {
+        ok: |x| x.is_null() || x.is_string(),
+        required: false,
+        expected: "a string",
+    },
+];
+
+/// Which of [`CHECKS`] a documented field gets.
 fn field_group(field: &str) -> usize {
     match field {
         "id" => 0,
@@ -295,6 +326,37 @@ mod tests {
             c.created_date.as_deref(),
             Some("2023-08-16T07:46:00.912768Z")
         );
+    }
+
+    /// Unescaped datetimes are not copied (the old borrowed `&str` wire struct did not either).
+    #[test]
+    fn plain_datetimes_are_borrowed() {
+        let text = r#"{"id": 2, "created_date": "2023-08-16T07:46:00Z", "modified_date": "2023-09-13T11:20:37Z"}"#;
+        let w: Wire<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(w.created_date, Some(Cow::Borrowed(_))));
+        assert!(matches!(w.modified_date, Cow::Borrowed(_)));
+        let w: Wire<'_> =
+            serde_json::from_str(r#"{"id": 2, "created_date": null, "modified_date": "x"}"#)
+                .unwrap();
+        assert!(w.created_date.is_none());
+        let w: Wire<'_> = serde_json::from_str(r#"{"id": 2, "modified_date": "x"}"#).unwrap();
+        assert!(w.created_date.is_none());
+    }
+
+    /// With several bad fields the error names the first in the order diagnose has always
+    /// used: required, then created_date, then the integers, then the strings.
+    #[test]
+    fn diagnosis_order_with_several_bad_fields() {
+        let e = parse(r#"{"id": 1, "modified_date": 5, "created_date": 6}"#).unwrap_err();
+        assert!(e.error.contains("field `modified_date`"), "{}", e.error);
+        let e =
+            parse(r#"{"id": 1, "modified_date": "x", "email": 1, "channel": "w"}"#).unwrap_err();
+        assert!(e.error.contains("field `channel`"), "{}", e.error);
+        let e = parse(r#"{"id": 1, "modified_date": "x", "omnitron_id": "o", "created_date": 1}"#)
+            .unwrap_err();
+        assert!(e.error.contains("field `created_date`"), "{}", e.error);
+        let e = parse(r#"{"modified_date": "x", "last_name": 2, "first_name": 3}"#).unwrap_err();
+        assert!(e.error.contains("field `id` is missing"), "{}", e.error);
     }
 
     #[test]
