@@ -200,7 +200,9 @@ pub async fn serve(
                 })?;
             let m = Arc::new(Metrics::new());
             // Lag and last success are known from the warehouse before the first pass ends.
-            if let Ok(s) = status::read(&cfg.warehouse.path) {
+            let path = cfg.warehouse.path.clone();
+            let read = tokio::task::spawn_blocking(move || status::read_path(&path)).await;
+            if let Ok(Ok(s)) = read {
                 m.seed(
                     s.newest_modified_date.as_deref(),
                     s.last_success_at.as_deref(),

@@ -145,20 +145,19 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     wh = back;
     describe(&mut out, "4. backfill (finds deletions)", &r?)?;
 
-    let (live, deleted): (i64, i64) = wh.connection().query_row(
-        "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM customers",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    drop(wh);
+    // SQLite stays off the async workers, like the writer.
+    let path = db.to_path_buf();
+    let status = tokio::task::spawn_blocking(move || crate::status::read_path(&path)).await??;
     let server = oms.with_store(|s| s.len());
     writeln!(
         out,
-        "\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted"
+        "\nwarehouse: {} live customers (the OMS lists {server}), {} marked deleted",
+        status.customers_live, status.customers_deleted
     )?;
-    drop(wh);
     oms.shutdown().await;
     writeln!(out, "\n$ oms-sync status --db {}", db.display())?;
-    write!(out, "{}", crate::status::render(&crate::status::read(db)?))?;
+    write!(out, "{}", crate::status::render(&status))?;
     writeln!(
         out,
         "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",

@@ -5,6 +5,7 @@
 //! [`sqlite::SqliteWarehouse`] is the implementation today; another database is another impl.
 
 mod error;
+mod snapshot;
 pub mod sqlite;
 
 use std::cmp::Ordering;
@@ -13,6 +14,7 @@ use std::fmt;
 use crate::resource::{BadRecord, Resource};
 
 pub use error::WarehouseError;
+pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 
 /// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.

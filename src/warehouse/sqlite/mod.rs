@@ -14,6 +14,7 @@ mod apply;
 mod connection;
 mod indexes;
 mod lock;
+mod reader;
 mod state;
 
 use std::fs::OpenOptions;
@@ -25,7 +26,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 pub use connection::open_connection;
 pub use indexes::SECONDARY_INDEXES;
-pub use state::read_backfill;
+pub use reader::SqliteReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
@@ -33,7 +34,7 @@ use crate::timefmt;
 use connection::{MIGRATIONS, classify, open_error};
 use indexes::{build_secondary_indexes, drop_secondary_indexes_if_empty};
 use lock::{WriterLock, lock_path, take_lock};
-use state::{read_mark, write_mark_if_greater};
+use state::{read_backfill, read_mark, write_mark_if_greater};
 
 /// How long a statement waits for a lock held by a reader before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
