@@ -1,6 +1,6 @@
 //! The SQLite warehouse. One function opens every connection and sets its PRAGMAs (WAL, so BI
 //! readers never block the writer; a busy timeout, so a reader never fails the writer). The
-//! schema comes from `migrations/` via `rusqlite_migration` (version in `PRAGMA user_version`).
+//! schema comes from `migrations/sqlite/` via `rusqlite_migration` (version in `PRAGMA user_version`).
 //! Only this process writes: an exclusive lock file next to the database keeps a second
 //! writer out.
 //!
