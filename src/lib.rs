@@ -25,6 +25,7 @@ pub mod notify;
 pub mod progress;
 pub mod resource;
 pub mod status;
+pub mod stream;
 pub mod sync;
 pub mod timefmt;
 pub mod warehouse;
