@@ -62,6 +62,9 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
     },
+    /// Write the man page and shell completions into DIR (used to build the package).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 /// Failure with its exit code; the message is the whole story for the user.
@@ -129,6 +132,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         });
         return runtime()?
             .block_on(crate::demo::run(db, *customers))
+            .map_err(|e| Failure::new(1, e));
+    }
+    if let Some(Command::GenerateAssets { dir }) = &cli.command {
+        return crate::manpage::write_assets(dir)
+            .map(drop)
             .map_err(|e| Failure::new(1, e));
     }
     let config_path = cli.config.as_deref().ok_or_else(|| {

@@ -1,0 +1,168 @@
+//! Documentation generated from the clap [`Cli`](crate::cli::Cli), so it never drifts from the
+//! flags the binary really parses: the man page `oms-sync.1` (clap_mangen, plus the EXIT
+//! STATUS, ENVIRONMENT and FILES sections clap knows nothing about) and completions for bash,
+//! zsh and fish (clap_complete). The Debian package ships what [`write_assets`] writes; the
+//! hidden command `oms-sync generate-assets DIR` calls it at package build time.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::{Generator, Shell};
+use clap_mangen::roff::{Roff, bold, roman};
+
+use crate::cli::Cli;
+
+/// The command name the assets are generated for (the installed binary's name).
+pub const BIN: &str = "oms-sync";
+
+/// Shells a completion script is generated for.
+pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
+
+/// File name of the man page [`write_assets`] writes.
+pub const MAN_PAGE: &str = "oms-sync.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("cannot render the man page: {0}")]
+    Render(#[source] std::io::Error),
+    #[error("cannot write {path}: {source}; fix: pass a writable directory")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Exit codes as documented in `cli`; the man page is where an operator looks them up.
+const EXIT_CODES: [(&str, &str); 7] = [
+    ("0", "success; also the daemon stopped by SIGTERM or SIGINT"),
+    ("1", "other failure"),
+    (
+        "2",
+        "usage or configuration error (also: the metrics port is in use)",
+    ),
+    ("3", "authentication failed (HTTP 401/403); never retried"),
+    (
+        "4",
+        "API unreachable after retries, or answering in a way that cannot move the sync forward",
+    ),
+    (
+        "5",
+        "warehouse unusable (locked by another instance, not SQLite, read-only, disk full)",
+    ),
+    (
+        "6",
+        "a one-shot run stopped by a signal before it finished (committed pages are kept)",
+    ),
+];
+
+const FILES: [(&str, &str); 4] = [
+    (
+        "/etc/oms-sync/oms-sync.toml",
+        "configuration read by the packaged systemd units",
+    ),
+    (
+        "/etc/oms-sync/token",
+        "the API key (root only, 0600); handed to the services as the systemd credential oms-token",
+    ),
+    (
+        "/var/lib/oms-sync/warehouse.db",
+        "the SQLite warehouse (the packaged configuration's warehouse.path)",
+    ),
+    (
+        "/usr/share/doc/oms-sync/README.md.gz",
+        "the full manual: schema, guarantees, failure modes, queries",
+    ),
+];
+
+/// The man page, roff source for section 1.
+pub fn man_page() -> Result<Vec<u8>, AssetError> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(AssetError::Render)?;
+    let mut extra = Roff::new();
+    extra.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in EXIT_CODES {
+        extra.control("TP", []).text([bold(code)]).text([roman(meaning)]);
+    }
+    extra.control("SH", ["ENVIRONMENT"]);
+    extra.control("TP", []).text([bold("OMS_SYNC__SECTION__KEY")]).text([roman(
+        "overrides the config key section.key, e.g. OMS_SYNC__API__TOKEN; the environment wins over the file",
+    )]);
+    extra
+        .control("TP", [])
+        .text([bold("RUST_LOG")])
+        .text([roman("log filter; wins over log.level when set")]);
+    extra.control("SH", ["FILES"]);
+    for (path, what) in FILES {
+        extra.control("TP", []).text([bold(path)]).text([roman(what)]);
+    }
+    extra.to_writer(&mut out).map_err(AssetError::Render)?;
+    Ok(out)
+}
+
+/// The completion script for one shell.
+pub fn completion(shell: Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut out);
+    out
+}
+
+/// The file name a shell's completion script is conventionally installed under
+/// (`oms-sync.bash`, `_oms-sync`, `oms-sync.fish`).
+pub fn completion_file_name(shell: Shell) -> String {
+    shell.file_name(BIN)
+}
+
+/// Writes the man page and the three completion scripts into `dir` (created if missing) and
+/// returns the paths written.
+pub fn write_assets(dir: &Path) -> Result<Vec<PathBuf>, AssetError> {
+    std::fs::create_dir_all(dir).map_err(|source| AssetError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = vec![(dir.join(MAN_PAGE), man_page()?)];
+    for shell in SHELLS {
+        files.push((dir.join(completion_file_name(shell)), completion(shell)));
+    }
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).map_err(|source| AssetError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_page_has_the_sections_clap_cannot_know() {
+        let page = String::from_utf8(man_page().expect("render")).expect("utf-8");
+        for needle in [".TH oms-sync 1", "EXIT STATUS", "ENVIRONMENT", "FILES", "RUST_LOG"] {
+            assert!(page.contains(needle), "man page lacks {needle:?}");
+        }
+        for (code, _) in EXIT_CODES {
+            assert!(page.contains(&format!("\\fB{code}\\fR")), "exit code {code}");
+        }
+    }
+
+    #[test]
+    fn completion_file_names_follow_each_shells_convention() {
+        let names: Vec<String> = SHELLS.iter().map(|s| completion_file_name(*s)).collect();
+        assert_eq!(names, ["oms-sync.bash", "_oms-sync", "oms-sync.fish"]);
+    }
+
+    #[test]
+    fn unwritable_directory_is_a_typed_error_naming_the_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("write");
+        let err = write_assets(&file).expect_err("a file is not a directory");
+        assert!(matches!(err, AssetError::Write { .. }), "{err:?}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}
