@@ -18,9 +18,6 @@ pub const BIN: &str = "oms-sync";
 /// Shells a completion script is generated for.
 pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
-/// File name of the man page [`write_assets`] writes.
-pub const MAN_PAGE: &str = "oms-sync.1";
-
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     #[error("cannot render the man page: {0}")]
@@ -75,12 +72,30 @@ const FILES: [(&str, &str); 4] = [
     ),
 ];
 
-/// The man page, roff source for section 1.
-pub fn man_page() -> Result<Vec<u8>, AssetError> {
+/// The man pages, `(file name, roff source)`: `oms-sync.1` first, then one page per visible
+/// command (`oms-sync-status.1`, ...), which the main page's COMMANDS section refers to.
+pub fn man_pages() -> Result<Vec<(String, Vec<u8>)>, AssetError> {
+    // No `help` command page: `oms-sync help X` is `oms-sync X --help`.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let main = clap_mangen::Man::new(cmd.clone());
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
+    main.render(&mut out).map_err(AssetError::Render)?;
+    extra_sections()
+        .to_writer(&mut out)
         .map_err(AssetError::Render)?;
+    let mut pages = vec![(main.get_filename(), out)];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let page = clap_mangen::Man::new(sub.clone());
+        let mut out = Vec::new();
+        page.render(&mut out).map_err(AssetError::Render)?;
+        pages.push((page.get_filename(), out));
+    }
+    Ok(pages)
+}
+
+/// What the main page says beyond the flags.
+fn extra_sections() -> Roff {
     let mut extra = Roff::new();
     extra.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in EXIT_CODES {
@@ -98,15 +113,32 @@ pub fn man_page() -> Result<Vec<u8>, AssetError> {
     for (path, what) in FILES {
         extra.control("TP", []).text([bold(path)]).text([roman(what)]);
     }
-    extra.to_writer(&mut out).map_err(AssetError::Render)?;
-    Ok(out)
+    extra
 }
 
 /// The completion script for one shell.
 pub fn completion(shell: Shell) -> Vec<u8> {
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut out);
+    clap_complete::generate(shell, &mut public_command(), BIN, &mut out);
     out
+}
+
+/// The `Cli` without its hidden arguments and commands. clap_complete's scripts would offer
+/// them (clap_mangen leaves them out), and clap cannot remove a subcommand, so this rebuilds
+/// the command from the visible parts; completions need nothing else from it.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new(BIN).version(env!("CARGO_PKG_VERSION"));
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    for arg in full.get_arguments().filter(|a| !a.is_hide_set()) {
+        cmd = cmd.arg(arg.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(sub.clone());
+    }
+    cmd
 }
 
 /// The file name a shell's completion script is conventionally installed under
@@ -115,14 +147,17 @@ pub fn completion_file_name(shell: Shell) -> String {
     shell.file_name(BIN)
 }
 
-/// Writes the man page and the three completion scripts into `dir` (created if missing) and
+/// Writes the man pages and the three completion scripts into `dir` (created if missing) and
 /// returns the paths written.
 pub fn write_assets(dir: &Path) -> Result<Vec<PathBuf>, AssetError> {
     std::fs::create_dir_all(dir).map_err(|source| AssetError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut files = vec![(dir.join(MAN_PAGE), man_page()?)];
+    let mut files: Vec<(PathBuf, Vec<u8>)> = man_pages()?
+        .into_iter()
+        .map(|(name, roff)| (dir.join(name), roff))
+        .collect();
     for shell in SHELLS {
         files.push((dir.join(completion_file_name(shell)), completion(shell)));
     }
@@ -141,7 +176,10 @@ mod tests {
 
     #[test]
     fn man_page_has_the_sections_clap_cannot_know() {
-        let page = String::from_utf8(man_page().expect("render")).expect("utf-8");
+        let pages = man_pages().expect("render");
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["oms-sync.1", "oms-sync-status.1", "oms-sync-demo.1"]);
+        let page = String::from_utf8(pages[0].1.clone()).expect("utf-8");
         for needle in [".TH oms-sync 1", "EXIT STATUS", "ENVIRONMENT", "FILES", "RUST_LOG"] {
             assert!(page.contains(needle), "man page lacks {needle:?}");
         }
