@@ -99,7 +99,10 @@ fn extra_sections() -> Roff {
     let mut extra = Roff::new();
     extra.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in EXIT_CODES {
-        extra.control("TP", []).text([bold(code)]).text([roman(meaning)]);
+        extra
+            .control("TP", [])
+            .text([bold(code)])
+            .text([roman(meaning)]);
     }
     extra.control("SH", ["ENVIRONMENT"]);
     extra.control("TP", []).text([bold("OMS_SYNC__SECTION__KEY")]).text([roman(
@@ -111,7 +114,10 @@ fn extra_sections() -> Roff {
         .text([roman("log filter; wins over log.level when set")]);
     extra.control("SH", ["FILES"]);
     for (path, what) in FILES {
-        extra.control("TP", []).text([bold(path)]).text([roman(what)]);
+        extra
+            .control("TP", [])
+            .text([bold(path)])
+            .text([roman(what)]);
     }
     extra
 }
@@ -178,13 +184,25 @@ mod tests {
     fn man_page_has_the_sections_clap_cannot_know() {
         let pages = man_pages().expect("render");
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["oms-sync.1", "oms-sync-status.1", "oms-sync-demo.1"]);
+        assert_eq!(
+            names,
+            ["oms-sync.1", "oms-sync-status.1", "oms-sync-demo.1"]
+        );
         let page = String::from_utf8(pages[0].1.clone()).expect("utf-8");
-        for needle in [".TH oms-sync 1", "EXIT STATUS", "ENVIRONMENT", "FILES", "RUST_LOG"] {
+        for needle in [
+            ".TH oms-sync 1",
+            "EXIT STATUS",
+            "ENVIRONMENT",
+            "FILES",
+            "RUST_LOG",
+        ] {
             assert!(page.contains(needle), "man page lacks {needle:?}");
         }
         for (code, _) in EXIT_CODES {
-            assert!(page.contains(&format!("\\fB{code}\\fR")), "exit code {code}");
+            assert!(
+                page.contains(&format!("\\fB{code}\\fR")),
+                "exit code {code}"
+            );
         }
     }
 

@@ -106,7 +106,10 @@ fn man_page_and_completions_generate_and_mention_backfill() {
             assert!(check.status.success(), "{check:?}");
         }
         // The packaging helper is not for users.
-        assert!(!text.contains("generate-assets"), "{name} shows generate-assets");
+        assert!(
+            !text.contains("generate-assets"),
+            "{name} shows generate-assets"
+        );
     }
     assert!(files["oms-sync.1"].contains("EXIT STATUS"));
     assert!(files["oms-sync-status.1"].contains(r"\-\-json"));
@@ -125,7 +128,10 @@ fn deb_assets_point_at_files_that_exist() {
     let assets = assets();
     assert!(!assets.is_empty());
     for (src, dest, mode) in &assets {
-        assert!(!dest.starts_with('/'), "{dest}: cargo-deb wants it relative");
+        assert!(
+            !dest.starts_with('/'),
+            "{dest}: cargo-deb wants it relative"
+        );
         assert!(
             u32::from_str_radix(mode, 8).is_ok_and(|m| m <= 0o755),
             "{src}: mode {mode}"
@@ -144,12 +150,18 @@ fn deb_assets_point_at_files_that_exist() {
     // Everything generate-assets writes is shipped.
     for name in generated.keys() {
         assert!(
-            assets.iter().any(|(s, _, _)| s == &format!("target/assets/{name}")),
+            assets
+                .iter()
+                .any(|(s, _, _)| s == &format!("target/assets/{name}")),
             "{name} is generated but not packaged"
         );
     }
     let deb = deb_metadata();
-    let scripts = root().join(deb["maintainer-scripts"].as_str().expect("maintainer-scripts"));
+    let scripts = root().join(
+        deb["maintainer-scripts"]
+            .as_str()
+            .expect("maintainer-scripts"),
+    );
     for s in ["postinst", "prerm", "postrm"] {
         let p = scripts.join(s);
         let mode = std::fs::metadata(&p).expect(s).permissions();
@@ -157,7 +169,11 @@ fn deb_assets_point_at_files_that_exist() {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111 != 0,
             "{s} not executable"
         );
-        let check = Command::new("sh").arg("-n").arg(&p).output().expect("sh -n");
+        let check = Command::new("sh")
+            .arg("-n")
+            .arg(&p)
+            .output()
+            .expect("sh -n");
         assert!(check.status.success(), "{s}: {check:?}");
     }
     let license = deb["license-file"].as_array().expect("license-file")[0]
@@ -189,7 +205,10 @@ fn packaged_units_config_and_user_agree() {
         .iter()
         .find(|(s, d, _)| installed_path(s, d) == conf)
         .expect("the conffile is packaged");
-    assert_eq!(conf_mode, "640", "the config is readable by group oms-sync only");
+    assert_eq!(
+        conf_mode, "640",
+        "the config is readable by group oms-sync only"
+    );
     let sysusers = std::fs::read_to_string(root().join("packaging/sysusers.d/oms-sync.conf"))
         .expect("sysusers.d file");
     assert!(
@@ -264,11 +283,10 @@ async fn packaged_config_syncs_with_the_token_as_a_credential_only() {
         ("OMS_SYNC__WAREHOUSE__PATH", db.display().to_string()),
     ];
     let conf_arg = conf.display().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        run_with_env(&["--config", &conf_arg, "--once"], &env)
-    })
-    .await
-    .expect("join");
+    let out =
+        tokio::task::spawn_blocking(move || run_with_env(&["--config", &conf_arg, "--once"], &env))
+            .await
+            .expect("join");
     assert!(out.status.success(), "{out:?}");
     let n: i64 = rusqlite::Connection::open(&db)
         .expect("open warehouse")
