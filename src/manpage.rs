@@ -67,7 +67,7 @@ const FILES: [(&str, &str); 4] = [
         "the SQLite warehouse (the packaged configuration's warehouse.path)",
     ),
     (
-        "/usr/share/doc/oms-sync/README.md.gz",
+        "/usr/share/doc/oms-sync/README.md",
         "the full manual: schema, guarantees, failure modes, queries",
     ),
 ];
