@@ -20,7 +20,7 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
-    #[error("cannot render the man page: {0}")]
+    #[error("cannot render the man page")]
     Render(#[source] std::io::Error),
     #[error("cannot write {path}: {source}; fix: pass a writable directory")]
     Write {
@@ -73,7 +73,7 @@ const FILES: [(&str, &str); 4] = [
 ];
 
 /// The man pages, `(file name, roff source)`: `oms-sync.1` first, then one page per visible
-/// command (`oms-sync-status.1`, ...), which the main page's COMMANDS section refers to.
+/// command (`oms-sync-status.1`, ...), which the main page's SUBCOMMANDS section refers to.
 pub fn man_pages() -> Result<Vec<(String, Vec<u8>)>, AssetError> {
     // No `help` command page: `oms-sync help X` is `oms-sync X --help`.
     let mut cmd = Cli::command().disable_help_subcommand(true);
