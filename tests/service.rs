@@ -792,7 +792,7 @@ fn unit_files_have_the_required_settings() {
         let exec = get(&u, "Service", "ExecStart");
         assert_eq!(exec.len(), 1, "{name}");
         let mut words = exec[0].split_whitespace();
-        assert_eq!(words.next(), Some("/usr/local/bin/oms-sync"), "{name}");
+        assert_eq!(words.next(), Some("/usr/bin/oms-sync"), "{name}");
         assert_eq!(words.next(), Some("--config"), "{name}");
         assert!(
             words
@@ -852,7 +852,7 @@ fn unit_files_pass_systemd_analyze_verify() {
         let text = std::fs::read_to_string(unit_dir().join(name)).expect("read unit");
         std::fs::write(
             dir.path().join(name),
-            text.replace("/usr/local/bin/oms-sync", BIN),
+            text.replace("/usr/bin/oms-sync", BIN),
         )
         .expect("write unit");
     }

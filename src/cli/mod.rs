@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
     },
+    /// Write the man page and shell completions into DIR (used to build the package).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 impl Cli {
@@ -87,6 +90,7 @@ impl Cli {
             Command::Status { .. } => "status",
             Command::Check { .. } => "check",
             Command::Demo { .. } => "demo",
+            Command::GenerateAssets { .. } => "generate-assets",
         };
         if self.once || self.backfill {
             let flag = if self.once { "--once" } else { "--backfill" };
@@ -183,6 +187,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 .and_then(|mut reader| status::print(reader.as_mut(), json))
                 .map_err(|e| Failure::new(ExitKind::Warehouse, e))
         }
+        Some(Command::GenerateAssets { dir }) => crate::manpage::write_assets(&dir)
+            .map(drop)
+            .map_err(|e| Failure::new(ExitKind::Other, e)),
         Some(Command::Check { config }) => {
             init_logging(&LogConfig {
                 level: "error".into(),
