@@ -47,16 +47,6 @@ pub struct Hooks {
     pub observe: PassObserver,
 }
 
-impl Default for Hooks {
-    fn default() -> Self {
-        Hooks {
-            heartbeat: Heartbeat::new(),
-            progress: Arc::new(NoProgress),
-            observe: Box::new(|_| {}),
-        }
-    }
-}
-
 /// Forwards progress and beats the heartbeat for each committed batch: a long pass that
 /// keeps committing is alive.
 struct Beating {

@@ -51,7 +51,7 @@ pub struct BackfillSummary {
 }
 
 fn seconds_since(ts: &Option<String>) -> Option<f64> {
-    let t = timefmt::parse_canonical(ts.as_deref()?)?;
+    let t = timefmt::parse_api(ts.as_deref()?)?;
     Some((Utc::now() - t).num_milliseconds() as f64 / 1000.0)
 }
 
@@ -142,8 +142,8 @@ pub fn render(s: &Status) -> String {
     }
     for r in &s.recent_runs {
         let took = match (
-            timefmt::parse_canonical(&r.started_at),
-            r.finished_at.as_deref().and_then(timefmt::parse_canonical),
+            timefmt::parse_api(&r.started_at),
+            r.finished_at.as_deref().and_then(timefmt::parse_api),
         ) {
             (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
             _ => "-".into(),

@@ -23,6 +23,10 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 10_000;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRIES: u32 = 8;
+pub const DEFAULT_RETRY_MIN_DELAY: Duration = Duration::from_millis(500);
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONCURRENCY: u32 = 1;
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAX_CONCURRENCY: u32 = 16;
 /// `sync.lookback` when unset. A row becomes visible when its transaction commits, which can be
 /// well after Django stamped its `modified_date` (ATOMIC_REQUESTS, long jobs, chunked updates).
@@ -124,6 +128,24 @@ pub struct ApiConfig {
     pub max_requests_per_second: Option<f64>,
     /// Parallel id ranges during a backfill.
     pub concurrency: u32,
+}
+
+impl ApiConfig {
+    /// The API at `base_url` with every other key at its default, as a config file with only
+    /// `base_url` and `token` would give (the demo, tests and benchmarks start from it).
+    pub fn new(base_url: Url, token: Secret) -> ApiConfig {
+        ApiConfig {
+            base_url,
+            token,
+            page_size: DEFAULT_PAGE_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
+            retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            max_requests_per_second: None,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

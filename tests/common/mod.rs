@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use oms_sync::api::ApiClient;
-use oms_sync::config::{ApiConfig, Secret, WarehouseConfig, parse_base_url};
+use oms_sync::config::{ApiConfig, WarehouseConfig};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::resource::Customers;
 use oms_sync::stream::{Stream, StreamWarehouse};
@@ -43,15 +43,12 @@ pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
 
 pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
     ApiConfig {
-        base_url: parse_base_url(&oms.base_url(), false).unwrap(),
-        token: Secret::new(oms.token()),
         page_size,
         timeout: Duration::from_secs(10),
         max_retries: 6,
         retry_min_delay: Duration::from_millis(1),
         retry_max_delay: Duration::from_millis(20),
-        max_requests_per_second: None,
-        concurrency: 1,
+        ..oms.api_config()
     }
 }
 
