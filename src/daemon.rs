@@ -24,7 +24,7 @@ use crate::notify::{self, Heartbeat, Notifier};
 use crate::status;
 use crate::stream::{Stream, StreamWarehouse};
 use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions};
-use crate::warehouse::RowStats;
+use crate::warehouse::{RowStats, RunKind};
 
 /// Longest wait between passes after repeated failures.
 pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -105,7 +105,14 @@ pub async fn run<W: StreamWarehouse>(
         for stream in Stream::ALL {
             heartbeat.beat();
             let (back, result) = stream
-                .incremental(client, wh, &schedule.options, cancel, progress.clone())
+                .pass(
+                    RunKind::Incremental,
+                    client,
+                    wh,
+                    &schedule.options,
+                    cancel,
+                    progress.clone(),
+                )
                 .await;
             wh = back;
             heartbeat.beat();

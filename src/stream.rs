@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ApiClient;
 use crate::resource::{Customers, Resource};
 use crate::sync::{PassReport, Progress, SyncError, SyncOptions, backfill_pass, incremental_pass};
-use crate::warehouse::Warehouse;
+use crate::warehouse::{RunKind, Warehouse};
 
 /// One stream: a resource and its checkpoint, run history and table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,33 +39,21 @@ impl Stream {
         }
     }
 
-    /// One incremental pass of this stream.
-    pub async fn incremental<W: StreamWarehouse>(
+    /// One pass of this stream: incremental, or a backfill (resuming an unfinished one).
+    pub async fn pass<W: StreamWarehouse>(
         self,
+        kind: RunKind,
         client: &ApiClient,
         wh: W,
         opts: &SyncOptions,
         cancel: &CancellationToken,
         progress: Arc<dyn Progress>,
     ) -> (W, Result<PassReport, SyncError>) {
-        match self {
-            Stream::Customers => {
+        match (self, kind) {
+            (Stream::Customers, RunKind::Incremental) => {
                 incremental_pass::<Customers, W>(client, wh, opts, cancel, progress).await
             }
-        }
-    }
-
-    /// One backfill of this stream (resuming an unfinished one).
-    pub async fn backfill<W: StreamWarehouse>(
-        self,
-        client: &ApiClient,
-        wh: W,
-        opts: &SyncOptions,
-        cancel: &CancellationToken,
-        progress: Arc<dyn Progress>,
-    ) -> (W, Result<PassReport, SyncError>) {
-        match self {
-            Stream::Customers => {
+            (Stream::Customers, RunKind::Backfill) => {
                 backfill_pass::<Customers, W>(client, wh, opts, cancel, progress).await
             }
         }

@@ -19,7 +19,7 @@ use crate::daemon::{self, Schedule};
 use crate::status;
 use crate::stream::Stream;
 use crate::sync::{NoProgress, Progress, SyncOptions};
-use crate::warehouse::{self, AnyWarehouse};
+use crate::warehouse::{self, AnyWarehouse, RunKind};
 
 pub use exit::{ExitKind, Failure};
 
@@ -259,7 +259,14 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
         Mode::Once => {
             for stream in Stream::ALL {
                 let (back, r) = stream
-                    .incremental(&client, wh, &opts, cancel, Arc::new(NoProgress))
+                    .pass(
+                        RunKind::Incremental,
+                        &client,
+                        wh,
+                        &opts,
+                        cancel,
+                        Arc::new(NoProgress),
+                    )
                     .await;
                 wh = back;
                 daemon::log_pass(&r?);
@@ -270,7 +277,9 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
             for stream in Stream::ALL {
                 let progress: Arc<dyn Progress> =
                     Arc::new(crate::progress::BackfillProgress::new());
-                let (back, r) = stream.backfill(&client, wh, &opts, cancel, progress).await;
+                let (back, r) = stream
+                    .pass(RunKind::Backfill, &client, wh, &opts, cancel, progress)
+                    .await;
                 wh = back;
                 daemon::log_pass(&r?);
             }
