@@ -5,6 +5,7 @@
 //! [`sqlite::SqliteWarehouse`] is the implementation today; another database is another impl.
 
 mod error;
+pub mod postgres;
 mod snapshot;
 pub mod sqlite;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use crate::resource::{BadRecord, Resource};
 
 pub use error::WarehouseError;
+pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 

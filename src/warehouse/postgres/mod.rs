@@ -1,0 +1,207 @@
+//! The PostgreSQL warehouse: the same tables and semantics as the SQLite one, in a schema of
+//! the operator's database. One blocking connection (the writer runs on its own thread)
+//! holds a session advisory lock, so a second writer of the same schema is refused; readers
+//! never take it. The schema comes from `migrations/postgres/` through refinery.
+//!
+//! The daemon keeps one warehouse across passes, so a connection lost mid-pass (server
+//! restart, failover, terminated backend) fails that call with
+//! [`WarehouseError::PgConnectionLost`] (its transaction rolled back server-side) and the next
+//! call connects again, re-taking the lock.
+//!
+//! - [`config`]: the URL, password, sslmode and schema;
+//! - [`tls`]: rustls per sslmode;
+//! - [`connect`]: connecting, lock, migrations, error kinds;
+//! - [`state`]: the mark, backfill ranges, secondary indexes;
+//! - [`apply`]: one batch with its checkpoint, in one transaction;
+//! - [`reader`]: the read-only [`Reader`](crate::warehouse::Reader).
+
+mod apply;
+pub mod config;
+mod connect;
+mod reader;
+mod state;
+mod tls;
+
+use postgres::Client;
+
+pub use config::{PgConfig, PgHost, SslMode};
+pub use reader::PgReader;
+pub use state::SECONDARY_INDEXES;
+
+use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
+use crate::resource::Resource;
+use crate::timefmt;
+use connect::classify;
+use state::{
+    build_secondary_indexes, drop_secondary_indexes_if_empty, read_backfill, read_mark,
+    write_backfill, write_mark_if_greater,
+};
+
+pub struct PgWarehouse {
+    cfg: PgConfig,
+    /// None after the connection was lost: the next call connects again.
+    client: Option<Client>,
+    /// Rows in quarantine, so clearing it costs nothing while it is empty.
+    quarantined: i64,
+}
+
+impl std::fmt::Debug for PgWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgWarehouse")
+            .field("location", &self.cfg.location())
+            .field("connected", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgWarehouse {
+    /// Connects for writing: creates the schema if needed, takes the writer lock, applies
+    /// pending migrations, builds missing secondary indexes, and marks runs a killed process
+    /// left `running` as `interrupted`.
+    pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
+        let mut wh = PgWarehouse {
+            cfg: cfg.clone(),
+            client: Some(Self::connect_writer(cfg)?),
+            quarantined: 0,
+        };
+        let now = timefmt::now_canonical();
+        wh.run(
+            "marking the runs of an earlier process that was killed as interrupted",
+            |c| {
+                c.execute(
+                "UPDATE sync_runs SET status = 'interrupted', finished_at = $1::text::timestamptz
+                 WHERE status = 'running'",
+                &[&now],
+            )?;
+                Ok(())
+            },
+        )?;
+        wh.quarantined = wh.run("counting quarantine", |c| {
+            c.query_one("SELECT count(*) FROM quarantine", &[])?
+                .try_get(0)
+        })?;
+        Ok(wh)
+    }
+
+    /// A locked, migrated connection with the secondary indexes in place.
+    fn connect_writer(cfg: &PgConfig) -> Result<Client, WarehouseError> {
+        let mut client = connect::connect(cfg, true)?;
+        connect::take_lock(cfg, &mut client)?;
+        connect::migrate(cfg, &mut client)?;
+        // A backfill into an empty table drops them until its end; if it was killed, they
+        // come back here.
+        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
+            build_secondary_indexes(&mut client, table)
+                .map_err(|e| classify(cfg, "building the secondary indexes", e))?;
+        }
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &PgConfig {
+        &self.cfg
+    }
+
+    /// The live connection, connecting again (and re-taking the lock) after a loss.
+    pub fn client(&mut self) -> Result<&mut Client, WarehouseError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        let client = match self.client.take() {
+            Some(c) => c,
+            None => {
+                tracing::info!(warehouse = %self.cfg, "connecting to the PostgreSQL warehouse again");
+                Self::connect_writer(&self.cfg)?
+            }
+        };
+        Ok(self.client.insert(client))
+    }
+
+    /// Runs `f` on the connection; a lost connection is dropped so the next call reconnects.
+    fn run<T>(
+        &mut self,
+        context: &str,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, WarehouseError> {
+        let client = self.client()?;
+        f(client).map_err(|e| {
+            if connect::is_connection_lost(&e) {
+                self.client = None;
+            }
+            classify(&self.cfg, context, e)
+        })
+    }
+}
+
+impl<R: Resource> Warehouse<R> for PgWarehouse {
+    fn mark(&mut self) -> Result<Mark, WarehouseError> {
+        self.run("reading the checkpoint", |c| read_mark(c, R::NAME))
+    }
+
+    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
+        self.run("reading the backfill state", |c| read_backfill(c, R::NAME))
+    }
+
+    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
+        self.run("starting the backfill", |c| {
+            let mut tx = c.transaction()?;
+            drop_secondary_indexes_if_empty(&mut tx, R::TABLE)?;
+            write_backfill(&mut tx, R::NAME, state)?;
+            tx.commit()
+        })
+    }
+
+    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
+        self.run("finishing the backfill", |c| {
+            let mut tx = c.transaction()?;
+            build_secondary_indexes(&mut tx, R::TABLE)?;
+            write_mark_if_greater(&mut tx, R::NAME, &mark)?;
+            tx.execute("DELETE FROM backfill_ranges WHERE stream = $1", &[&R::NAME])?;
+            tx.execute("DELETE FROM backfill_state WHERE stream = $1", &[&R::NAME])?;
+            tx.commit()
+        })
+    }
+
+    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
+        let now = timefmt::now_canonical();
+        self.run("recording the run", |c| {
+            c.query_one(
+                "INSERT INTO sync_runs (stream, kind, started_at, status, mark_before)
+                 VALUES ($1, $2, $3::text::timestamptz, 'running', $4) RETURNING id",
+                &[&R::NAME, &kind.as_str(), &now, &mark_before.to_string()],
+            )?
+            .try_get(0)
+        })
+    }
+
+    fn apply(
+        &mut self,
+        run: i64,
+        batch: Batch<R::Record>,
+        pages: u64,
+    ) -> Result<RowStats, WarehouseError> {
+        let mut quarantined = self.quarantined;
+        let stats = self.run("writing a page", |c| {
+            apply::apply_batch::<R>(c, &mut quarantined, run, &batch, pages)
+        })?;
+        self.quarantined = quarantined;
+        Ok(stats)
+    }
+
+    fn finish_run(
+        &mut self,
+        run: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), WarehouseError> {
+        let now = timefmt::now_canonical();
+        self.run("recording the end of the run", |c| {
+            let mark = read_mark(c, R::NAME)?;
+            c.execute(
+                "UPDATE sync_runs SET status = $2, error = $3, finished_at = $4::text::timestamptz,
+                     mark_after = $5 WHERE id = $1",
+                &[&run, &status.as_str(), &error, &now, &mark.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+}
