@@ -13,6 +13,14 @@ pub struct PgReader {
     client: Client,
 }
 
+impl std::fmt::Debug for PgReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReader")
+            .field("location", &self.cfg.location())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PgReader {
     /// Connects to an existing warehouse schema (a reader never creates one).
     pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
