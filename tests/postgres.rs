@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use oms_sync::resource::{BadRecord, Customer, Customers};
-use oms_sync::warehouse::postgres::SECONDARY_INDEXES;
+use oms_sync::warehouse::postgres::{BulkPath, SECONDARY_INDEXES};
 use oms_sync::warehouse::{
     Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, PgConfig, PgReader, PgWarehouse,
     Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -136,10 +136,20 @@ const T2: &str = "2023-01-01T00:00:02.000000Z";
 
 #[test]
 fn upsert_never_goes_back_skips_unchanged_and_counts() {
-    let Some(db) = TestDb::new("upsert") else {
+    upsert_semantics("upsert", BulkPath::Unnest);
+}
+
+#[test]
+fn the_copy_path_has_the_same_upsert_semantics() {
+    upsert_semantics("upsert_copy", BulkPath::Copy);
+}
+
+fn upsert_semantics(name: &str, bulk: BulkPath) {
+    let Some(db) = TestDb::new(name) else {
         return;
     };
     let mut wh = db.open();
+    wh.set_bulk_path(bulk);
     let run = begin(&mut wh);
     let n = |s: RowStats| (s.inserted, s.updated, s.unchanged);
     let at_t2 = || mark(T2, Confirmed::Nothing);
@@ -667,4 +677,50 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
     assert_eq!(s.inserted, 1);
     Warehouse::<Customers>::finish_run(&mut wh, run, RunStatus::Failed, Some("x")).unwrap();
     assert_eq!(db.one("SELECT status FROM sync_runs"), "failed");
+}
+
+/// COPY + merge against one unnest upsert, 1000-row pages with their checkpoint, on the test
+/// server: `cargo test --release --test postgres -- --ignored --nocapture bulk_paths`.
+#[test]
+#[ignore = "measurement"]
+fn bulk_paths_measured() {
+    const PAGES: i64 = 100;
+    const ROWS: i64 = 1000;
+    for bulk in [
+        BulkPath::Unnest,
+        BulkPath::Copy,
+        BulkPath::Unnest,
+        BulkPath::Copy,
+    ] {
+        let Some(db) = TestDb::new("measure") else {
+            return;
+        };
+        let mut wh = db.open();
+        wh.set_bulk_path(bulk);
+        let run = begin(&mut wh);
+        let page = |p: i64, name: &str| -> Vec<Customer> {
+            (1..=ROWS)
+                .map(|i| {
+                    let mut c = customer(p * ROWS + i, T1, name);
+                    c.extra = Some(format!(r#"{{"segment": "s{i}", "tags": [1, 2]}}"#));
+                    c
+                })
+                .collect()
+        };
+        let mut line = format!("{bulk:?}:");
+        for (what, name) in [("insert", "a"), ("unchanged", "a"), ("update", "b")] {
+            let t = Instant::now();
+            for p in 0..PAGES {
+                apply(
+                    &mut wh,
+                    run,
+                    page(p, name),
+                    mark(T1, Confirmed::UpToId((p + 1) * ROWS)),
+                );
+            }
+            let ms = t.elapsed().as_secs_f64() * 1000.0 / PAGES as f64;
+            line.push_str(&format!(" {what} {ms:.1} ms/page,"));
+        }
+        let _ = writeln!(std::io::stderr(), "{line} ({PAGES} pages of {ROWS} rows)");
+    }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 
+use super::copy;
 use super::state::write_mark_if_greater;
 use crate::resource::{BadRecord, Cell, Column, ColumnType, Keyed, Resource, Row};
 use crate::timefmt;
@@ -137,10 +138,21 @@ fn quarantine(
     }
 }
 
+/// How a batch's records reach the table (measured: see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BulkPath {
+    /// One `INSERT … SELECT FROM unnest($1::bigint[], …) ON CONFLICT … WHERE`.
+    #[default]
+    Unnest,
+    /// Binary COPY into an UNLOGGED staging table, then one `INSERT … SELECT … ON CONFLICT`.
+    Copy,
+}
+
 /// Applies `batch` and its checkpoint advance in one transaction; adds its figures to `run`.
 /// `quarantined` is the warehouse's count of quarantined rows, kept current.
 pub(super) fn apply_batch<R: Resource>(
     client: &mut Client,
+    bulk: BulkPath,
     quarantined: &mut i64,
     run: i64,
     batch: &Batch<R::Record>,
@@ -192,13 +204,23 @@ pub(super) fn apply_batch<R: Resource>(
         }
     }
     if !batch.records.is_empty() {
-        let sql = upsert_sql(R::TABLE, <R::Record as Row>::COLUMNS);
-        let stmt = tx.prepare(&sql)?;
+        let columns = <R::Record as Row>::COLUMNS;
+        let sql = upsert_sql(R::TABLE, columns);
+        let merge = copy::merge_sql(R::TABLE, columns, &sql);
+        if bulk == BulkPath::Copy {
+            tx.batch_execute(&copy::create_staging_sql(R::TABLE, columns))?;
+        }
         for round in rounds(&batch.records) {
-            let arrays = column_arrays(&round);
-            let mut params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|b| &**b).collect();
-            params.push(&now);
-            let written = tx.query(&stmt, &params)?;
+            let written = match bulk {
+                BulkPath::Unnest => {
+                    let arrays = column_arrays(&round);
+                    let mut params: Vec<&(dyn ToSql + Sync)> =
+                        arrays.iter().map(|b| &**b).collect();
+                    params.push(&now);
+                    tx.query(&sql, &params)?
+                }
+                BulkPath::Copy => copy::copy_round(&mut tx, R::TABLE, &merge, &round, &now)?,
+            };
             let inserted = written
                 .iter()
                 .map(|r| r.try_get::<_, bool>(0))

@@ -3,6 +3,7 @@
 //! the warehouse's error kinds (a lost connection is its own kind: the next pass reconnects).
 
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use include_dir::{Dir, include_dir};
 use postgres::Client;
@@ -90,19 +91,51 @@ pub(super) fn lock_key(schema: &str) -> i64 {
     h as i64
 }
 
-/// Takes the session advisory lock (held until the connection closes) or fails with `PgLocked`.
-pub(super) fn take_lock(cfg: &PgConfig, client: &mut Client) -> Result<(), WarehouseError> {
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(&cfg.schema)])
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| classify(cfg, "taking the writer lock", e))?;
-    if got {
-        Ok(())
-    } else {
-        Err(WarehouseError::PgLocked {
-            location: cfg.redacted_url(),
-            schema: cfg.schema.clone(),
-        })
+/// How long opening waits for the writer lock: a session that just closed (a restart, a
+/// reopen) may hold it until its backend has finished exiting.
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Takes the session advisory lock (held until the connection closes) or fails with
+/// `PgLocked`. `stale` is this process's own previous backend, after a lost connection: if the
+/// server has not noticed yet that it is gone (a network cut), it still holds the lock, and
+/// is terminated so the reconnect can take it.
+pub(super) fn take_lock(
+    cfg: &PgConfig,
+    client: &mut Client,
+    stale: Option<i32>,
+) -> Result<(), WarehouseError> {
+    let key = lock_key(&cfg.schema);
+    let (classid, objid) = (
+        ((key as u64) >> 32) as i64,
+        ((key as u64) & 0xffff_ffff) as i64,
+    );
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut stale = stale;
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| classify(cfg, "taking the writer lock", e))?;
+        if got {
+            return Ok(());
+        }
+        if let Some(pid) = stale.take() {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks
+                     WHERE locktype = 'advisory' AND granted AND pid = $1
+                       AND classid::bigint = $2 AND objid::bigint = $3",
+                    &[&pid, &classid, &objid],
+                )
+                .map_err(|e| classify(cfg, "ending this process's stale session", e))?;
+        }
+        if Instant::now() >= deadline {
+            return Err(WarehouseError::PgLocked {
+                location: cfg.redacted_url(),
+                schema: cfg.schema.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -18,12 +18,14 @@
 mod apply;
 pub mod config;
 mod connect;
+mod copy;
 mod reader;
 mod state;
 mod tls;
 
 use postgres::Client;
 
+pub use apply::BulkPath;
 pub use config::{PgConfig, PgHost, SslMode};
 pub use reader::PgReader;
 pub use state::SECONDARY_INDEXES;
@@ -43,6 +45,9 @@ pub struct PgWarehouse {
     client: Option<Client>,
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
     quarantined: i64,
+    bulk: BulkPath,
+    /// The server process of the current (or lost) connection, to end it if it lingers.
+    backend_pid: Option<i32>,
 }
 
 impl std::fmt::Debug for PgWarehouse {
@@ -59,10 +64,13 @@ impl PgWarehouse {
     /// pending migrations, builds missing secondary indexes, and marks runs a killed process
     /// left `running` as `interrupted`.
     pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
+        let (client, pid) = Self::connect_writer(cfg, None)?;
         let mut wh = PgWarehouse {
             cfg: cfg.clone(),
-            client: Some(Self::connect_writer(cfg)?),
+            client: Some(client),
             quarantined: 0,
+            bulk: BulkPath::default(),
+            backend_pid: Some(pid),
         };
         let now = timefmt::now_canonical();
         wh.run(
@@ -84,9 +92,14 @@ impl PgWarehouse {
     }
 
     /// A locked, migrated connection with the secondary indexes in place.
-    fn connect_writer(cfg: &PgConfig) -> Result<Client, WarehouseError> {
+    /// Returns it with its backend's pid.
+    fn connect_writer(cfg: &PgConfig, stale: Option<i32>) -> Result<(Client, i32), WarehouseError> {
         let mut client = connect::connect(cfg, true)?;
-        connect::take_lock(cfg, &mut client)?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| classify(cfg, "reading the session id", e))?;
+        connect::take_lock(cfg, &mut client, stale)?;
         connect::migrate(cfg, &mut client)?;
         // A backfill into an empty table drops them until its end; if it was killed, they
         // come back here.
@@ -94,7 +107,12 @@ impl PgWarehouse {
             build_secondary_indexes(&mut client, table)
                 .map_err(|e| classify(cfg, "building the secondary indexes", e))?;
         }
-        Ok(client)
+        Ok((client, pid))
+    }
+
+    /// Chooses how records are loaded (the default is the measured faster one).
+    pub fn set_bulk_path(&mut self, bulk: BulkPath) {
+        self.bulk = bulk;
     }
 
     pub fn config(&self) -> &PgConfig {
@@ -110,7 +128,9 @@ impl PgWarehouse {
             Some(c) => c,
             None => {
                 tracing::info!(warehouse = %self.cfg, "connecting to the PostgreSQL warehouse again");
-                Self::connect_writer(&self.cfg)?
+                let (client, pid) = Self::connect_writer(&self.cfg, self.backend_pid)?;
+                self.backend_pid = Some(pid);
+                client
             }
         };
         Ok(self.client.insert(client))
@@ -180,8 +200,9 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
         pages: u64,
     ) -> Result<RowStats, WarehouseError> {
         let mut quarantined = self.quarantined;
+        let bulk = self.bulk;
         let stats = self.run("writing a page", |c| {
-            apply::apply_batch::<R>(c, &mut quarantined, run, &batch, pages)
+            apply::apply_batch::<R>(c, bulk, &mut quarantined, run, &batch, pages)
         })?;
         self.quarantined = quarantined;
         Ok(stats)
