@@ -724,3 +724,115 @@ fn bulk_paths_measured() {
         let _ = writeln!(std::io::stderr(), "{line} ({PAGES} pages of {ROWS} rows)");
     }
 }
+
+/// A loopback TCP relay to the test server whose `cut` closes the client side only: the
+/// client sees its connection drop while the server still holds an idle session (as after a
+/// network cut, until TCP keepalive notices).
+struct Relay {
+    port: u16,
+    server_sides: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    client_sides: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: String) -> Relay {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server_sides = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let client_sides = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ss, cs) = (server_sides.clone(), client_sides.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server.try_clone().unwrap(), client.try_clone().unwrap());
+                ss.lock().unwrap().push(server);
+                cs.lock().unwrap().push(client);
+            }
+        });
+        Relay {
+            port,
+            server_sides,
+            client_sides,
+        }
+    }
+
+    fn cut(&self) {
+        for c in self.client_sides.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
+    let Some(db) = TestDb::new("netcut") else {
+        return;
+    };
+    let oms_sync::warehouse::postgres::PgHost::Tcp(host) = &db.cfg.host else {
+        panic!("the test server must be reached over TCP");
+    };
+    let relay = Relay::start(format!("{host}:{}", db.cfg.port));
+    let url = format!(
+        "postgresql://{}@127.0.0.1:{}/{}?sslmode=disable",
+        db.cfg.user, relay.port, db.cfg.dbname
+    );
+    let cfg = PgConfig::parse(&url, None, Some(&db.cfg.schema), false).unwrap();
+    let mut wh = PgWarehouse::open(&cfg).unwrap();
+    let run = begin(&mut wh);
+    apply(
+        &mut wh,
+        run,
+        vec![customer(1, T1, "a")],
+        mark(T1, Confirmed::UpToId(1)),
+    );
+    let old_pid: i32 = wh
+        .client()
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    relay.cut();
+    let err = Warehouse::<Customers>::mark(&mut wh).unwrap_err();
+    assert!(
+        matches!(err, WarehouseError::PgConnectionLost { .. }),
+        "{err}"
+    );
+    // The server still has the old session, holding the lock.
+    let alive = |pid: i32| -> bool {
+        db.admin()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    };
+    assert!(alive(old_pid));
+    assert_eq!(
+        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        Mark::at(T1, Confirmed::UpToId(1))
+    );
+    let new_pid: i32 = wh
+        .client()
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(new_pid, old_pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(old_pid) {
+        assert!(Instant::now() < deadline, "the stale session was not ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(relay.server_sides.lock().unwrap().drain(..));
+}
