@@ -13,6 +13,7 @@
 //! - [`cli`]: argument parsing, the commands and exit codes (used by `main.rs`).
 //! - [`fake_oms`]: a faithful fake of the OMS endpoint for tests, the demo and benchmarks.
 //! - [`demo`]: the self-contained demo run.
+//! - [`manpage`]: the man page and shell completions, generated from the `cli` definition.
 
 pub mod api;
 pub mod cli;
@@ -20,11 +21,13 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fake_oms;
+pub mod manpage;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
 pub mod resource;
 pub mod status;
+pub mod stream;
 pub mod sync;
 pub mod timefmt;
 pub mod warehouse;

@@ -295,6 +295,7 @@ mod tests {
 
     fn report(mark: &str) -> PassReport {
         PassReport {
+            stream: "customers",
             kind: RunKind::Incremental,
             run_id: 1,
             requests: 1,

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::resource::{Customers, Resource};
+use crate::stream::Stream;
 use crate::timefmt;
 use crate::warehouse::sqlite::SqliteReader;
 use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
@@ -89,14 +89,14 @@ pub fn from_snapshot(location: String, stream: &'static str, s: Snapshot) -> Sta
 }
 
 /// Reads the status of the customers stream through `reader`.
-pub fn read(reader: &mut dyn Reader) -> Result<Status, WarehouseError> {
-    let snapshot = reader.snapshot(Customers::NAME, Customers::TABLE, RECENT_RUNS)?;
-    Ok(from_snapshot(reader.location(), Customers::NAME, snapshot))
+pub fn read(reader: &mut dyn Reader, stream: Stream) -> Result<Status, WarehouseError> {
+    let snapshot = reader.snapshot(stream.name(), stream.table(), RECENT_RUNS)?;
+    Ok(from_snapshot(reader.location(), stream.name(), snapshot))
 }
 
-/// Reads the status of the SQLite warehouse at `path`.
+/// Reads the status of the customers stream of the SQLite warehouse at `path`.
 pub fn read_path(path: &Path) -> Result<Status, WarehouseError> {
-    read(&mut SqliteReader::open(path)?)
+    read(&mut SqliteReader::open(path)?, Stream::Customers)
 }
 
 fn human_secs(s: Option<f64>) -> String {
@@ -175,14 +175,20 @@ pub fn render(s: &Status) -> String {
 
 /// `status` / `status --json` on stdout. A closed stdout is an `io::Error` (`BrokenPipe`),
 /// never a panic.
-pub fn print(path: &Path, json: bool) -> anyhow::Result<()> {
+///
+/// Every stream is reported; `--json` prints one object per stream (today one: customers).
+pub fn print(reader: &mut dyn Reader, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let s = read_path(path)?;
-    let text = if json {
-        format!("{}\n", serde_json::to_string_pretty(&s)?)
-    } else {
-        render(&s)
-    };
+    let mut text = String::new();
+    for stream in Stream::ALL {
+        let s = read(reader, *stream)?;
+        if json {
+            text.push_str(&serde_json::to_string_pretty(&s)?);
+            text.push('\n');
+        } else {
+            text.push_str(&render(&s));
+        }
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -4,6 +4,7 @@
 //! quarantined records, deletions and the checkpoint advance, atomically), and record runs.
 //! [`sqlite::SqliteWarehouse`] is the implementation today; another database is another impl.
 
+mod any;
 mod error;
 pub mod postgres;
 mod snapshot;
@@ -14,6 +15,7 @@ use std::fmt;
 
 use crate::resource::{BadRecord, Resource};
 
+pub use any::{AnyWarehouse, describe, open_reader};
 pub use error::WarehouseError;
 pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};

@@ -39,6 +39,9 @@ pub struct RunRow {
     pub rows_unchanged: i64,
     pub rows_deleted: i64,
     pub rows_quarantined: i64,
+    /// The checkpoint in words when the run began and when it ended.
+    pub mark_before: Option<String>,
+    pub mark_after: Option<String>,
 }
 
 /// Reads snapshots; opened without the writer lock.

@@ -103,7 +103,8 @@ fn read_runs<C: GenericClient>(
 ) -> Result<Vec<RunRow>, postgres::Error> {
     c.query(
         "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
-                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined
+                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined,
+                mark_before, mark_after
          FROM sync_runs WHERE stream = $1 ORDER BY id DESC LIMIT $2",
         &[&stream, &(n as i64)],
     )?
@@ -123,6 +124,8 @@ fn read_runs<C: GenericClient>(
             rows_unchanged: r.try_get(10)?,
             rows_deleted: r.try_get(11)?,
             rows_quarantined: r.try_get(12)?,
+            mark_before: r.try_get(13)?,
+            mark_after: r.try_get(14)?,
         })
     })
     .collect()

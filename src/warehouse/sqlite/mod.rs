@@ -142,6 +142,20 @@ impl SqliteWarehouse {
         &self.conn
     }
 
+    /// Proves a write goes through (rolled back) and names the schema version.
+    pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
+        self.conn
+            .execute_batch(
+                "SAVEPOINT oms_sync_check; CREATE TABLE oms_sync_check_probe (x); ROLLBACK TO oms_sync_check; RELEASE oms_sync_check;",
+            )
+            .and_then(|()| {
+                self.conn
+                    .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            })
+            .map(|v| format!("schema version {v}, writable"))
+            .map_err(|e| self.err("writing a probe (rolled back)", e))
+    }
+
     fn err(&self, context: &str, e: rusqlite::Error) -> WarehouseError {
         classify(&self.path, context, e)
     }

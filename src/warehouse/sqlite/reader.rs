@@ -114,7 +114,8 @@ impl Reader for SqliteReader {
 fn read_runs(conn: &Connection, stream: &str, n: usize) -> rusqlite::Result<Vec<RunRow>> {
     let mut stmt = conn.prepare(
         "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
-                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined
+                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined,
+                mark_before, mark_after
          FROM sync_runs WHERE stream = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     stmt.query_map(params![stream, n as i64], |r| {
@@ -132,6 +133,8 @@ fn read_runs(conn: &Connection, stream: &str, n: usize) -> rusqlite::Result<Vec<
             rows_unchanged: r.get(10)?,
             rows_deleted: r.get(11)?,
             rows_quarantined: r.get(12)?,
+            mark_before: r.get(13)?,
+            mark_after: r.get(14)?,
         })
     })?
     .collect()

@@ -1,0 +1,73 @@
+//! The streams oms-sync keeps in step, one per OMS resource. The daemon, `--once`, `--backfill`
+//! and `status` walk [`Stream::ALL`] instead of naming a resource; adding a resource is one
+//! variant here and one file under `resource/`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiClient;
+use crate::resource::{Customers, Resource};
+use crate::sync::{PassReport, Progress, SyncError, SyncOptions, backfill_pass, incremental_pass};
+use crate::warehouse::Warehouse;
+
+/// One stream: a resource and its checkpoint, run history and table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Customers,
+}
+
+/// A warehouse that can store every stream.
+pub trait StreamWarehouse: Warehouse<Customers> + 'static {}
+impl<W: Warehouse<Customers> + 'static> StreamWarehouse for W {}
+
+impl Stream {
+    /// Every stream, in the order passes run.
+    pub const ALL: &'static [Stream] = &[Stream::Customers];
+
+    /// The name of its checkpoint and runs (`sync_state.stream`, `sync_runs.stream`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Customers => Customers::NAME,
+        }
+    }
+
+    /// Its warehouse table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Stream::Customers => Customers::TABLE,
+        }
+    }
+
+    /// One incremental pass of this stream.
+    pub async fn incremental<W: StreamWarehouse>(
+        self,
+        client: &ApiClient,
+        wh: W,
+        opts: &SyncOptions,
+        cancel: &CancellationToken,
+        progress: Arc<dyn Progress>,
+    ) -> (W, Result<PassReport, SyncError>) {
+        match self {
+            Stream::Customers => {
+                incremental_pass::<Customers, W>(client, wh, opts, cancel, progress).await
+            }
+        }
+    }
+
+    /// One backfill of this stream (resuming an unfinished one).
+    pub async fn backfill<W: StreamWarehouse>(
+        self,
+        client: &ApiClient,
+        wh: W,
+        opts: &SyncOptions,
+        cancel: &CancellationToken,
+        progress: Arc<dyn Progress>,
+    ) -> (W, Result<PassReport, SyncError>) {
+        match self {
+            Stream::Customers => {
+                backfill_pass::<Customers, W>(client, wh, opts, cancel, progress).await
+            }
+        }
+    }
+}
