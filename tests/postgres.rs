@@ -75,12 +75,15 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.url, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                self.cfg.schema
-            ));
-        }
+        // On a thread of its own: the blocking client panics inside an async test's runtime.
+        let (url, schema) = (&self.url, &self.cfg.schema);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            });
+        });
     }
 }
 
@@ -835,4 +838,40 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(relay.server_sides.lock().unwrap().drain(..));
+}
+
+#[test]
+fn probe_writes_nothing_and_names_the_schema_version() {
+    let Some(db) = TestDb::new("probe") else {
+        return;
+    };
+    let mut wh = oms_sync::warehouse::AnyWarehouse::open_postgres(&db.cfg).unwrap();
+    assert_eq!(wh.probe_writable().unwrap(), "schema version 1, writable");
+    assert_eq!(
+        db.one("SELECT count(*) FROM pg_tables WHERE tablename = 'oms_sync_check_probe'"),
+        "0"
+    );
+}
+
+/// The blocking client runs its own runtime: opening, using and dropping the warehouse and a
+/// reader from async code must not panic (the test harness and async callers do).
+#[tokio::test]
+async fn usable_from_async_code() {
+    let Some(db) = TestDb::new("async") else {
+        return;
+    };
+    let mut wh = db.open();
+    let run = begin(&mut wh);
+    apply(
+        &mut wh,
+        run,
+        vec![customer(1, T1, "a")],
+        mark(T1, Confirmed::Nothing),
+    );
+    let snap = PgReader::open(&db.cfg)
+        .unwrap()
+        .snapshot("customers", "customers", 1)
+        .unwrap();
+    assert_eq!(snap.live, 1);
+    drop(wh);
 }

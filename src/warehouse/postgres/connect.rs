@@ -39,6 +39,19 @@ pub(super) static MIGRATIONS: LazyLock<Result<Vec<Migration>, String>> = LazyLoc
         .collect()
 });
 
+/// Runs `f` where the blocking client may block. The `postgres` client drives its own
+/// runtime, which panics if entered (or dropped) on a thread that is already running async
+/// tasks; called from one (async code, tests), the work hops to a scoped thread instead.
+pub(super) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// Quotes an identifier already restricted to `[a-z_][a-z0-9_]*` (see config).
 pub(super) fn quoted(ident: &str) -> String {
     format!("\"{ident}\"")

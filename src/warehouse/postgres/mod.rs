@@ -40,7 +40,8 @@ use state::{
 };
 
 pub struct PgWarehouse {
-    cfg: PgConfig,
+    /// Boxed: keeps `AnyWarehouse`'s variants of similar size.
+    cfg: Box<PgConfig>,
     /// None after the connection was lost: the next call connects again.
     client: Option<Client>,
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
@@ -64,9 +65,9 @@ impl PgWarehouse {
     /// pending migrations, builds missing secondary indexes, and marks runs a killed process
     /// left `running` as `interrupted`.
     pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
-        let (client, pid) = Self::connect_writer(cfg, None)?;
+        let (client, pid) = connect::blocking(|| Self::connect_writer(cfg, None))?;
         let mut wh = PgWarehouse {
-            cfg: cfg.clone(),
+            cfg: Box::new(cfg.clone()),
             client: Some(client),
             quarantined: 0,
             bulk: BulkPath::default(),
@@ -110,6 +111,19 @@ impl PgWarehouse {
         Ok((client, pid))
     }
 
+    /// Proves the warehouse takes a write (rolled back) and names its schema version.
+    pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
+        self.run("writing a probe (rolled back)", |c| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute("CREATE TABLE oms_sync_check_probe (x int)")?;
+            let v: Option<i32> = tx
+                .query_one("SELECT max(version) FROM refinery_schema_history", &[])?
+                .try_get(0)?;
+            tx.rollback()?;
+            Ok(format!("schema version {}, writable", v.unwrap_or(0)))
+        })
+    }
+
     /// Chooses how records are loaded (the default is the measured faster one).
     pub fn set_bulk_path(&mut self, bulk: BulkPath) {
         self.bulk = bulk;
@@ -137,18 +151,29 @@ impl PgWarehouse {
     }
 
     /// Runs `f` on the connection; a lost connection is dropped so the next call reconnects.
-    fn run<T>(
+    fn run<T: Send>(
         &mut self,
         context: &str,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, WarehouseError> {
-        let client = self.client()?;
-        f(client).map_err(|e| {
-            if connect::is_connection_lost(&e) {
-                self.client = None;
-            }
-            classify(&self.cfg, context, e)
+        connect::blocking(|| {
+            let client = self.client()?;
+            f(client).map_err(|e| {
+                if connect::is_connection_lost(&e) {
+                    self.client = None;
+                }
+                classify(&self.cfg, context, e)
+            })
         })
+    }
+}
+
+impl Drop for PgWarehouse {
+    fn drop(&mut self) {
+        // Closing ends the session, which releases the advisory lock.
+        if let Some(client) = self.client.take() {
+            connect::blocking(|| drop(client));
+        }
     }
 }
 

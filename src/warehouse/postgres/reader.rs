@@ -4,13 +4,21 @@
 use postgres::{Client, GenericClient};
 
 use super::config::PgConfig;
-use super::connect::{classify, connect};
+use super::connect::{blocking, classify, connect};
 use super::state::{canon, read_backfill, read_mark};
 use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 pub struct PgReader {
     cfg: PgConfig,
-    client: Client,
+    client: Option<Client>,
+}
+
+impl Drop for PgReader {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            blocking(|| drop(client));
+        }
+    }
 }
 
 impl std::fmt::Debug for PgReader {
@@ -26,7 +34,7 @@ impl PgReader {
     pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
         Ok(PgReader {
             cfg: cfg.clone(),
-            client: connect(cfg, false)?,
+            client: Some(blocking(|| connect(cfg, false))?),
         })
     }
 }
@@ -92,7 +100,15 @@ impl Reader for PgReader {
                 recent_runs,
             })
         };
-        read(&mut self.client).map_err(|e| classify(&self.cfg, "reading a snapshot", e))
+        let cfg = &self.cfg;
+        blocking(|| {
+            // A reader kept across passes (metrics) connects again after a loss.
+            let client = match self.client.take() {
+                Some(c) if !c.is_closed() => c,
+                _ => connect(cfg, false)?,
+            };
+            read(self.client.insert(client)).map_err(|e| classify(cfg, "reading a snapshot", e))
+        })
     }
 }
 
