@@ -573,21 +573,6 @@ fn errors_name_the_server_never_the_password() {
         "{err}"
     );
     assert!(!err.contains("s3cr3t"), "{err}");
-    // The test server has no TLS: require fails clearly, prefer falls back.
-    let plain = db.cfg.redacted_url().replace("sslmode=prefer", "");
-    let with = |mode: &str| format!("{plain}sslmode={mode}");
-    let e = PgWarehouse::open(
-        &PgConfig::parse(&with("require"), None, Some(&db.cfg.schema), false).unwrap(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(e, WarehouseError::PgConnect { .. }) && e.to_string().contains("TLS"),
-        "{e}"
-    );
-    PgWarehouse::open(
-        &PgConfig::parse(&with("prefer"), None, Some(&db.cfg.schema), false).unwrap(),
-    )
-    .unwrap();
     // A reader never creates the schema.
     let missing = PgConfig::parse(&db.url, None, Some("t_no_such_schema"), false).unwrap();
     let e = PgReader::open(&missing).unwrap_err().to_string();
@@ -874,4 +859,59 @@ async fn usable_from_async_code() {
         .unwrap();
     assert_eq!(snap.live, 1);
     drop(wh);
+}
+
+/// sslmode against the real server: with TLS on it (`.ci/pg-start` sets it up with a
+/// throwaway CA), `require` and `prefer` encrypt, `verify-full` connects with the right CA
+/// and refuses an unknown issuer, `disable` stays plain; without TLS, `require` fails clearly.
+#[test]
+fn sslmodes_against_the_server() {
+    let Some(db) = TestDb::new("tls") else {
+        return;
+    };
+    let ssl_on = db.one("SHOW ssl") == "on";
+    let ca = db.one("SHOW ssl_ca_file");
+    let base = db.cfg.redacted_url().replace("sslmode=prefer", "");
+    let open = |q: &str| {
+        PgWarehouse::open(
+            &PgConfig::parse(&format!("{base}{q}"), None, Some(&db.cfg.schema), false).unwrap(),
+        )
+    };
+    let encrypted = |wh: &mut PgWarehouse| -> bool {
+        wh.client()
+            .unwrap()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(!encrypted(&mut open("sslmode=disable").unwrap()));
+    if !ssl_on {
+        let e = open("sslmode=require").unwrap_err();
+        assert!(
+            matches!(e, WarehouseError::PgConnect { .. }) && e.to_string().contains("TLS"),
+            "{e}"
+        );
+        assert!(!encrypted(&mut open("sslmode=prefer").unwrap()));
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the TLS half of sslmodes_against_the_server (the server has ssl off; .ci/pg-start turns it on)"
+        );
+        return;
+    }
+    assert!(encrypted(&mut open("sslmode=prefer").unwrap()));
+    assert!(encrypted(&mut open("sslmode=require").unwrap()));
+    assert!(encrypted(
+        &mut open(&format!("sslmode=verify-full&sslrootcert={ca}")).unwrap()
+    ));
+    // The bundled web roots do not know the test CA.
+    let e = open("sslmode=verify-full").unwrap_err();
+    assert!(matches!(e, WarehouseError::PgConnect { .. }), "{e}");
+    assert!(
+        e.to_string().contains("certificate") || e.to_string().contains("UnknownIssuer"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains('\n'), "{e}");
 }

@@ -236,7 +236,7 @@ impl PgConfig {
                     "keep the password in one place, preferably the file",
                 ));
             }
-            (Some(file), None) => Some(read_password_file(file, credentials_dir)?),
+            (Some(file), None) => Some(super::password::read_password_file(file, credentials_dir)?),
             (None, p) => p,
         };
         Ok(PgConfig {
@@ -343,47 +343,6 @@ fn is_loopback(host: &str) -> bool {
             .parse::<IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
-}
-
-/// Reads the password file (trailing newline dropped); `$CREDENTIALS_DIRECTORY/name`
-/// (systemd `LoadCredential=`) is expanded as for `api.token_file`.
-fn read_password_file(
-    file: &str,
-    credentials_dir: Option<&Path>,
-) -> Result<String, WarehouseError> {
-    const KEY: &str = "warehouse.password_file";
-    let path = match file
-        .strip_prefix("$CREDENTIALS_DIRECTORY/")
-        .or_else(|| file.strip_prefix("${CREDENTIALS_DIRECTORY}/"))
-    {
-        Some(rest) => match credentials_dir {
-            Some(dir) => dir.join(rest),
-            None => {
-                return Err(invalid(
-                    KEY,
-                    "refers to $CREDENTIALS_DIRECTORY, which is not set",
-                    "run under systemd with LoadCredential=, or give an absolute path",
-                ));
-            }
-        },
-        None => PathBuf::from(file),
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        invalid(
-            KEY,
-            format!("cannot be read ({}: {e})", path.display()),
-            "point it at a readable file that holds only the password",
-        )
-    })?;
-    let pw = text.trim_end_matches(['\n', '\r']);
-    if pw.is_empty() {
-        return Err(invalid(
-            KEY,
-            format!("({}) is empty", path.display()),
-            "write the password into it",
-        ));
-    }
-    Ok(pw.to_string())
 }
 
 #[cfg(test)]

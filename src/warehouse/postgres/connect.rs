@@ -182,7 +182,7 @@ fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
             "create the database (createdb) or fix its name in warehouse.url"
         }
         _ if reason.contains("TLS") || reason.contains("certificate") || reason.contains("tls") => {
-            "check sslmode: the server must offer TLS for require/verify-full, and its certificate must match the host for verify-full"
+            "check sslmode: require and verify-full need TLS on the server; verify-full needs a certificate for this host name issued by a CA in sslrootcert=/path/ca.pem (default: the public web roots)"
         }
         _ => "check that the server is running and reachable at that host and port (or socket)",
     };

@@ -8,17 +8,19 @@
 //! [`WarehouseError::PgConnectionLost`] (its transaction rolled back server-side) and the next
 //! call connects again, re-taking the lock.
 //!
-//! - [`config`]: the URL, password, sslmode and schema;
+//! - [`config`]: the URL, password, sslmode and schema; `password`: the password file;
 //! - [`tls`]: rustls per sslmode;
 //! - [`connect`]: connecting, lock, migrations, error kinds;
 //! - [`state`]: the mark, backfill ranges, secondary indexes;
-//! - [`apply`]: one batch with its checkpoint, in one transaction;
+//! - [`apply`]: one batch with its checkpoint, in one transaction; `copy`: the measured
+//!   alternative bulk path (COPY into staging, then merge);
 //! - [`reader`]: the read-only [`Reader`](crate::warehouse::Reader).
 
 mod apply;
 pub mod config;
 mod connect;
 mod copy;
+mod password;
 mod reader;
 mod state;
 mod tls;
