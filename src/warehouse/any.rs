@@ -4,6 +4,7 @@
 use crate::config::WarehouseConfig;
 use crate::resource::Resource;
 
+use super::postgres::{PgConfig, PgWarehouse};
 use super::sqlite::{SqliteReader, SqliteWarehouse};
 use super::{
     BackfillState, Batch, Mark, Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -13,6 +14,7 @@ use super::{
 #[derive(Debug)]
 pub enum AnyWarehouse {
     Sqlite(SqliteWarehouse),
+    Postgres(PgWarehouse),
 }
 
 impl AnyWarehouse {
@@ -22,10 +24,16 @@ impl AnyWarehouse {
         Ok(AnyWarehouse::Sqlite(SqliteWarehouse::open(&cfg.path)?))
     }
 
+    /// Opens a PostgreSQL warehouse for writing (until `WarehouseConfig` names one).
+    pub fn open_postgres(cfg: &PgConfig) -> Result<Self, WarehouseError> {
+        Ok(AnyWarehouse::Postgres(PgWarehouse::open(cfg)?))
+    }
+
     /// Proves the warehouse takes a write (rolled back) and names its schema version.
     pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
         match self {
             AnyWarehouse::Sqlite(w) => w.probe_writable(),
+            AnyWarehouse::Postgres(w) => w.probe_writable(),
         }
     }
 }
@@ -44,6 +52,7 @@ macro_rules! delegate {
     ($self:ident, $w:ident => $call:expr) => {
         match $self {
             AnyWarehouse::Sqlite($w) => $call,
+            AnyWarehouse::Postgres($w) => $call,
         }
     };
 }

@@ -16,7 +16,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::resource::Customers;
 use oms_sync::stream::{Stream, StreamWarehouse};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
-use oms_sync::warehouse::{AnyWarehouse, Mark, Snapshot};
+use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, PgReader, Reader, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 pub fn t0() -> DateTime<Utc> {
@@ -65,6 +65,56 @@ pub fn options(page_size: u32) -> SyncOptions {
 pub enum TestWarehouse {
     /// A SQLite file in a temp dir.
     Sqlite { dir: tempfile::TempDir },
+    /// A schema of its own on the server in `OMS_SYNC_TEST_PG_URL`, dropped at the end.
+    Postgres(PgSchema),
+}
+
+/// The PostgreSQL server the suites also run against, when set (`.ci/pg-start` prints one).
+pub const PG_ENV: &str = "OMS_SYNC_TEST_PG_URL";
+
+/// A unique schema on the test server; dropped with it.
+pub struct PgSchema {
+    pub url: String,
+    pub cfg: PgConfig,
+}
+
+impl PgSchema {
+    fn new() -> PgSchema {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let url = std::env::var(PG_ENV).expect("OMS_SYNC_TEST_PG_URL");
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("h_{}_{n}", std::process::id());
+        let cfg = PgConfig::parse(&url, None, Some(&schema), false).expect("test URL");
+        PgSchema { url, cfg }
+    }
+
+    /// Runs `f` on a plain connection with `search_path` on the schema, on a thread of its
+    /// own: the blocking client panics on a thread that runs async tasks (the tests' own).
+    pub fn with_client<T: Send>(&self, f: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                c.batch_execute(&format!("SET search_path TO {}", self.cfg.schema))
+                    .unwrap();
+                f(&mut c)
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (&self.url, &self.cfg.schema);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            });
+        });
+    }
 }
 
 impl TestWarehouse {
@@ -78,6 +128,7 @@ impl TestWarehouse {
     pub fn name(&self) -> &'static str {
         match self {
             TestWarehouse::Sqlite { .. } => "sqlite",
+            TestWarehouse::Postgres(_) => "postgres",
         }
     }
 
@@ -86,6 +137,9 @@ impl TestWarehouse {
             TestWarehouse::Sqlite { dir } => WarehouseConfig {
                 path: dir.path().join("warehouse.db"),
             },
+            TestWarehouse::Postgres(_) => {
+                panic!("WarehouseConfig cannot name a PostgreSQL warehouse yet")
+            }
         }
     }
 
@@ -95,16 +149,29 @@ impl TestWarehouse {
             TestWarehouse::Sqlite { .. } => {
                 format!("[warehouse]\npath = {:?}\n", self.config().path)
             }
+            TestWarehouse::Postgres(_) => {
+                panic!("the binary cannot be configured for PostgreSQL yet")
+            }
         }
     }
 
     pub fn open(&self) -> AnyWarehouse {
-        AnyWarehouse::open(&self.config()).unwrap()
+        match self {
+            TestWarehouse::Sqlite { .. } => AnyWarehouse::open(&self.config()).unwrap(),
+            TestWarehouse::Postgres(pg) => AnyWarehouse::open_postgres(&pg.cfg).unwrap(),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader>, oms_sync::warehouse::WarehouseError> {
+        match self {
+            TestWarehouse::Sqlite { .. } => oms_sync::warehouse::open_reader(&self.config()),
+            TestWarehouse::Postgres(pg) => Ok(Box::new(PgReader::open(&pg.cfg)?)),
+        }
     }
 
     /// The stream's snapshot, read as `status` reads it (no writer lock).
     pub fn snapshot(&self) -> Snapshot {
-        oms_sync::warehouse::open_reader(&self.config())
+        self.reader()
             .unwrap()
             .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
             .unwrap()
@@ -117,7 +184,7 @@ impl TestWarehouse {
     /// The snapshot, or None while the warehouse does not exist yet or has no schema (a
     /// process killed before its first commit).
     pub fn try_snapshot(&self) -> Option<Snapshot> {
-        oms_sync::warehouse::open_reader(&self.config())
+        self.reader()
             .ok()?
             .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
             .ok()
@@ -133,12 +200,28 @@ impl TestWarehouse {
                     .unwrap();
                 assert_eq!(ok, "ok");
             }
+            // PostgreSQL keeps its own storage intact; what can go wrong here is an index
+            // left invalid (e.g. a build interrupted), so check those.
+            TestWarehouse::Postgres(pg) => {
+                let invalid: i64 = pg.with_client(|c| {
+                    c.query_one(
+                        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND NOT i.indisvalid",
+                        &[&pg.cfg.schema],
+                    )
+                    .unwrap()
+                    .get(0)
+                });
+                assert_eq!(invalid, 0, "invalid indexes");
+            }
         }
     }
 
     pub fn rows(&self) -> BTreeMap<i64, Row> {
         match self {
             TestWarehouse::Sqlite { .. } => rows(&self.config().path),
+            TestWarehouse::Postgres(pg) => pg_rows(pg),
         }
     }
 
@@ -149,6 +232,18 @@ impl TestWarehouse {
                 .unwrap()
                 .query_row(sql, [], |r| r.get(0))
                 .unwrap(),
+            TestWarehouse::Postgres(pg) => pg.with_client(|c| {
+                c.simple_query(sql)
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => {
+                            r.get(0).map(|v| v.parse().unwrap())
+                        }
+                        _ => None,
+                    })
+                    .unwrap()
+            }),
         }
     }
 }
@@ -157,11 +252,23 @@ impl TestWarehouse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
-/// The backends every suite runs against: SQLite always.
+/// The backends the suites that spawn the binary run against: SQLite (the binary cannot be
+/// configured for PostgreSQL yet).
 pub fn backends() -> Vec<Backend> {
     vec![Backend::Sqlite]
+}
+
+/// The backends the in-process suites run against: SQLite always, PostgreSQL when
+/// `OMS_SYNC_TEST_PG_URL` is set.
+pub fn in_process_backends() -> Vec<Backend> {
+    let mut b = vec![Backend::Sqlite];
+    if std::env::var_os(PG_ENV).is_some() {
+        b.push(Backend::Postgres);
+    }
+    b
 }
 
 thread_local! {
@@ -176,7 +283,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
-    for backend in backends() {
+    for backend in in_process_backends() {
         CURRENT.with(|c| c.set(backend));
         eprintln!("-- backend: {backend:?}");
         body().await;
@@ -194,6 +301,7 @@ impl TestWarehouse {
     pub fn of(backend: Backend) -> TestWarehouse {
         match backend {
             Backend::Sqlite => TestWarehouse::sqlite(),
+            Backend::Postgres => TestWarehouse::Postgres(PgSchema::new()),
         }
     }
 }
@@ -244,6 +352,7 @@ impl Harness {
     pub fn db(&self) -> PathBuf {
         match &self.wh {
             TestWarehouse::Sqlite { .. } => self.wh.config().path,
+            TestWarehouse::Postgres(_) => panic!("a SQLite-only test ran on PostgreSQL"),
         }
     }
 
@@ -335,6 +444,39 @@ pub fn rows(db: &Path) -> BTreeMap<i64, Row> {
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
+}
+
+/// The rows of a PostgreSQL warehouse, instants as canonical text.
+fn pg_rows(pg: &PgSchema) -> BTreeMap<i64, Row> {
+    const CANON: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+    let sql = format!(
+        "SELECT id, to_char(created_date AT TIME ZONE 'UTC', {CANON}),
+                to_char(modified_date AT TIME ZONE 'UTC', {CANON}), omnitron_id, email,
+                first_name, last_name, phone_number, erp_code, channel, extra::text,
+                deleted_at IS NOT NULL FROM customers"
+    );
+    pg.with_client(|c| c.query(&sql, &[]).unwrap())
+        .iter()
+        .map(|r| {
+            let extra: Option<String> = r.get(10);
+            (
+                r.get(0),
+                Row {
+                    created_date: r.get(1),
+                    modified_date: r.get(2),
+                    omnitron_id: r.get(3),
+                    email: r.get(4),
+                    first_name: r.get(5),
+                    last_name: r.get(6),
+                    phone_number: r.get(7),
+                    erp_code: r.get(8),
+                    channel: r.get(9),
+                    extra: extra.map(|e| serde_json::from_str(&e).unwrap()),
+                    deleted: r.get(11),
+                },
+            )
+        })
+        .collect()
 }
 
 /// What the warehouse should hold for a server customer.
