@@ -830,7 +830,10 @@ fn probe_writes_nothing_and_names_the_schema_version() {
     let Some(db) = TestDb::new("probe") else {
         return;
     };
-    let mut wh = oms_sync::warehouse::AnyWarehouse::open_postgres(&db.cfg).unwrap();
+    let mut wh = oms_sync::warehouse::AnyWarehouse::open(
+        &oms_sync::config::WarehouseConfig::Postgres(db.cfg.clone()),
+    )
+    .unwrap();
     assert_eq!(wh.probe_writable().unwrap(), "schema version 1, writable");
     assert_eq!(
         db.one("SELECT count(*) FROM pg_tables WHERE tablename = 'oms_sync_check_probe'"),

@@ -4,7 +4,7 @@
 use crate::config::WarehouseConfig;
 use crate::resource::Resource;
 
-use super::postgres::{PgConfig, PgWarehouse};
+use super::postgres::{PgReader, PgWarehouse};
 use super::sqlite::{SqliteReader, SqliteWarehouse};
 use super::{
     BackfillState, Batch, Mark, Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -21,12 +21,10 @@ impl AnyWarehouse {
     /// Opens the configured warehouse for writing: takes the writer lock and applies migrations.
     /// Blocking: call it off the async workers.
     pub fn open(cfg: &WarehouseConfig) -> Result<Self, WarehouseError> {
-        Ok(AnyWarehouse::Sqlite(SqliteWarehouse::open(&cfg.path)?))
-    }
-
-    /// Opens a PostgreSQL warehouse for writing (until `WarehouseConfig` names one).
-    pub fn open_postgres(cfg: &PgConfig) -> Result<Self, WarehouseError> {
-        Ok(AnyWarehouse::Postgres(PgWarehouse::open(cfg)?))
+        Ok(match cfg {
+            WarehouseConfig::Sqlite { path } => AnyWarehouse::Sqlite(SqliteWarehouse::open(path)?),
+            WarehouseConfig::Postgres(pg) => AnyWarehouse::Postgres(PgWarehouse::open(pg)?),
+        })
     }
 
     /// Proves the warehouse takes a write (rolled back) and names its schema version.
@@ -40,12 +38,18 @@ impl AnyWarehouse {
 
 /// Opens the configured warehouse for reading only, without the writer lock.
 pub fn open_reader(cfg: &WarehouseConfig) -> Result<Box<dyn Reader>, WarehouseError> {
-    Ok(Box::new(SqliteReader::open(&cfg.path)?))
+    Ok(match cfg {
+        WarehouseConfig::Sqlite { path } => Box::new(SqliteReader::open(path)?),
+        WarehouseConfig::Postgres(pg) => Box::new(PgReader::open(pg)?),
+    })
 }
 
-/// Where the configured warehouse is, safe to print.
+/// Where the configured warehouse is, safe to print (a URL without its password).
 pub fn describe(cfg: &WarehouseConfig) -> String {
-    cfg.path.display().to_string()
+    match cfg {
+        WarehouseConfig::Sqlite { path } => path.display().to_string(),
+        WarehouseConfig::Postgres(pg) => pg.location(),
+    }
 }
 
 macro_rules! delegate {

@@ -16,7 +16,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::resource::Customers;
 use oms_sync::stream::{Stream, StreamWarehouse};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
-use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, PgReader, Reader, Snapshot};
+use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, Reader, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 pub fn t0() -> DateTime<Utc> {
@@ -132,41 +132,45 @@ impl TestWarehouse {
         }
     }
 
+    /// The SQLite file (SQLite-only tests).
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self {
+            TestWarehouse::Sqlite { dir } => dir.path().join("warehouse.db"),
+            TestWarehouse::Postgres(_) => panic!("not a SQLite warehouse"),
+        }
+    }
+
     pub fn config(&self) -> WarehouseConfig {
         match self {
-            TestWarehouse::Sqlite { dir } => WarehouseConfig {
+            TestWarehouse::Sqlite { dir } => WarehouseConfig::Sqlite {
                 path: dir.path().join("warehouse.db"),
             },
-            TestWarehouse::Postgres(_) => {
-                panic!("WarehouseConfig cannot name a PostgreSQL warehouse yet")
-            }
+            TestWarehouse::Postgres(pg) => WarehouseConfig::Postgres(pg.cfg.clone()),
         }
     }
 
     /// The `[warehouse]` section of a config file that points the real binary at it.
     pub fn config_toml(&self) -> String {
         match self {
-            TestWarehouse::Sqlite { .. } => {
-                format!("[warehouse]\npath = {:?}\n", self.config().path)
+            TestWarehouse::Sqlite { dir } => {
+                format!(
+                    "[warehouse]\npath = {:?}\n",
+                    dir.path().join("warehouse.db")
+                )
             }
-            TestWarehouse::Postgres(_) => {
-                panic!("the binary cannot be configured for PostgreSQL yet")
-            }
+            TestWarehouse::Postgres(pg) => format!(
+                "[warehouse]\nurl = {:?}\nschema = {:?}\n",
+                pg.url, pg.cfg.schema
+            ),
         }
     }
 
     pub fn open(&self) -> AnyWarehouse {
-        match self {
-            TestWarehouse::Sqlite { .. } => AnyWarehouse::open(&self.config()).unwrap(),
-            TestWarehouse::Postgres(pg) => AnyWarehouse::open_postgres(&pg.cfg).unwrap(),
-        }
+        AnyWarehouse::open(&self.config()).unwrap()
     }
 
     fn reader(&self) -> Result<Box<dyn Reader>, oms_sync::warehouse::WarehouseError> {
-        match self {
-            TestWarehouse::Sqlite { .. } => oms_sync::warehouse::open_reader(&self.config()),
-            TestWarehouse::Postgres(pg) => Ok(Box::new(PgReader::open(&pg.cfg)?)),
-        }
+        oms_sync::warehouse::open_reader(&self.config())
     }
 
     /// The stream's snapshot, read as `status` reads it (no writer lock).
@@ -194,7 +198,7 @@ impl TestWarehouse {
     pub fn assert_intact(&self) {
         match self {
             TestWarehouse::Sqlite { .. } => {
-                let ok: String = rusqlite::Connection::open(self.config().path)
+                let ok: String = rusqlite::Connection::open(self.sqlite_path())
                     .unwrap()
                     .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                     .unwrap();
@@ -220,7 +224,7 @@ impl TestWarehouse {
 
     pub fn rows(&self) -> BTreeMap<i64, Row> {
         match self {
-            TestWarehouse::Sqlite { .. } => rows(&self.config().path),
+            TestWarehouse::Sqlite { .. } => rows(&self.sqlite_path()),
             TestWarehouse::Postgres(pg) => pg_rows(pg),
         }
     }
@@ -228,7 +232,7 @@ impl TestWarehouse {
     /// One integer from a query both backends understand (e.g. `SELECT count(*) FROM customers`).
     pub fn query_i64(&self, sql: &str) -> i64 {
         match self {
-            TestWarehouse::Sqlite { .. } => rusqlite::Connection::open(self.config().path)
+            TestWarehouse::Sqlite { .. } => rusqlite::Connection::open(self.sqlite_path())
                 .unwrap()
                 .query_row(sql, [], |r| r.get(0))
                 .unwrap(),
@@ -255,18 +259,16 @@ pub enum Backend {
     Postgres,
 }
 
-/// The backends the suites that spawn the binary run against: SQLite (the binary cannot be
-/// configured for PostgreSQL yet).
+/// The backends every suite runs against: SQLite always, PostgreSQL when
+/// `OMS_SYNC_TEST_PG_URL` is set (`.ci/pg-start` prints one). Under CI the server is required.
 pub fn backends() -> Vec<Backend> {
-    vec![Backend::Sqlite]
-}
-
-/// The backends the in-process suites run against: SQLite always, PostgreSQL when
-/// `OMS_SYNC_TEST_PG_URL` is set.
-pub fn in_process_backends() -> Vec<Backend> {
     let mut b = vec![Backend::Sqlite];
     if std::env::var_os(PG_ENV).is_some() {
         b.push(Backend::Postgres);
+    } else if std::env::var_os("CI").is_some() {
+        panic!("CI is set but {PG_ENV} is not: start a server with .ci/pg-start (see .ci/run)");
+    } else {
+        eprintln!("-- PostgreSQL runs skipped: set {PG_ENV} (see .ci/pg-start)");
     }
     b
 }
@@ -283,7 +285,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
-    for backend in in_process_backends() {
+    for backend in backends() {
         CURRENT.with(|c| c.set(backend));
         eprintln!("-- backend: {backend:?}");
         body().await;
@@ -350,10 +352,7 @@ impl Harness {
 
     /// The SQLite file, for the tests that are about SQLite itself.
     pub fn db(&self) -> PathBuf {
-        match &self.wh {
-            TestWarehouse::Sqlite { .. } => self.wh.config().path,
-            TestWarehouse::Postgres(_) => panic!("a SQLite-only test ran on PostgreSQL"),
-        }
+        self.wh.sqlite_path()
     }
 
     pub fn open(&self) -> AnyWarehouse {
