@@ -1,5 +1,6 @@
 //! `oms-sync demo`: the whole job with no Akinon account. Starts the fake OMS in-process with
-//! synthetic customers (Turkish names, nulls, bulk-update ties), syncs them into a SQLite file,
+//! synthetic customers (Turkish names, nulls, bulk-update ties), syncs them into a SQLite file
+//! (or a PostgreSQL schema, `oms_sync_demo`, with `--db postgresql://…`),
 //! changes some (updates, a bulk update, new customers, deletions), syncs again, reconciles
 //! deletions with a backfill, and prints what happened and queries to try.
 
@@ -12,11 +13,15 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, WarehouseConfig};
 use crate::fake_oms::{self, FakeOms, FakeOmsConfig};
-use crate::resource::Customers;
-use crate::sync::{self, NoProgress, PassReport, SyncOptions};
-use crate::warehouse::SqliteWarehouse;
+use crate::stream::Stream;
+use crate::sync::{NoProgress, PassReport, SyncOptions};
+use crate::warehouse::postgres::{PgConfig, drop_previous_demo};
+use crate::warehouse::{AnyWarehouse, RunKind, describe as describe_warehouse, open_reader};
+
+/// The schema a PostgreSQL demo writes, so it never touches the database's own tables.
+pub const DEMO_SCHEMA: &str = "oms_sync_demo";
 
 const SEED: u64 = 2026;
 
@@ -72,7 +77,40 @@ fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
 
 /// Runs the demo, writing its story to stdout. A closed stdout ends it with a `BrokenPipe`
 /// error (the caller treats that as a quiet end), never a panic.
-pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
+/// Where the demo writes: a SQLite file, or a `postgresql://` URL (schema [`DEMO_SCHEMA`]).
+pub fn target(db: &str) -> anyhow::Result<WarehouseConfig> {
+    if db.starts_with("postgresql://") || db.starts_with("postgres://") {
+        Ok(WarehouseConfig::Postgres(PgConfig::parse(
+            db,
+            None,
+            Some(DEMO_SCHEMA),
+            false,
+        )?))
+    } else {
+        Ok(WarehouseConfig::Sqlite {
+            path: Path::new(db).to_path_buf(),
+        })
+    }
+}
+
+/// Clears an earlier demo's warehouse (never anything else), then opens it marked as the demo's.
+fn open_fresh(target: &WarehouseConfig) -> anyhow::Result<AnyWarehouse> {
+    match target {
+        WarehouseConfig::Sqlite { path } => replace_previous_demo(path)?,
+        WarehouseConfig::Postgres(pg) => drop_previous_demo(pg)?,
+    }
+    let mut wh = AnyWarehouse::open(target)?;
+    // Marks it as the demo's own, so the next demo run may replace it.
+    match &mut wh {
+        AnyWarehouse::Sqlite(w) => w
+            .connection()
+            .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?,
+        AnyWarehouse::Postgres(w) => w.mark_as_demo()?,
+    }
+    Ok(wh)
+}
+
+pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let oms = FakeOms::start(
         FakeOmsConfig::default(),
@@ -99,22 +137,13 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         concurrency: api.concurrency,
     };
     let cancel = CancellationToken::new();
-    replace_previous_demo(db)?;
-    let p = db.to_path_buf();
-    // SQLite stays off the async workers, like the writer.
-    let mut wh = tokio::task::spawn_blocking(move || -> anyhow::Result<SqliteWarehouse> {
-        let wh = SqliteWarehouse::open(&p)?;
-        // Marks the file as the demo's own, so the next demo run may replace it.
-        wh.connection()
-            .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?;
-        Ok(wh)
-    })
-    .await??;
-    writeln!(out, "warehouse {}\n", db.display())?;
+    // The warehouse stays off the async workers, like the writer.
+    let t = target.clone();
+    let mut wh = tokio::task::spawn_blocking(move || open_fresh(&t)).await??;
+    let place = describe_warehouse(target);
+    writeln!(out, "warehouse {place}\n")?;
 
-    let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
-            .await;
+    let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
     describe(&mut out, "1. first incremental pass", &r?)?;
 
@@ -130,26 +159,22 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         "\n   the OMS changes: {changed} customers updated, {added} created, {removed} deleted\n"
     )?;
 
-    let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
-            .await;
+    let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
     describe(&mut out, "2. incremental pass", &r?)?;
-    let (back, r) =
-        sync::incremental_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
-            .await;
+    let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
     describe(&mut out, "3. incremental pass, no changes", &r?)?;
-    let (back, r) =
-        sync::backfill_pass::<Customers, _>(&client, wh, &opts, &cancel, Arc::new(NoProgress))
-            .await;
+    let (back, r) = pass(RunKind::Backfill, &client, wh, &opts, &cancel).await;
     wh = back;
     describe(&mut out, "4. backfill (finds deletions)", &r?)?;
 
     drop(wh);
-    // SQLite stays off the async workers, like the writer.
-    let path = db.to_path_buf();
-    let status = tokio::task::spawn_blocking(move || crate::status::read_path(&path)).await??;
+    let t = target.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        open_reader(&t).and_then(|mut r| crate::status::read(r.as_mut(), Stream::Customers))
+    })
+    .await??;
     let server = oms.with_store(|s| s.len());
     writeln!(
         out,
@@ -157,12 +182,36 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         status.customers_live, status.customers_deleted
     )?;
     oms.shutdown().await;
-    writeln!(out, "\n$ oms-sync status --db {}", db.display())?;
-    write!(out, "{}", crate::status::render(&status))?;
-    writeln!(
-        out,
-        "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
-        db = db.display()
-    )?;
+    match target {
+        WarehouseConfig::Sqlite { path } => {
+            writeln!(out, "\n$ oms-sync status --db {}", path.display())?;
+            write!(out, "{}", crate::status::render(&status))?;
+            writeln!(
+                out,
+                "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
+                db = path.display()
+            )?;
+        }
+        WarehouseConfig::Postgres(_) => {
+            write!(out, "\n{}", crate::status::render(&status))?;
+            writeln!(
+                out,
+                "\nTry (psql on the same database):\n  SELECT id, first_name, last_name, email, modified_date FROM {DEMO_SCHEMA}.live_customers ORDER BY modified_date DESC LIMIT 5;\n  SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM {DEMO_SCHEMA}.sync_runs;"
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// One pass of the customers stream.
+async fn pass(
+    kind: RunKind,
+    client: &ApiClient,
+    wh: AnyWarehouse,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+) -> (AnyWarehouse, Result<PassReport, crate::sync::SyncError>) {
+    Stream::Customers
+        .pass(kind, client, wh, opts, cancel, Arc::new(NoProgress))
+        .await
 }

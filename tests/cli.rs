@@ -883,3 +883,46 @@ async fn warehouse_url_rules_and_a_password_never_printed() {
     assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
     assert!(!r.stdout.contains("hunter2secret"), "{}", r.stdout);
 }
+
+/// `demo --db postgresql://…` runs the whole demo into its own schema and, run again,
+/// replaces what the earlier demo made (and nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_into_postgresql_twice() {
+    if !common::backends().contains(&common::Backend::Postgres) {
+        return;
+    }
+    let url = std::env::var(common::PG_ENV).unwrap();
+    for _ in 0..2 {
+        let r = run(
+            vec![
+                "demo".into(),
+                "--customers".into(),
+                "1500".into(),
+                "--db".into(),
+                url.clone(),
+            ],
+            vec![],
+        )
+        .await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert!(r.stdout.contains("(schema oms_sync_demo)"), "{}", r.stdout);
+        // A fresh schema each time: the first pass inserts every customer.
+        let first = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("1. first incremental pass"))
+            .unwrap_or_default();
+        assert!(first.contains(" 1500 inserted"), "{}", r.stdout);
+        // "warehouse: N live customers (the OMS lists N), …": the warehouse matches the OMS.
+        let summary = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("warehouse: "))
+            .unwrap_or_default();
+        let numbers: Vec<&str> = summary
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert!(numbers.len() >= 2 && numbers[0] == numbers[1], "{summary}");
+    }
+}

@@ -69,9 +69,10 @@ pub enum Command {
     },
     /// Run the whole job against a built-in fake OMS with synthetic customers (no account needed).
     Demo {
-        /// Warehouse file to create or update.
-        #[arg(long, default_value = "demo.db")]
-        db: PathBuf,
+        /// Where to write: a SQLite file (replaced if an earlier demo made it), or a
+        /// postgresql:// URL (the demo writes schema oms_sync_demo there).
+        #[arg(long, value_name = "PATH|URL", default_value = "demo.db")]
+        db: String,
         /// Number of synthetic customers.
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
@@ -161,8 +162,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 level: "warn".into(),
                 format: LogFormat::Text,
             });
+            let target = crate::demo::target(&db).map_err(|e| Failure::new(ExitKind::Usage, e))?;
             runtime()?
-                .block_on(crate::demo::run(&db, customers))
+                .block_on(crate::demo::run(&target, customers))
                 .map_err(|e| Failure::new(ExitKind::Other, e))
         }
         Some(Command::Status { config, db, json }) => {

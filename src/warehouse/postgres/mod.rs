@@ -62,7 +62,53 @@ impl std::fmt::Debug for PgWarehouse {
     }
 }
 
+/// The demo's marker table: a schema holding it was made by `oms-sync demo`.
+pub const DEMO_MARKER: &str = "oms_sync_demo";
+
+/// For `oms-sync demo`: drops the configured schema when an earlier demo made it (it holds
+/// [`DEMO_MARKER`]); refuses a schema that holds anything else; a missing one is fine.
+pub fn drop_previous_demo(cfg: &PgConfig) -> Result<(), WarehouseError> {
+    connect::blocking(|| {
+        let mut admin = cfg.clone();
+        admin.schema = "public".into();
+        let mut c = connect::connect(&admin, false)?;
+        let (exists, marked, tables): (bool, bool, i64) = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                        to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL,
+                        (SELECT count(*) FROM pg_tables WHERE schemaname = $1)",
+                &[&cfg.schema, &DEMO_MARKER],
+            )
+            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map_err(|e| classify(cfg, "looking for an earlier demo", e))?;
+        if !exists || (tables == 0 && !marked) {
+            return Ok(());
+        }
+        if !marked {
+            return Err(WarehouseError::PgConfig {
+                key: "--db",
+                reason: format!("schema {} exists and was not made by the demo", cfg.schema),
+                fix: "point the demo at another database, or drop that schema yourself",
+            });
+        }
+        c.batch_execute(&format!(
+            "DROP SCHEMA {} CASCADE",
+            connect::quoted(&cfg.schema)
+        ))
+        .map_err(|e| classify(cfg, "dropping the earlier demo's schema", e))
+    })
+}
+
 impl PgWarehouse {
+    /// Marks the schema as the demo's own, so the next demo run may replace it.
+    pub fn mark_as_demo(&mut self) -> Result<(), WarehouseError> {
+        self.run("marking the demo schema", |c| {
+            c.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {DEMO_MARKER} (note text)"
+            ))
+        })
+    }
+
     /// Connects for writing: creates the schema if needed, takes the writer lock, applies
     /// pending migrations, builds missing secondary indexes, and marks runs a killed process
     /// left `running` as `interrupted`.
