@@ -37,8 +37,9 @@ fn bind<T: Row>(row: &T, stmt: &mut Statement<'_>) -> rusqlite::Result<()> {
 ///
 /// No `RETURNING`: it makes SQLite collect each row's result in a temporary B-tree, which cost
 /// a third of a bulk load's time. What happened is read from the connection instead (see
-/// [`classify_upsert`]).
-fn upsert_sql(table: &str, columns: &[Column]) -> String {
+/// [`classify_upsert`]). Public so the benchmark's raw loop runs the very same statement
+/// (parameters: the columns in order, then the sync time).
+pub fn upsert_sql(table: &str, columns: &[Column]) -> String {
     let columns: Vec<&str> = columns.iter().map(|c| c.name).collect();
     let n = columns.len();
     let cols = columns.join(", ");
