@@ -51,12 +51,12 @@ fn settings() -> Settings {
     };
     let num = |v: &str| -> u64 {
         let v = v.replace(['_', ','], "");
-        v.parse()
-            .unwrap_or_else(|_| panic!("not a number: {v}"))
+        v.parse().unwrap_or_else(|_| panic!("not a number: {v}"))
     };
     let n = get("--n", "OMS_REMOTE_N").map_or(200_000, |v| num(&v) as usize);
-    let latencies = get("--latency", "OMS_REMOTE_LATENCY")
-        .map_or(vec![50, 150], |v| v.split(',').map(|x| num(x.trim())).collect());
+    let latencies = get("--latency", "OMS_REMOTE_LATENCY").map_or(vec![50, 150], |v| {
+        v.split(',').map(|x| num(x.trim())).collect()
+    });
     let jitter = get("--jitter", "OMS_REMOTE_JITTER").map_or(0, |v| num(&v));
     let full = args.iter().any(|a| a == "--full")
         || std::env::var("OMS_REMOTE_FULL").is_ok_and(|v| v == "1");

@@ -25,15 +25,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{child_backfill, median, rate, remove_db, run_by_cargo_bench, secs};
 use oms_sync::api::ApiClient;
 use oms_sync::config::{ApiConfig, DEFAULT_LOOKBACK, Secret, parse_base_url};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
-use common::{child_backfill, median, rate, remove_db, run_by_cargo_bench, secs};
 use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
 use oms_sync::warehouse::SqliteWarehouse;
-use oms_sync::warehouse::sqlite::upsert_sql;
+use oms_sync::warehouse::sqlite::UpsertSql;
 use tokio_util::sync::CancellationToken;
 
 const SEED: u64 = 20_240_301;
@@ -85,7 +85,12 @@ fn main() {
 }
 
 /// One execution of the raw upsert, with `modified_date` given (an update moves it forward).
-fn raw_upsert(stmt: &mut rusqlite::Statement<'_>, c: &Customer, modified_date: &str, now: &str) {
+fn raw_upsert(
+    stmt: &mut rusqlite::Statement<'_>,
+    c: &Customer,
+    modified_date: &str,
+    now: &str,
+) -> usize {
     stmt.execute(rusqlite::params![
         c.id,
         c.created_date,
@@ -100,20 +105,43 @@ fn raw_upsert(stmt: &mut rusqlite::Statement<'_>, c: &Customer, modified_date: &
         c.extra,
         now
     ])
-    .unwrap();
+    .unwrap()
 }
 
 /// The plain loop: a fresh warehouse (same migrations), one prepared INSERT ... ON CONFLICT,
 /// `RAW_TX_ROWS` rows per transaction. `defer_indexes`: drop the secondary indexes first and
 /// build them after the load (the time includes the build). Returns rows/s.
-fn raw_limit(records: &[Customer], dir: &Path, defer_indexes: bool, sql: &str) -> f64 {
+fn raw_limit(records: &[Customer], dir: &Path, defer_indexes: bool, sql: &UpsertSql) -> f64 {
     raw_load(records, dir, defer_indexes, 0.0, sql).0
 }
 
-/// The product's own upsert (`oms_sync::warehouse::sqlite::upsert_sql`): the same parameters
-/// as [`raw_upsert_sql`] (the columns in order, then the sync time).
-fn product_sql() -> String {
-    upsert_sql("customers", <Customer as Row>::COLUMNS)
+/// The product's own statements (`oms_sync::warehouse::sqlite::UpsertSql`): the same
+/// parameters as [`raw_upsert_sql`] (the columns in order, then the sync time).
+fn product_sql() -> UpsertSql {
+    UpsertSql::new("customers", <Customer as Row>::COLUMNS)
+}
+
+/// The plain statement as an [`UpsertSql`] without the second step.
+fn simple_sql() -> UpsertSql {
+    UpsertSql {
+        upsert: raw_upsert_sql(),
+        update: String::new(),
+    }
+}
+
+/// One record through `upsert`, then `update` when that changed nothing (the product's way).
+fn raw_store(
+    upsert: &mut rusqlite::Statement<'_>,
+    update: &mut Option<rusqlite::Statement<'_>>,
+    c: &Customer,
+    modified_date: &str,
+    now: &str,
+) {
+    if raw_upsert(upsert, c, modified_date, now) == 0
+        && let Some(update) = update
+    {
+        raw_upsert(update, c, modified_date, now);
+    }
 }
 
 /// Bytes this process has sent to storage so far (`write_bytes` of `/proc/self/io`: pages it
@@ -138,7 +166,7 @@ fn raw_load(
     dir: &Path,
     defer_indexes: bool,
     update_fraction: f64,
-    sql: &str,
+    sql: &UpsertSql,
 ) -> (f64, f64, f64) {
     let path = dir.join(format!("raw-{defer_indexes}.db"));
     let _ = std::fs::remove_file(&path);
@@ -151,11 +179,12 @@ fn raw_load(
             .unwrap();
     }
     {
-        let mut stmt = conn.prepare(sql).unwrap();
+        let mut stmt = conn.prepare(&sql.upsert).unwrap();
+        let mut update = (!sql.update.is_empty()).then(|| conn.prepare(&sql.update).unwrap());
         for chunk in records.chunks(RAW_TX_ROWS) {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             for c in chunk {
-                raw_upsert(&mut stmt, c, &c.modified_date, &now);
+                raw_store(&mut stmt, &mut update, c, &c.modified_date, &now);
             }
             conn.execute_batch("COMMIT").unwrap();
         }
@@ -173,15 +202,18 @@ fn raw_load(
         // Spread evenly with a stride co-prime to typical sizes: random pages, like touch_random.
         let k = ((records.len() as f64 * update_fraction) as usize).max(1);
         let stride = 7919usize;
-        let mut stmt = conn.prepare(sql).unwrap();
+        let mut stmt = conn.prepare(&sql.upsert).unwrap();
+        let mut update = (!sql.update.is_empty()).then(|| conn.prepare(&sql.update).unwrap());
         let later = timefmt::canonical(&chrono::Utc::now());
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
         let written = write_bytes();
         let started = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         for j in 0..k {
-            raw_upsert(
+            raw_store(
                 &mut stmt,
+                &mut update,
                 &records[(j * stride) % records.len()],
                 &later,
                 &now,
@@ -189,7 +221,8 @@ fn raw_load(
         }
         conn.execute_batch("COMMIT").unwrap();
         u = k as f64 / started.elapsed().as_secs_f64();
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
         bytes = (write_bytes() - written) as f64 / k as f64;
     }
     drop(wh);
@@ -374,7 +407,7 @@ async fn run(s: Settings) {
     );
 
     // Limits.
-    let simple = raw_upsert_sql();
+    let simple = simple_sql();
     let product = product_sql();
     let raw: Vec<f64> = (0..runs)
         .map(|_| raw_limit(&records, dir.path(), false, &simple))

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-pub use apply::upsert_sql;
+pub use apply::UpsertSql;
 pub use connection::open_connection;
 pub use indexes::SECONDARY_INDEXES;
 pub use state::read_backfill;
