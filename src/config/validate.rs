@@ -10,9 +10,9 @@ use url::Url;
 
 use super::raw::{RawApi, RawConfig, RawWarehouse};
 use super::{
-    ApiConfig, Config, ConfigError, DEFAULT_LOOKBACK, DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE,
-    LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret, SyncConfig,
-    WarehouseConfig, env_name,
+    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
+    SyncConfig, WarehouseConfig, env_name,
 };
 
 /// Where the values came from, for errors that say where to fix them.
@@ -216,7 +216,13 @@ pub(super) fn validate_api(raw: RawApi, origin: Origin<'_>) -> Result<ApiConfig,
             ));
         }
     };
-    let concurrency = int_in("api.concurrency", raw.concurrency, 1, 1, MAX_CONCURRENCY)?;
+    let concurrency = int_in(
+        "api.concurrency",
+        raw.concurrency,
+        DEFAULT_CONCURRENCY,
+        1,
+        MAX_CONCURRENCY,
+    )?;
     Ok(ApiConfig {
         base_url,
         token: Secret::new(token),
