@@ -331,7 +331,7 @@ fn detail_of(body: &[u8]) -> String {
 
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)]);
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::notify::one_line(&s)
 }
 
 /// Sum of the backoff delays (min doubling up to max) for the whole retry budget.

@@ -21,10 +21,10 @@ use crate::api::ApiClient;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::notify::{self, Heartbeat, Notifier};
-use crate::resource::{Customers, Resource};
 use crate::status;
-use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions, incremental_pass};
-use crate::warehouse::{RowStats, SqliteWarehouse, Warehouse};
+use crate::stream::{Stream, StreamWarehouse};
+use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions};
+use crate::warehouse::{RowStats, RunKind};
 
 /// Longest wait between passes after repeated failures.
 pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -45,16 +45,6 @@ pub struct Hooks {
     pub heartbeat: Heartbeat,
     pub progress: Arc<dyn Progress>,
     pub observe: PassObserver,
-}
-
-impl Default for Hooks {
-    fn default() -> Self {
-        Hooks {
-            heartbeat: Heartbeat::new(),
-            progress: Arc::new(NoProgress),
-            observe: Box::new(|_| {}),
-        }
-    }
 }
 
 /// Forwards progress and beats the heartbeat for each committed batch: a long pass that
@@ -90,17 +80,13 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
 }
 
 /// Runs passes until `cancel` fires. Returns the warehouse and the fatal error, if any.
-pub async fn run<R, W>(
+pub async fn run<W: StreamWarehouse>(
     client: &ApiClient,
     mut wh: W,
     schedule: &Schedule,
     cancel: &CancellationToken,
     hooks: Hooks,
-) -> (W, Result<(), SyncError>)
-where
-    R: Resource,
-    W: Warehouse<R> + 'static,
-{
+) -> (W, Result<(), SyncError>) {
     let Hooks {
         heartbeat,
         progress,
@@ -115,28 +101,42 @@ where
         if cancel.is_cancelled() {
             return (wh, Ok(()));
         }
-        heartbeat.beat();
-        let (back, result) =
-            incremental_pass::<R, W>(client, wh, &schedule.options, cancel, progress.clone()).await;
-        wh = back;
-        heartbeat.beat();
-        match &result {
-            Ok(report) => {
-                failures = 0;
-                log_pass(report);
+        let mut failed = false;
+        for stream in Stream::ALL {
+            heartbeat.beat();
+            let (back, result) = stream
+                .pass(
+                    RunKind::Incremental,
+                    client,
+                    wh,
+                    &schedule.options,
+                    cancel,
+                    progress.clone(),
+                )
+                .await;
+            wh = back;
+            heartbeat.beat();
+            match &result {
+                Ok(report) => log_pass(report),
+                Err(SyncError::Cancelled) => return (wh, Ok(())),
+                Err(e) => {
+                    failed = true;
+                    tracing::error!(
+                        stream = stream.name(),
+                        error = %e,
+                        consecutive_failures = failures + 1,
+                        "pass failed"
+                    );
+                }
             }
-            Err(SyncError::Cancelled) => return (wh, Ok(())),
-            Err(e) => {
-                failures += 1;
-                tracing::error!(error = %e, consecutive_failures = failures, "pass failed");
+            observe(&result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+            if let Err(e) = result
+                && e.is_auth()
+            {
+                return (wh, Err(e));
             }
         }
-        observe(&result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
-        if let Err(e) = result
-            && e.is_auth()
-        {
-            return (wh, Err(e));
-        }
+        failures = if failed { failures + 1 } else { 0 };
         let delay = next_delay(schedule.interval, failures);
         let deadline = tokio::time::Instant::now() + delay;
         heartbeat.beat_until(deadline);
@@ -150,6 +150,7 @@ where
 /// One line per pass with its figures.
 pub fn log_pass(r: &PassReport) {
     tracing::info!(
+        stream = r.stream,
         kind = r.kind.as_str(),
         run = r.run_id,
         requests = r.requests,
@@ -183,7 +184,7 @@ pub enum DaemonError {
 pub async fn serve(
     cfg: &Config,
     mut client: ApiClient,
-    wh: SqliteWarehouse,
+    wh: impl StreamWarehouse,
     schedule: &Schedule,
     cancel: &CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -200,7 +201,9 @@ pub async fn serve(
                 })?;
             let m = Arc::new(Metrics::new());
             // Lag and last success are known from the warehouse before the first pass ends.
-            if let Ok(s) = status::read(&cfg.warehouse.path) {
+            let path = cfg.warehouse.path.clone();
+            let read = tokio::task::spawn_blocking(move || status::read_path(&path)).await;
+            if let Ok(Ok(s)) = read {
                 m.seed(
                     s.newest_modified_date.as_deref(),
                     s.last_success_at.as_deref(),
@@ -253,7 +256,7 @@ pub async fn serve(
             move || n.watchdog(),
         ));
     }
-    let (_wh, r) = run::<Customers, _>(
+    let (_wh, r) = run(
         &client,
         wh,
         schedule,

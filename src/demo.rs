@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::config::{ApiConfig, DEFAULT_MAX_RETRIES, Secret};
+use crate::config::ApiConfig;
 use crate::fake_oms::{self, FakeOms, FakeOmsConfig};
 use crate::resource::Customers;
 use crate::sync::{self, NoProgress, PassReport, SyncOptions};
@@ -86,15 +86,11 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
         oms.base_url()
     )?;
     let api = ApiConfig {
-        base_url: crate::config::parse_base_url(&oms.base_url(), false)?,
-        token: Secret::new(oms.token()),
         page_size: 500,
-        timeout: Duration::from_secs(30),
-        max_retries: DEFAULT_MAX_RETRIES,
         retry_min_delay: Duration::from_millis(100),
         retry_max_delay: Duration::from_secs(2),
-        max_requests_per_second: None,
         concurrency: 2,
+        ..oms.api_config()
     };
     let client = ApiClient::new(&api)?;
     let opts = SyncOptions {
@@ -105,10 +101,15 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     replace_previous_demo(db)?;
     let p = db.to_path_buf();
-    let mut wh = tokio::task::spawn_blocking(move || SqliteWarehouse::open(&p)).await??;
-    // Marks the file as the demo's own, so the next demo run may replace it.
-    wh.connection()
-        .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?;
+    // SQLite stays off the async workers, like the writer.
+    let mut wh = tokio::task::spawn_blocking(move || -> anyhow::Result<SqliteWarehouse> {
+        let wh = SqliteWarehouse::open(&p)?;
+        // Marks the file as the demo's own, so the next demo run may replace it.
+        wh.connection()
+            .execute_batch("CREATE TABLE IF NOT EXISTS oms_sync_demo (note TEXT)")?;
+        Ok(wh)
+    })
+    .await??;
     writeln!(out, "warehouse {}\n", db.display())?;
 
     let (back, r) =
@@ -145,20 +146,19 @@ pub async fn run(db: &Path, customers: usize) -> anyhow::Result<()> {
     wh = back;
     describe(&mut out, "4. backfill (finds deletions)", &r?)?;
 
-    let (live, deleted): (i64, i64) = wh.connection().query_row(
-        "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM customers",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    drop(wh);
+    // SQLite stays off the async workers, like the writer.
+    let path = db.to_path_buf();
+    let status = tokio::task::spawn_blocking(move || crate::status::read_path(&path)).await??;
     let server = oms.with_store(|s| s.len());
     writeln!(
         out,
-        "\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted"
+        "\nwarehouse: {} live customers (the OMS lists {server}), {} marked deleted",
+        status.customers_live, status.customers_deleted
     )?;
-    drop(wh);
     oms.shutdown().await;
     writeln!(out, "\n$ oms-sync status --db {}", db.display())?;
-    write!(out, "{}", crate::status::render(&crate::status::read(db)?))?;
+    write!(out, "{}", crate::status::render(&status))?;
     writeln!(
         out,
         "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",

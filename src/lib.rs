@@ -2,15 +2,20 @@
 //!
 //! Layout, one module per concern:
 //! - [`config`]: the TOML file plus `OMS_SYNC__*` environment, validated into [`config::Config`].
-//! - [`api`]: the HTTP client for OMS list endpoints (auth, retries, page parsing).
+//! - [`api`]: the HTTP client for OMS list endpoints (auth, retries, rate limit, page parsing).
 //! - [`resource`]: what is specific to one OMS resource (customers): path, record shape, columns.
+//! - [`stream`]: the streams the commands run, one per resource.
 //! - [`timefmt`]: the one canonical text form of an instant (UTC, microseconds).
-//! - [`warehouse`]: the narrow storage interface and its SQLite implementation.
-//! - [`sync`]: the engine: incremental keyset passes and id-keyset backfills.
-//! - [`daemon`]: the scheduler loop and signal handling.
+//! - [`warehouse`]: the backend-neutral storage interface (writer, reader, snapshot) and the
+//!   SQLite backend.
+//! - [`sync`]: the engine: incremental keyset passes and id-keyset backfills, with the writer.
+//! - [`daemon`]: the scheduler loop, its service plumbing and signal handling.
+//! - [`metrics`]: the Prometheus endpoint.
+//! - [`notify`]: systemd readiness, status and watchdog (sd_notify).
 //! - [`status`]: the read-only `status` report.
 //! - [`progress`]: backfill progress (a bar on a terminal, log lines otherwise).
-//! - [`cli`]: argument parsing, the commands and exit codes (used by `main.rs`).
+//! - [`cli`]: argument parsing, the commands (`check` among them) and exit codes.
+//! - [`manpage`]: the man pages and shell completions the package ships.
 //! - [`fake_oms`]: a faithful fake of the OMS endpoint for tests, the demo and benchmarks.
 //! - [`demo`]: the self-contained demo run.
 
@@ -20,11 +25,13 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fake_oms;
+pub mod manpage;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
 pub mod resource;
 pub mod status;
+pub mod stream;
 pub mod sync;
 pub mod timefmt;
 pub mod warehouse;

@@ -155,10 +155,10 @@ impl Metrics {
 
     /// Seeds the gauges from what the warehouse already holds (canonical timestamps).
     pub fn seed(&self, newest_modified: Option<&str>, last_success: Option<&str>) {
-        if let Some(t) = newest_modified.and_then(timefmt::parse_canonical) {
+        if let Some(t) = newest_modified.and_then(timefmt::parse_api) {
             self.raise_newest(t);
         }
-        if let Some(t) = last_success.and_then(timefmt::parse_canonical) {
+        if let Some(t) = last_success.and_then(timefmt::parse_api) {
             self.last_success.set(t.timestamp_millis() as f64 / 1000.0);
         }
     }
@@ -207,7 +207,7 @@ impl Metrics {
                 if let Some(t) = report
                     .mark_after
                     .modified_date()
-                    .and_then(timefmt::parse_canonical)
+                    .and_then(timefmt::parse_api)
                 {
                     self.raise_newest(t);
                 }
@@ -295,6 +295,7 @@ mod tests {
 
     fn report(mark: &str) -> PassReport {
         PassReport {
+            stream: "customers",
             kind: RunKind::Incremental,
             run_id: 1,
             requests: 1,

@@ -223,6 +223,7 @@ mod tests {
             .map(|t| t.with_timezone(&Utc))
             .expect("valid time");
         let ok = Ok(PassReport {
+            stream: "customers",
             kind: RunKind::Incremental,
             run_id: 3,
             requests: 2,

@@ -4,14 +4,12 @@
 use std::path::Path;
 
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::resource::{Customers, Resource};
+use crate::stream::Stream;
 use crate::timefmt;
-use crate::warehouse::Mark;
-use crate::warehouse::WarehouseError;
-use crate::warehouse::sqlite::{open_connection, read_backfill};
+use crate::warehouse::sqlite::SqliteReader;
+use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 /// Recent runs shown.
 pub const RECENT_RUNS: usize = 5;
@@ -52,149 +50,53 @@ pub struct BackfillSummary {
     pub ranges: usize,
 }
 
-#[derive(Debug, Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub kind: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub status: String,
-    pub error: Option<String>,
-    pub pages: i64,
-    pub rows_fetched: i64,
-    pub rows_inserted: i64,
-    pub rows_updated: i64,
-    pub rows_unchanged: i64,
-    pub rows_deleted: i64,
-    pub rows_quarantined: i64,
-}
-
 fn seconds_since(ts: &Option<String>) -> Option<f64> {
-    let t = timefmt::parse_canonical(ts.as_deref()?)?;
+    let t = timefmt::parse_api(ts.as_deref()?)?;
     Some((Utc::now() - t).num_milliseconds() as f64 / 1000.0)
 }
 
-/// Reads the status of the warehouse at `path`.
-pub fn read(path: &Path) -> Result<Status, WarehouseError> {
-    if !path.exists() {
-        return Err(WarehouseError::Open {
-            path: path.to_path_buf(),
-            reason: "the file does not exist".into(),
-            fix: "run oms-sync --once or --backfill first, or check warehouse.path",
-        });
-    }
-    if path.is_dir() {
-        return Err(WarehouseError::Open {
-            path: path.to_path_buf(),
-            reason: "it is a directory".into(),
-            fix: "name the warehouse file itself (warehouse.path or --db), e.g. DIR/warehouse.db",
-        });
-    }
-    let conn = open_connection(path, true)?;
-    let q = |context: &str, e: rusqlite::Error| WarehouseError::Sqlite {
-        path: path.to_path_buf(),
-        context: context.to_string(),
-        source: e,
+/// The status of one stream, from a snapshot.
+pub fn from_snapshot(location: String, stream: &'static str, s: Snapshot) -> Status {
+    let (modified_date, after_id) = s.mark.to_columns();
+    let checkpoint = Checkpoint {
+        modified_date: modified_date.map(str::to_owned),
+        after_id,
+        in_words: match s.mark {
+            Mark::Start => "none yet (next pass starts from the oldest customer)".into(),
+            ref m => m.to_string(),
+        },
+        updated_at: s.mark_updated_at,
     };
-    let stream = Customers::NAME;
-    let checkpoint = conn
-        .query_row(
-            "SELECT mark_modified_date, mark_after_id, updated_at FROM sync_state WHERE stream = ?1",
-            [stream],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(|e| q("reading the checkpoint", e))?
-        .map_or_else(
-            || Checkpoint {
-                modified_date: None,
-                after_id: None,
-                in_words: "none yet (next pass starts from the oldest customer)".into(),
-                updated_at: None,
-            },
-            |(modified_date, after_id, updated_at): (Option<String>, Option<i64>, _)| Checkpoint {
-                in_words: Mark::from_columns(modified_date.clone(), after_id).to_string(),
-                modified_date,
-                after_id,
-                updated_at,
-            },
-        );
-    let backfill = read_backfill(&conn, stream)
-        .map_err(|e| q("reading the backfill", e))?
-        .map(|b| BackfillSummary {
+    Status {
+        warehouse: location,
+        stream,
+        lag_seconds: seconds_since(&s.newest_modified_date),
+        since_last_success_seconds: seconds_since(&s.last_success_at),
+        checkpoint,
+        backfill_in_progress: s.backfill.map(|b| BackfillSummary {
             started_at: b.started_at,
             high_water_date: b.high_water_date,
             ranges_done: b.ranges.iter().filter(|r| r.done).count(),
             ranges: b.ranges.len(),
-        });
-    let (live, deleted, newest): (i64, i64, Option<String>) = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FILTER (WHERE deleted_at IS NOT NULL),
-                        (SELECT max(modified_date) FROM {})
-                 FROM {}",
-                Customers::TABLE,
-                Customers::TABLE
-            ),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .map_err(|e| q("counting rows", e))?;
-    let quarantined: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM quarantine WHERE stream = ?1",
-            [stream],
-            |r| r.get(0),
-        )
-        .map_err(|e| q("counting quarantine", e))?;
-    let last_success_at: Option<String> = conn
-        .query_row(
-            "SELECT max(finished_at) FROM sync_runs WHERE stream = ?1 AND status = 'succeeded'",
-            [stream],
-            |r| r.get(0),
-        )
-        .map_err(|e| q("reading runs", e))?;
-    let recent_runs = recent_runs(&conn, stream).map_err(|e| q("reading runs", e))?;
-    Ok(Status {
-        warehouse: path.display().to_string(),
-        stream,
-        lag_seconds: seconds_since(&newest),
-        since_last_success_seconds: seconds_since(&last_success_at),
-        checkpoint,
-        backfill_in_progress: backfill,
-        customers_live: live,
-        customers_deleted: deleted,
-        quarantined,
-        newest_modified_date: newest,
-        last_success_at,
-        recent_runs,
-    })
+        }),
+        customers_live: s.live,
+        customers_deleted: s.deleted,
+        quarantined: s.quarantined,
+        newest_modified_date: s.newest_modified_date,
+        last_success_at: s.last_success_at,
+        recent_runs: s.recent_runs,
+    }
 }
 
-fn recent_runs(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<RunRow>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
-                rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined
-         FROM sync_runs WHERE stream = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    stmt.query_map(rusqlite::params![stream, RECENT_RUNS as i64], |r| {
-        Ok(RunRow {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            started_at: r.get(2)?,
-            finished_at: r.get(3)?,
-            status: r.get(4)?,
-            error: r.get(5)?,
-            pages: r.get(6)?,
-            rows_fetched: r.get(7)?,
-            rows_inserted: r.get(8)?,
-            rows_updated: r.get(9)?,
-            rows_unchanged: r.get(10)?,
-            rows_deleted: r.get(11)?,
-            rows_quarantined: r.get(12)?,
-        })
-    })?
-    .collect()
+/// Reads the status of the customers stream through `reader`.
+pub fn read(reader: &mut dyn Reader, stream: Stream) -> Result<Status, WarehouseError> {
+    let snapshot = reader.snapshot(stream.name(), stream.table(), RECENT_RUNS)?;
+    Ok(from_snapshot(reader.location(), stream.name(), snapshot))
+}
+
+/// Reads the status of the customers stream of the SQLite warehouse at `path`.
+pub fn read_path(path: &Path) -> Result<Status, WarehouseError> {
+    read(&mut SqliteReader::open(path)?, Stream::Customers)
 }
 
 fn human_secs(s: Option<f64>) -> String {
@@ -240,8 +142,8 @@ pub fn render(s: &Status) -> String {
     }
     for r in &s.recent_runs {
         let took = match (
-            timefmt::parse_canonical(&r.started_at),
-            r.finished_at.as_deref().and_then(timefmt::parse_canonical),
+            timefmt::parse_api(&r.started_at),
+            r.finished_at.as_deref().and_then(timefmt::parse_api),
         ) {
             (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
             _ => "-".into(),
@@ -273,14 +175,20 @@ pub fn render(s: &Status) -> String {
 
 /// `status` / `status --json` on stdout. A closed stdout is an `io::Error` (`BrokenPipe`),
 /// never a panic.
-pub fn print(path: &Path, json: bool) -> anyhow::Result<()> {
+///
+/// Every stream is reported; `--json` prints one object per stream (today one: customers).
+pub fn print(reader: &mut dyn Reader, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let s = read(path)?;
-    let text = if json {
-        format!("{}\n", serde_json::to_string_pretty(&s)?)
-    } else {
-        render(&s)
-    };
+    let mut text = String::new();
+    for stream in Stream::ALL {
+        let s = read(reader, *stream)?;
+        if json {
+            text.push_str(&serde_json::to_string_pretty(&s)?);
+            text.push('\n');
+        } else {
+            text.push_str(&render(&s));
+        }
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// Parses an API datetime (RFC 3339 with `Z` or an offset, fraction optional) into UTC.
+/// Parses an API datetime (RFC 3339 with `Z` or an offset, fraction optional) into UTC; the
+/// canonical stored form is one such text, so this reads it back too.
 pub fn parse_api(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -19,11 +20,6 @@ pub fn canonical(t: &DateTime<Utc>) -> String {
 /// Parses an API datetime straight into the canonical form.
 pub fn normalize(s: &str) -> Option<String> {
     parse_api(s).map(|t| canonical(&t))
-}
-
-/// Parses a stored canonical value back.
-pub fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
-    parse_api(s)
 }
 
 /// The form sent in filters: microseconds and an explicit `+00:00` offset, so the server never

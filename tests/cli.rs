@@ -98,7 +98,7 @@ async fn once_exits_0_and_the_warehouse_is_in_step() {
     let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
     let r = run(args(&cfg, &["--once"]), vec![]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    common::assert_in_step(&oms, &dir.path().join("warehouse.db"), true);
+    common::assert_in_step(&oms, &common::rows(&dir.path().join("warehouse.db")), true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +529,7 @@ async fn status_takes_a_db_path_and_config_may_come_from_the_environment_only() 
     ];
     let r = run(vec!["--once".into()], env).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    common::assert_in_step(&oms, &db, true);
+    common::assert_in_step(&oms, &common::rows(&db), true);
     let r = run(
         vec!["status".into(), "--db".into(), db.display().to_string()],
         vec![],

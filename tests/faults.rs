@@ -14,13 +14,9 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, Fault, RecordedRequest};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::timefmt;
-use oms_sync::warehouse::{Mark, SqliteWarehouse, Warehouse};
+use oms_sync::warehouse::{Mark, SqliteWarehouse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-fn mark_of(db: &Path) -> Mark {
-    Warehouse::<Customers>::mark(&mut SqliteWarehouse::open(db).unwrap()).unwrap()
-}
 
 /// Every server customer the checkpoint claims is stored with at least its server version.
 fn assert_mark_claims_only_stored_rows(oms: &FakeOms, db: &Path, mark: &Mark) {
@@ -70,6 +66,10 @@ fn assert_each_fault_retried(reqs: &[RecordedRequest]) {
 /// and every fault is answered by a retry of the same request.
 #[tokio::test]
 async fn retry_storm_of_every_transient_fault_completes_in_step() {
+    each_backend(retry_storm_of_every_transient_fault_completes_in_step_on).await;
+}
+
+async fn retry_storm_of_every_transient_fault_completes_in_step_on() {
     let mut customers = distinct(200);
     for id in 201..=320 {
         customers.push(FakeCustomer::new(id, at(4_000, 0)));
@@ -105,7 +105,7 @@ async fn retry_storm_of_every_transient_fault_completes_in_step() {
     };
     let started = Instant::now();
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert_eq!(oms.pending_faults(), 0, "every scripted fault was served");
     let reqs = oms.requests();
     let retries = faulted(&reqs).len();
@@ -138,7 +138,7 @@ async fn retry_storm_of_every_transient_fault_completes_in_step() {
     let mut h = h;
     h.opts.concurrency = 3;
     h.backfill().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert!(h.rows()[&7].deleted);
     let reqs = oms.requests();
     assert!(faulted(&reqs).len() >= 3);
@@ -153,6 +153,10 @@ async fn retry_storm_of_every_transient_fault_completes_in_step() {
 /// client's own backoff is milliseconds.
 #[tokio::test]
 async fn retry_after_seconds_and_http_date_are_honoured() {
+    each_backend(retry_after_seconds_and_http_date_are_honoured_on).await;
+}
+
+async fn retry_after_seconds_and_http_date_are_honoured_on() {
     let oms = fake(distinct(5)).await;
     // HTTP-date has whole seconds: at least 2 s ahead when pushed, at least ~1 s ahead when
     // the second request reads it ~1 s later.
@@ -170,7 +174,7 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
     ]);
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let reqs = oms.requests();
     assert_eq!(reqs.len(), 4, "three faults, then the page");
     let gap = |i: usize| reqs[i + 1].received_at - reqs[i].received_at;
@@ -209,7 +213,7 @@ async fn budget_setup() -> (FakeOms, Harness, Mark) {
         ..Harness::new(&oms, 10)
     };
     h.once().await.unwrap();
-    let before = mark_of(&h.db());
+    let before = h.mark();
     oms.with_store(|s| s.touch(3, at(100_000, 0)));
     oms.clear_requests();
     (oms, h, before)
@@ -219,6 +223,10 @@ async fn budget_setup() -> (FakeOms, Harness, Mark) {
 /// checkpoint does not move.
 #[tokio::test]
 async fn retry_budget_is_bounded_on_5xx() {
+    each_backend(retry_budget_is_bounded_on_5xx_on).await;
+}
+
+async fn retry_budget_is_bounded_on_5xx_on() {
     let (oms, h, before) = budget_setup().await;
     oms.push_faults((0..20).map(|_| Fault::html(503)));
     let err = h.once().await.unwrap_err();
@@ -231,7 +239,7 @@ async fn retry_budget_is_bounded_on_5xx() {
     assert!(msg.contains("503"), "the last error is named: {msg}");
     assert!(msg.contains("checkpoint did not move"), "{msg}");
     assert_eq!(oms.requests().len(), 4, "attempts seen by the server");
-    assert_eq!(mark_of(&h.db()), before);
+    assert_eq!(h.mark(), before);
     oms.clear_faults();
 }
 
@@ -239,6 +247,10 @@ async fn retry_budget_is_bounded_on_5xx() {
 /// how long to wait, never how many times to try.
 #[tokio::test]
 async fn retry_budget_is_bounded_on_429_with_retry_after() {
+    each_backend(retry_budget_is_bounded_on_429_with_retry_after_on).await;
+}
+
+async fn retry_budget_is_bounded_on_429_with_retry_after_on() {
     let (oms, h, before) = budget_setup().await;
     oms.push_faults((0..20).map(|_| Fault::TooManyRequests {
         retry_after: "0".into(),
@@ -257,7 +269,7 @@ async fn retry_budget_is_bounded_on_429_with_retry_after() {
         "{err}"
     );
     assert!(err.to_string().contains("429"), "{err}");
-    assert_eq!(mark_of(&h.db()), before);
+    assert_eq!(h.mark(), before);
     oms.clear_faults();
 }
 
@@ -265,12 +277,16 @@ async fn retry_budget_is_bounded_on_429_with_retry_after() {
 /// error naming the redirect, and `next` links to another host are ignored.
 #[tokio::test]
 async fn redirects_and_next_links_to_another_host_are_never_followed() {
+    each_backend(redirects_and_next_links_to_another_host_are_never_followed_on).await;
+}
+
+async fn redirects_and_next_links_to_another_host_are_never_followed_on() {
     let decoy = fake(distinct(3)).await;
     let oms = fake(distinct(40)).await;
     oms.knobs(|k| k.next_link_base = Some(decoy.base_url()));
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert!(
         oms.requests()
             .iter()
@@ -279,7 +295,7 @@ async fn redirects_and_next_links_to_another_host_are_never_followed() {
     );
 
     oms.with_store(|s| s.touch(5, at(50_000, 0)));
-    let before = mark_of(&h.db());
+    let before = h.mark();
     let location = format!("{}?limit=10", decoy.customers_url());
     oms.push_fault(Fault::Redirect {
         location: location.clone(),
@@ -292,7 +308,7 @@ async fn redirects_and_next_links_to_another_host_are_never_followed() {
     let msg = err.to_string();
     assert!(msg.contains("redirect") && msg.contains(&location), "{msg}");
     assert!(!msg.contains(&oms.token()), "token in the message: {msg}");
-    assert_eq!(mark_of(&h.db()), before);
+    assert_eq!(h.mark(), before);
     assert!(
         decoy.requests().is_empty(),
         "the decoy was contacted: {:?}",
@@ -300,7 +316,7 @@ async fn redirects_and_next_links_to_another_host_are_never_followed() {
     );
     // The next pass (no redirect) completes.
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert!(decoy.requests().is_empty());
 }
 
@@ -338,7 +354,7 @@ async fn long_reader_does_not_block_passes() {
             .expect("the pass is not blocked by the reader")
             .unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_in_step(&oms, &h.db(), true);
+        assert_in_step(&oms, &h.rows(), true);
         assert_eq!(count(&reader), 120, "the reader keeps its snapshot");
     }
     reader.execute_batch("COMMIT").unwrap();
@@ -532,7 +548,7 @@ fn check_page(body: &[u8]) -> Result<(), TestCaseError> {
             }
         }
         for r in &p.records {
-            prop_assert!(timefmt::parse_canonical(&r.modified_date).is_some());
+            prop_assert!(timefmt::parse_api(&r.modified_date).is_some());
         }
     }
     Ok(())
@@ -595,7 +611,7 @@ fn fat_customers(n: i64) -> Vec<FakeCustomer> {
 async fn disk_full_mid_pass_is_reported_and_recoverable() {
     let oms = fake(fat_customers(300)).await;
     let h = Harness::new(&oms, 20);
-    let wh = h.open();
+    let wh = SqliteWarehouse::open(&h.db()).unwrap();
     let pages: i64 = wh
         .connection()
         .query_row("PRAGMA page_count", [], |r| r.get(0))
@@ -622,7 +638,7 @@ async fn disk_full_mid_pass_is_reported_and_recoverable() {
         stored > 0 && stored < 300,
         "the limit was hit mid-pass ({stored} rows stored)"
     );
-    let mark = mark_of(&h.db());
+    let mark = h.mark();
     assert_mark_claims_only_stored_rows(&oms, &h.db(), &mark);
     let ok: String = rusqlite::Connection::open(h.db())
         .unwrap()
@@ -632,7 +648,7 @@ async fn disk_full_mid_pass_is_reported_and_recoverable() {
 
     // Space again (the limit belongs to that connection): the next pass completes.
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 /// A warehouse that refuses writes mid-run: a clear read-only error, no panic, nothing claimed
@@ -644,7 +660,7 @@ async fn read_only_connection_gives_a_clear_error() {
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
     oms.with_store(|s| s.touch(2, at(40_000, 0)));
-    let wh = h.open();
+    let wh = SqliteWarehouse::open(&h.db()).unwrap();
     wh.connection()
         .execute_batch("PRAGMA query_only = 1")
         .unwrap();
@@ -655,7 +671,7 @@ async fn read_only_connection_gives_a_clear_error() {
     assert!(msg.contains("read-only"), "{msg}");
     assert!(msg.contains("writable"), "the fix is named: {msg}");
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 /// The real binary as an unprivileged user (uid 65534) on a warehouse it may not write: exit
@@ -678,7 +694,8 @@ async fn read_only_files_for_an_unprivileged_process_give_a_clear_error() {
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
     let before = h.rows();
-    let dir = h.dir.path();
+    let db = h.db();
+    let dir = db.parent().unwrap();
     let config = dir.join("oms-sync.toml");
     std::fs::write(
         &config,
@@ -744,6 +761,10 @@ async fn read_only_files_for_an_unprivileged_process_give_a_clear_error() {
 /// `api.max_requests_per_second` spaces requests: N requests take at least (N-1)/rate.
 #[tokio::test]
 async fn rate_limit_spaces_requests() {
+    each_backend(rate_limit_spaces_requests_on).await;
+}
+
+async fn rate_limit_spaces_requests_on() {
     let oms = fake(distinct(30)).await;
     let mut cfg = api_config(&oms, 3);
     cfg.max_requests_per_second = Some(20.0);
@@ -752,7 +773,7 @@ async fn rate_limit_spaces_requests() {
         ..Harness::new(&oms, 3)
     };
     let r = h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let reqs = oms.requests();
     let n = reqs.len();
     assert!(n >= 10, "{n} requests");
@@ -770,13 +791,17 @@ async fn rate_limit_spaces_requests() {
 /// The client asks for gzip and reads a gzip-coded page; the data matches.
 #[tokio::test]
 async fn gzip_pages_are_asked_for_and_decoded() {
+    each_backend(gzip_pages_are_asked_for_and_decoded_on).await;
+}
+
+async fn gzip_pages_are_asked_for_and_decoded_on() {
     let mut customers = distinct(80);
     customers[3].first_name = Some("Gökçe Ilıcaoğlu".into());
     let oms = fake(customers).await;
     oms.knobs(|k| k.gzip = true);
     let h = Harness::new(&oms, 25);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let reqs = oms.requests();
     assert!(!reqs.is_empty());
     for r in &reqs {
@@ -794,7 +819,7 @@ async fn gzip_pages_are_asked_for_and_decoded() {
     oms.clear_requests();
     oms.push_fault(Fault::TruncatedBody);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let reqs = oms.requests();
     assert!(reqs[0].gzipped && reqs[0].fault.is_some());
     assert_eq!(reqs[1].raw_query, reqs[0].raw_query);
@@ -834,7 +859,7 @@ async fn throttled_backfill_settles_near_the_servers_rate() {
         );
         let r = r.unwrap_or_else(|e| panic!("Retry-After {retry_after}: the backfill failed: {e}"));
         assert_eq!(r.stats.inserted, 2_000);
-        assert_in_step(&oms, &h.db(), true);
+        assert_in_step(&oms, &h.rows(), true);
         assert!(
             (0.5 * f64::from(N)..=1.3 * f64::from(N)).contains(&achieved),
             "Retry-After {retry_after}: {achieved:.1} requests/s against a limit of {N}"

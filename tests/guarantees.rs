@@ -18,13 +18,17 @@ use oms_sync::warehouse::{Confirmed, Mark, Warehouse};
 /// points at another server that must never hear from us.
 #[tokio::test]
 async fn g1_keyset_pagination_survives_changes_and_ignores_next_links() {
+    each_backend(g1_keyset_pagination_survives_changes_and_ignores_next_links_on).await;
+}
+
+async fn g1_keyset_pagination_survives_changes_and_ignores_next_links_on() {
     let decoy = fake(vec![]).await;
     let oms = fake(distinct(300)).await;
     oms.knobs(|k| k.next_link_base = Some(decoy.base_url()));
     oms.set_before_request(Box::new(change_during_pass));
     let h = Harness::new(&oms, 25);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 
     let reqs = oms.requests();
     assert!(reqs.len() > 12, "expected many pages, got {}", reqs.len());
@@ -74,6 +78,10 @@ fn change_during_pass(n: u64, s: &mut oms_sync::fake_oms::Store) {
 /// scenario above really is one that loses rows.
 #[tokio::test]
 async fn g1_control_page_numbers_lose_rows_under_the_same_changes() {
+    each_backend(g1_control_page_numbers_lose_rows_under_the_same_changes_on).await;
+}
+
+async fn g1_control_page_numbers_lose_rows_under_the_same_changes_on() {
     let oms = fake(distinct(300)).await;
     oms.set_before_request(Box::new(change_during_pass));
     let http = reqwest::Client::new();
@@ -107,6 +115,10 @@ async fn g1_control_page_numbers_lose_rows_under_the_same_changes() {
 /// boundaries and across runs, and the number of requests stays bounded.
 #[tokio::test]
 async fn g2_ties_across_pages_and_runs_are_all_fetched() {
+    each_backend(g2_ties_across_pages_and_runs_are_all_fetched_on).await;
+}
+
+async fn g2_ties_across_pages_and_runs_are_all_fetched_on() {
     let mut customers = distinct(100);
     for id in 101..=1300 {
         customers.push(FakeCustomer::new(id, at(5_000, 0)));
@@ -117,7 +129,7 @@ async fn g2_ties_across_pages_and_runs_are_all_fetched() {
     let oms = fake(customers).await;
     let h = Harness::new(&oms, 50);
     let r = h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     // 1400 rows at 50 a page is 28 pages; re-reading the tie group once more is allowed.
     assert!(
         r.requests <= 60,
@@ -135,7 +147,7 @@ async fn g2_ties_across_pages_and_runs_are_all_fetched() {
         }
     });
     let r = h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert_eq!(r.stats.updated, ids.len() as u64);
     assert!(r.requests <= 40, "{} requests", r.requests);
     // A quiet pass after a drained tie group at the newest instant costs two requests: ids
@@ -151,6 +163,10 @@ async fn g2_ties_across_pages_and_runs_are_all_fetched() {
 /// checkpoint and finds every row of the group.
 #[tokio::test]
 async fn g2_pass_stopped_inside_a_tie_group_resumes() {
+    each_backend(g2_pass_stopped_inside_a_tie_group_resumes_on).await;
+}
+
+async fn g2_pass_stopped_inside_a_tie_group_resumes_on() {
     let mut customers = distinct(20);
     for id in 21..=500 {
         customers.push(FakeCustomer::new(id, at(5_000, 0)));
@@ -175,13 +191,17 @@ async fn g2_pass_stopped_inside_a_tie_group_resumes() {
     oms.clear_before_request();
     let h2 = h.resumed();
     h2.once().await.unwrap();
-    assert_in_step(&oms, &h2.db(), true);
+    assert_in_step(&oms, &h2.rows(), true);
 }
 
 /// 3. Each page and its checkpoint commit together: after a stop at any request, every row
 /// the checkpoint claims is stored; the rerun loses nothing and duplicates nothing.
 #[tokio::test]
 async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
+    each_backend(g3_checkpoint_never_runs_ahead_of_the_rows_on).await;
+}
+
+async fn g3_checkpoint_never_runs_ahead_of_the_rows_on() {
     let mut customers = distinct(150);
     for id in 151..=260 {
         customers.push(FakeCustomer::new(id, at(3_000, 0)));
@@ -209,11 +229,8 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
         oms.clear_before_request();
         let h2 = h.resumed();
         h2.once().await.unwrap();
-        assert_in_step(&oms, &h2.db(), true);
-        let n: i64 = rusqlite::Connection::open(h2.db())
-            .unwrap()
-            .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
-            .unwrap();
+        assert_in_step(&oms, &h2.rows(), true);
+        let n = h2.wh.query_i64("SELECT count(*) FROM customers");
         assert_eq!(n as usize, server.len());
     }
 }
@@ -222,6 +239,10 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows() {
 /// (a lookback re-read from a lagging replica).
 #[tokio::test]
 async fn g4_older_version_never_replaces_newer() {
+    each_backend(g4_older_version_never_replaces_newer_on).await;
+}
+
+async fn g4_older_version_never_replaces_newer_on() {
     let oms = fake(distinct(10)).await;
     let mut h = Harness::new(&oms, 100);
     h.opts.lookback = Duration::from_secs(3600);
@@ -246,6 +267,10 @@ async fn g4_older_version_never_replaces_newer() {
 /// the mark already passed, arrives on the next pass with lookback and never without it.
 #[tokio::test]
 async fn g5_lookback_catches_rows_committed_late() {
+    each_backend(g5_lookback_catches_rows_committed_late_on).await;
+}
+
+async fn g5_lookback_catches_rows_committed_late_on() {
     let oms = fake(distinct(50)).await;
     let mut h = Harness::new(&oms, 20);
     h.once().await.unwrap();
@@ -260,17 +285,21 @@ async fn g5_lookback_catches_rows_committed_late() {
     let r = h.once().await.unwrap();
     assert!(h.rows().contains_key(&999));
     assert_eq!(r.stats.inserted, 1);
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 /// 6. Backfill: marks customers the API no longer lists, clears the mark when one comes back,
 /// and is resumable from its own checkpoint.
 #[tokio::test]
 async fn g6_backfill_marks_deletions_and_clears_them() {
+    each_backend(g6_backfill_marks_deletions_and_clears_them_on).await;
+}
+
+async fn g6_backfill_marks_deletions_and_clears_them_on() {
     let oms = fake(distinct(120)).await;
     let h = Harness::new(&oms, 25);
     h.backfill().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let gone = [1i64, 26, 50, 51, 120];
     let removed: Vec<FakeCustomer> = oms.with_store(|s| {
         gone.iter()
@@ -287,16 +316,20 @@ async fn g6_backfill_marks_deletions_and_clears_them() {
     for id in gone {
         assert!(rows[&id].deleted, "{id} not marked deleted");
     }
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     // One comes back unchanged: the next backfill clears its deleted_at.
     oms.with_store(|s| s.upsert(removed[2].clone()));
     h.backfill().await.unwrap();
     assert!(!h.rows()[&50].deleted);
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 #[tokio::test]
 async fn g6_backfill_resumes_after_a_stop() {
+    each_backend(g6_backfill_resumes_after_a_stop_on).await;
+}
+
+async fn g6_backfill_resumes_after_a_stop_on() {
     let oms = fake(distinct(300)).await;
     let h = Harness::new(&oms, 20);
     h.stop_at_request(&oms, 8);
@@ -315,7 +348,7 @@ async fn g6_backfill_resumes_after_a_stop() {
         .unwrap();
     assert!(resumed_from >= 20, "resumed from {resumed_from}");
     assert_eq!(r.stats.deleted, 0);
-    assert_in_step(&oms, &h2.db(), true);
+    assert_in_step(&oms, &h2.rows(), true);
 }
 
 /// 6 (mark): a customer modified while the backfill runs, after the backfill passed its id,
@@ -323,6 +356,10 @@ async fn g6_backfill_resumes_after_a_stop() {
 /// backfill itself (so "the largest modified_date seen" would skip it).
 #[tokio::test]
 async fn g6_backfill_leaves_a_mark_that_misses_nothing() {
+    each_backend(g6_backfill_leaves_a_mark_that_misses_nothing_on).await;
+}
+
+async fn g6_backfill_leaves_a_mark_that_misses_nothing_on() {
     let oms = fake(distinct(200)).await;
     oms.set_before_request(Box::new(|n, s| {
         if n == 5 {
@@ -346,18 +383,22 @@ async fn g6_backfill_leaves_a_mark_that_misses_nothing() {
         h.rows()[&3].first_name.as_deref(),
         Some("Changed during backfill")
     );
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 /// 7. Datetimes in query strings are percent-encoded (`+` arrives as `+`, not a space), and
 /// datetimes the API sends with an offset are stored as the same instant in UTC.
 #[tokio::test]
 async fn g7_dates_are_encoded_and_offsets_normalised() {
+    each_backend(g7_dates_are_encoded_and_offsets_normalised_on).await;
+}
+
+async fn g7_dates_are_encoded_and_offsets_normalised_on() {
     let oms = fake(distinct(60)).await;
     oms.knobs(|k| k.output_offset = Some(FixedOffset::east_opt(3 * 3600).unwrap()));
     let h = Harness::new(&oms, 25);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let stored = &h.rows()[&1].modified_date;
     assert!(stored.ends_with('Z'), "{stored}");
     let reqs = oms.requests();
@@ -382,6 +423,10 @@ async fn g7_dates_are_encoded_and_offsets_normalised() {
 /// 8. 401/403 stop at once: one request, no retry, a clear error, the checkpoint unmoved.
 #[tokio::test]
 async fn g8_auth_failure_stops_without_retry_or_checkpoint_move() {
+    each_backend(g8_auth_failure_stops_without_retry_or_checkpoint_move_on).await;
+}
+
+async fn g8_auth_failure_stops_without_retry_or_checkpoint_move_on() {
     let oms = fake(distinct(30)).await;
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
@@ -410,14 +455,7 @@ async fn g8_auth_failure_stops_without_retry_or_checkpoint_move() {
         assert_eq!(oms.requests().len(), 1, "retried an auth failure");
         assert_eq!(Warehouse::<Customers>::mark(&mut h.open()).unwrap(), before);
     }
-    let status: String = rusqlite::Connection::open(h.db())
-        .unwrap()
-        .query_row(
-            "SELECT status FROM sync_runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let status = h.wh.snapshot().recent_runs[0].status.clone();
     assert_eq!(status, "failed");
 }
 
@@ -425,6 +463,10 @@ async fn g8_auth_failure_stops_without_retry_or_checkpoint_move() {
 /// that returns short pages mid-stream, still yield every row (incremental and backfill).
 #[tokio::test]
 async fn g9_capped_and_short_pages_lose_nothing() {
+    each_backend(g9_capped_and_short_pages_lose_nothing_on).await;
+}
+
+async fn g9_capped_and_short_pages_lose_nothing_on() {
     let mut customers = distinct(150);
     for id in 151..=230 {
         customers.push(FakeCustomer::new(id, at(2_000, 0)));
@@ -436,7 +478,7 @@ async fn g9_capped_and_short_pages_lose_nothing() {
     });
     let h = Harness::new(&oms, 100);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let served: Vec<usize> = oms.requests().iter().map(|r| r.results).collect();
     assert!(served.iter().all(|n| *n <= 7), "{served:?}");
     assert!(
@@ -446,19 +488,23 @@ async fn g9_capped_and_short_pages_lose_nothing() {
 
     let h2 = Harness::new(&oms, 100);
     h2.backfill().await.unwrap();
-    assert_in_step(&oms, &h2.db(), true);
+    assert_in_step(&oms, &h2.rows(), true);
 }
 
 /// Nothing the API sends is dropped: unknown fields are kept as JSON, Turkish text exactly.
 #[tokio::test]
 async fn new_fields_and_unicode_are_kept() {
+    each_backend(new_fields_and_unicode_are_kept_on).await;
+}
+
+async fn new_fields_and_unicode_are_kept_on() {
     let mut c =
         FakeCustomer::new(1, at(0, 0)).with_extra("loyalty_tier", serde_json::json!("altın"));
     c.first_name = Some("İpek Şükrü Çağla Ğ ı".into());
     let oms = fake(vec![c]).await;
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let row = &h.rows()[&1];
     assert_eq!(row.first_name.as_deref(), Some("İpek Şükrü Çağla Ğ ı"));
     assert_eq!(row.extra.as_ref().unwrap()["loyalty_tier"], "altın");
@@ -467,6 +513,10 @@ async fn new_fields_and_unicode_are_kept() {
 /// Run history carries the pass's figures.
 #[tokio::test]
 async fn sync_runs_record_the_figures() {
+    each_backend(sync_runs_record_the_figures_on).await;
+}
+
+async fn sync_runs_record_the_figures_on() {
     let oms = fake(distinct(45)).await;
     let h = Harness::new(&oms, 20);
     h.once().await.unwrap();
@@ -475,14 +525,21 @@ async fn sync_runs_record_the_figures() {
         s.upsert(FakeCustomer::new(46, at(50_000, 1)));
     });
     h.once().await.unwrap();
-    let conn = rusqlite::Connection::open(h.db()).unwrap();
-    let runs: Vec<(String, String, i64, i64, i64, i64)> = conn
-        .prepare("SELECT kind, status, rows_fetched, rows_inserted, rows_updated, pages FROM sync_runs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut recent = h.wh.snapshot().recent_runs;
+    recent.reverse();
+    let runs: Vec<(String, String, i64, i64, i64, i64)> = recent
+        .iter()
+        .map(|r| {
+            (
+                r.kind.clone(),
+                r.status.clone(),
+                r.rows_fetched,
+                r.rows_inserted,
+                r.rows_updated,
+                r.pages,
+            )
+        })
+        .collect();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].0, "incremental");
     assert_eq!(runs[0].1, "succeeded");
@@ -491,13 +548,7 @@ async fn sync_runs_record_the_figures() {
     assert_eq!((runs[0].3, runs[0].4), (45, 0));
     // The second pass re-reads the row at the first pass's last instant, plus the two changes.
     assert_eq!((runs[1].2, runs[1].3, runs[1].4), (3, 1, 1));
-    let mark_after: String = conn
-        .query_row(
-            "SELECT mark_after FROM sync_runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let mark_after = recent[1].mark_after.clone().unwrap();
     assert!(
         mark_after.starts_with("2024-03-01T09:00:50.000001Z"),
         "{mark_after}"
@@ -509,6 +560,10 @@ async fn sync_runs_record_the_figures() {
 /// group: the rows at its last instant stay unconfirmed, and the next pass finds the rest.
 #[tokio::test]
 async fn g2_stale_count_inside_a_tie_group_loses_nothing() {
+    each_backend(g2_stale_count_inside_a_tie_group_loses_nothing_on).await;
+}
+
+async fn g2_stale_count_inside_a_tie_group_loses_nothing_on() {
     let oms = fake(distinct(10)).await;
     let h = Harness::new(&oms, 20);
     h.once().await.unwrap();
@@ -523,7 +578,7 @@ async fn g2_stale_count_inside_a_tie_group_loses_nothing() {
     h.once().await.unwrap();
     oms.knobs(|k| k.stale_count = None);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }
 
 /// Guarantee 10: a bulk update that commits in chunks with one computed `modified_date`: rows at the
@@ -540,7 +595,7 @@ async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
     oms.knobs(|k| k.max_limit = max_limit);
     let h = Harness::new(&oms, page_size);
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
     assert_eq!(
         mark,
@@ -554,7 +609,7 @@ async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
     });
     let r = h.once().await.unwrap();
     assert_eq!(r.stats.inserted, 50, "{:?}", r.stats);
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     assert_eq!(
         Warehouse::<Customers>::mark(&mut h.open()).unwrap(),
         Mark::at(oms_sync::timefmt::canonical(&t), Confirmed::UpToId(350))
@@ -563,11 +618,19 @@ async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
 
 #[tokio::test]
 async fn g10_rows_committed_late_at_a_drained_instant_are_fetched() {
+    each_backend(g10_rows_committed_late_at_a_drained_instant_are_fetched_on).await;
+}
+
+async fn g10_rows_committed_late_at_a_drained_instant_are_fetched_on() {
     late_rows_at_a_drained_instant(100, 0).await;
 }
 
 #[tokio::test]
 async fn g10_same_with_a_server_cap_below_the_tie_group() {
+    each_backend(g10_same_with_a_server_cap_below_the_tie_group_on).await;
+}
+
+async fn g10_same_with_a_server_cap_below_the_tie_group_on() {
     late_rows_at_a_drained_instant(100, 40).await;
 }
 
@@ -576,6 +639,10 @@ async fn g10_same_with_a_server_cap_below_the_tie_group() {
 /// resumes without marking a live customer deleted.
 #[tokio::test]
 async fn g11_backfill_deletes_only_what_it_read_past() {
+    each_backend(g11_backfill_deletes_only_what_it_read_past_on).await;
+}
+
+async fn g11_backfill_deletes_only_what_it_read_past_on() {
     let oms = fake(distinct(400)).await;
     let mut h = Harness::new(&oms, 100);
     h.backfill().await.unwrap();
@@ -607,5 +674,5 @@ async fn g11_backfill_deletes_only_what_it_read_past() {
         "deleted_at set on exactly the removed customers"
     );
     assert!(r.stats.deleted <= gone.len() as u64, "{:?}", r.stats);
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
 }

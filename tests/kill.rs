@@ -16,78 +16,29 @@ use oms_sync::timefmt;
 use oms_sync::warehouse::Mark;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::OptionalExtension;
 
 const ROUNDS: usize = 30;
 
-fn read_mark(db: &Path) -> Mark {
-    if !db.exists() {
-        return Mark::Start;
-    }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let has_table: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'sync_state'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    if !has_table {
-        return Mark::Start;
-    }
-    conn.query_row(
-        "SELECT mark_modified_date, mark_after_id FROM sync_state WHERE stream = 'customers'",
-        [],
-        |r| Ok(Mark::from_columns(r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .unwrap()
-    .unwrap_or(Mark::Start)
+fn read_mark(wh: &TestWarehouse) -> Mark {
+    wh.try_snapshot().map_or(Mark::Start, |s| s.mark)
 }
 
 /// `(ranges, sum of cursors, ranges done)` of an unfinished backfill, if any.
-fn backfill_progress(db: &Path) -> Option<(i64, i128, i64)> {
-    if !db.exists() {
-        return None;
-    }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let open: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'backfill_state'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    if open == 0 {
-        return None;
-    }
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM backfill_state", [], |r| r.get(0))
-        .unwrap();
-    if n == 0 {
-        return None;
-    }
-    let mut st = conn
-        .prepare("SELECT cursor_id, done FROM backfill_ranges")
-        .unwrap();
-    let ranges: Vec<(i64, bool)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+fn backfill_progress(wh: &TestWarehouse) -> Option<(i64, i128, i64)> {
+    let ranges = wh.try_snapshot()?.backfill?.ranges;
     Some((
         ranges.len() as i64,
-        ranges.iter().map(|r| i128::from(r.0)).sum(),
-        ranges.iter().filter(|r| r.1).count() as i64,
+        ranges.iter().map(|r| i128::from(r.cursor)).sum(),
+        ranges.iter().filter(|r| r.done).count() as i64,
     ))
 }
 
 /// g3 after a kill: every server row the checkpoint claims is stored with at least that version.
-fn assert_claims_stored(oms: &FakeOms, db: &Path, mark: &Mark, round: usize) {
+fn assert_claims_stored(oms: &FakeOms, wh: &TestWarehouse, mark: &Mark, round: usize) {
     if *mark == Mark::Start {
         return;
     }
-    let rows = rows(db);
+    let rows = wh.rows();
     let mut claimed = 0;
     for c in oms.with_store(|s| s.snapshot()) {
         let md = timefmt::canonical(&c.modified_date);
@@ -139,6 +90,13 @@ fn run(bin: &str, config: &Path, mode: &str) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
+    for backend in backends() {
+        eprintln!("-- backend: {backend:?}");
+        kill_9_rounds(TestWarehouse::of(backend)).await;
+    }
+}
+
+async fn kill_9_rounds(wh: TestWarehouse) {
     let started = Instant::now();
     let mut customers = distinct(1200);
     // Two big tie groups (bulk updates), larger than many pages.
@@ -156,17 +114,16 @@ async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
     }));
 
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("warehouse.db");
     let config = dir.path().join("oms-sync.toml");
     std::fs::write(
         &config,
         format!(
             "[api]\nbase_url = \"{}\"\ntoken = \"{}\"\npage_size = 25\n\
              retry_min_delay = \"10ms\"\nretry_max_delay = \"50ms\"\n\
-             [warehouse]\npath = \"{}\"\n[sync]\ninterval = \"1s\"\n[log]\nlevel = \"error\"\n",
+             {}[sync]\ninterval = \"1s\"\n[log]\nlevel = \"error\"\n",
             oms.base_url(),
             oms.token(),
-            db.display()
+            wh.config_toml()
         ),
     )
     .unwrap();
@@ -200,8 +157,8 @@ async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
                 }
             });
         }
-        let mark_before = read_mark(&db);
-        let bf_before = backfill_progress(&db);
+        let mark_before = read_mark(&wh);
+        let bf_before = backfill_progress(&wh);
         let mut child = run(bin, &config, if backfill { "--backfill" } else { "--once" });
         let wait = Duration::from_millis(rng.random_range(20..=400));
         tokio::time::sleep(wait).await;
@@ -210,9 +167,9 @@ async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
             child.kill().unwrap(); // SIGKILL
         }
         let status = child.wait().unwrap();
-        let mark = read_mark(&db);
-        assert_claims_stored(&oms, &db, &mark, round);
-        let bf_after = backfill_progress(&db);
+        let mark = read_mark(&wh);
+        assert_claims_stored(&oms, &wh, &mark, round);
+        let bf_after = backfill_progress(&wh);
         match exited {
             Some(s) => {
                 assert!(s.success(), "round {round}: exited early with {s}");
@@ -242,40 +199,19 @@ async fn kill_9_mid_pass_never_corrupts_or_loses_rows() {
     // behind its cursor made while it was stopped, so one more (fresh) backfill must then
     // leave no extra live row.
     oms.clear_before_request();
-    let resumed = backfill_progress(&db).is_some();
+    let resumed = backfill_progress(&wh).is_some();
     for mode in ["--backfill", "--once"] {
         run_to_success(bin, &config, mode);
     }
-    assert_in_step(&oms, &db, false);
+    assert_in_step(&oms, &wh.rows(), false);
     run_to_success(bin, &config, "--backfill");
-    assert_in_step(&oms, &db, true);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (n, distinct_ids): (i64, i64) = conn
-        .query_row(
-            "SELECT count(*), count(DISTINCT id) FROM customers",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    assert_in_step(&oms, &wh.rows(), true);
+    let n = wh.query_i64("SELECT count(*) FROM customers");
+    let distinct_ids = wh.query_i64("SELECT count(DISTINCT id) FROM customers");
     assert_eq!(n, distinct_ids, "duplicate ids");
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let interrupted: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sync_runs WHERE status = 'interrupted'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let running: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sync_runs WHERE status = 'running'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    wh.assert_intact();
+    let interrupted = wh.query_i64("SELECT count(*) FROM sync_runs WHERE status = 'interrupted'");
+    let running = wh.query_i64("SELECT count(*) FROM sync_runs WHERE status = 'running'");
     assert_eq!(
         running, 0,
         "runs of killed processes are closed on the next open"

@@ -263,7 +263,7 @@ async fn check(case: Case) {
     )
     .await;
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), false);
+    assert_in_step(&oms, &h.rows(), false);
 
     // A backfill under changes, maybe stopped and resumed; a quiet incremental pass catches
     // what changed behind it; a quiet backfill then also marks every deletion.
@@ -278,9 +278,9 @@ async fn check(case: Case) {
     )
     .await;
     h.once().await.unwrap();
-    assert_in_step(&oms, &h.db(), false);
+    assert_in_step(&oms, &h.rows(), false);
     h.backfill().await.unwrap();
-    assert_in_step(&oms, &h.db(), true);
+    assert_in_step(&oms, &h.rows(), true);
     let ids: BTreeSet<i64> = oms.with_store(|s| s.ids().collect());
     for (id, row) in h.rows() {
         assert_eq!(
@@ -309,7 +309,7 @@ proptest! {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(check(case));
+        rt.block_on(each_backend(|| check(case.clone())));
     }
 }
 
@@ -324,7 +324,7 @@ fn converges_with_page_size_one_and_big_ties() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(check(Case {
+    let case = Case {
         rows,
         page_size: 1,
         max_limit: 1,
@@ -335,5 +335,6 @@ fn converges_with_page_size_one_and_big_ties() {
         stop_incremental: Some(9),
         stop_backfill: Some(11),
         concurrency: 3,
-    }));
+    };
+    rt.block_on(each_backend(|| check(case.clone())));
 }

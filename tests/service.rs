@@ -256,7 +256,7 @@ async fn sigterm_mid_request_stops_promptly_keeping_committed_pages() {
     oms.clear_faults();
     let (st, _, err) = s.run("once", &["--once"]).await;
     assert_eq!(st.code(), Some(0), "{err}");
-    common::assert_in_step(&oms, &s.db(), true);
+    common::assert_in_step(&oms, &common::rows(&s.db()), true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +402,7 @@ async fn run_history_has_the_figures_of_each_pass() {
     );
     assert!(b.unchanged <= b.pages, "{b:?}");
     assert!(b.started_at >= a.finished_at.clone().unwrap_or_default());
-    common::assert_in_step(&oms, &s.db(), true);
+    common::assert_in_step(&oms, &common::rows(&s.db()), true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +440,7 @@ async fn failed_passes_are_retried_and_passes_never_overlap() {
     }
     assert_eq!(stderr.matches("pass failed").count(), 2, "{stderr}");
     assert_no_panic(&stderr);
-    common::assert_in_step(&oms, &s.db(), true);
+    common::assert_in_step(&oms, &common::rows(&s.db()), true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,7 +696,7 @@ async fn backfill_on_a_terminal_shows_a_bar_with_rate_and_eta() {
         let rate = part.rsplit(' ').next().unwrap_or_default();
         assert!(!rate.contains('.'), "fractional rate {rate:?} in {shown}");
     }
-    common::assert_in_step(&oms, &s.db(), true);
+    common::assert_in_step(&oms, &common::rows(&s.db()), true);
 }
 
 /// Where the unit files live in the source tree.
@@ -792,7 +792,7 @@ fn unit_files_have_the_required_settings() {
         let exec = get(&u, "Service", "ExecStart");
         assert_eq!(exec.len(), 1, "{name}");
         let mut words = exec[0].split_whitespace();
-        assert_eq!(words.next(), Some("/usr/local/bin/oms-sync"), "{name}");
+        assert_eq!(words.next(), Some("/usr/bin/oms-sync"), "{name}");
         assert_eq!(words.next(), Some("--config"), "{name}");
         assert!(
             words
@@ -852,7 +852,7 @@ fn unit_files_pass_systemd_analyze_verify() {
         let text = std::fs::read_to_string(unit_dir().join(name)).expect("read unit");
         std::fs::write(
             dir.path().join(name),
-            text.replace("/usr/local/bin/oms-sync", BIN),
+            text.replace("/usr/bin/oms-sync", BIN),
         )
         .expect("write unit");
     }

@@ -114,19 +114,6 @@ impl ApiError {
         }
     }
 
-    /// HTTP status for metrics, or "transport"/"decode".
-    pub fn kind_label(&self) -> String {
-        match self {
-            ApiError::Auth { status, .. }
-            | ApiError::Rejected { status, .. }
-            | ApiError::Redirect { status, .. }
-            | ApiError::Status { status, .. } => status.to_string(),
-            ApiError::Transport { .. } | ApiError::Unusable { .. } => "transport".into(),
-            ApiError::Decode { .. } => "decode".into(),
-            ApiError::GaveUp { last, .. } => last.kind_label(),
-        }
-    }
-
     /// The URL of the request that failed, when there was one.
     pub fn url(&self) -> &str {
         match self {

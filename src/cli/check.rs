@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::api::{self, ApiClient, ApiError, CONNECT_TIMEOUT, ListQuery};
-use crate::config::Config;
+use crate::config::{Config, WarehouseConfig};
 use crate::resource::{Customers, Resource};
 
 use super::exit::{ExitKind, Failure};
@@ -92,7 +92,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), Failure> {
         };
         ok = report.step(name, outcome).map_err(io)?;
     }
-    let outcome = warehouse(&cfg.warehouse.path).await;
+    let outcome = warehouse(&cfg.warehouse).await;
     report.step("warehouse", outcome).map_err(io)?;
     finish(report)
 }
@@ -286,28 +286,17 @@ async fn auth(cfg: &Config) -> Outcome {
 }
 
 /// Opens the warehouse as the daemon would, then proves a write (rolled back).
-async fn warehouse(path: &Path) -> Outcome {
-    let wh = match super::open_warehouse(path).await {
+async fn warehouse(cfg: &WarehouseConfig) -> Outcome {
+    let mut wh = match super::open_warehouse(cfg).await {
         Ok(wh) => wh,
         Err(f) => return Outcome::Failed(f.kind, f.message()),
     };
-    let conn = wh.connection();
-    let probe = conn
-        .execute_batch(
-            "SAVEPOINT oms_sync_check; CREATE TABLE oms_sync_check_probe (x); ROLLBACK TO oms_sync_check; RELEASE oms_sync_check;",
-        )
-        .and_then(|()| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)));
+    let where_ = crate::warehouse::describe(cfg);
+    // SQLite stays off the async workers.
+    let probe = tokio::task::spawn_blocking(move || wh.probe_writable()).await;
     match probe {
-        Ok(version) => Outcome::Ok(format!(
-            "{}: lock taken, schema version {version}, writable",
-            path.display()
-        )),
-        Err(e) => Outcome::Failed(
-            ExitKind::Warehouse,
-            format!(
-                "warehouse {} cannot be written ({e}); fix: make the file and its directory writable by the oms-sync user",
-                path.display()
-            ),
-        ),
+        Ok(Ok(state)) => Outcome::Ok(format!("{where_}: lock taken, {state}")),
+        Ok(Err(e)) => Outcome::Failed(ExitKind::Warehouse, e.to_string()),
+        Err(e) => Outcome::Failed(ExitKind::Other, format!("warehouse probe task failed: {e}")),
     }
 }

@@ -6,7 +6,7 @@ pub mod check;
 pub mod exit;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
@@ -14,12 +14,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::config::{Config, LogConfig, LogFormat};
+use crate::config::{Config, LogConfig, LogFormat, WarehouseConfig};
 use crate::daemon::{self, Schedule};
-use crate::resource::Customers;
 use crate::status;
-use crate::sync::{self, NoProgress, Progress, SyncOptions};
-use crate::warehouse::SqliteWarehouse;
+use crate::stream::Stream;
+use crate::sync::{NoProgress, Progress, SyncOptions};
+use crate::warehouse::{self, AnyWarehouse, RunKind};
 
 pub use exit::{ExitKind, Failure};
 
@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
     },
+    /// Write the man page and shell completions into DIR (used to build the package).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 impl Cli {
@@ -87,6 +90,7 @@ impl Cli {
             Command::Status { .. } => "status",
             Command::Check { .. } => "check",
             Command::Demo { .. } => "demo",
+            Command::GenerateAssets { .. } => "generate-assets",
         };
         if self.once || self.backfill {
             let flag = if self.once { "--once" } else { "--backfill" };
@@ -162,10 +166,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(ExitKind::Other, e))
         }
         Some(Command::Status { config, db, json }) => {
-            let path = match db {
-                Some(db) => db,
+            let location = match db {
+                Some(path) => WarehouseConfig { path },
                 None => match Config::load_warehouse(config.or(cli.config).as_deref()) {
-                    Ok(wh) => wh.path,
+                    Ok(wh) => wh,
                     // `status` needs only a file name: say so rather than list API variables.
                     Err(crate::config::ConfigError::Nothing) => {
                         return Err(Failure::new(
@@ -178,8 +182,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     Err(e) => return Err(e.into()),
                 },
             };
-            status::print(&path, json).map_err(|e| Failure::new(ExitKind::Warehouse, e))
+            warehouse::open_reader(&location)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut reader| status::print(reader.as_mut(), json))
+                .map_err(|e| Failure::new(ExitKind::Warehouse, e))
         }
+        Some(Command::GenerateAssets { dir }) => crate::manpage::write_assets(&dir)
+            .map(drop)
+            .map_err(|e| Failure::new(ExitKind::Other, e)),
         Some(Command::Check { config }) => {
             init_logging(&LogConfig {
                 level: "error".into(),
@@ -213,10 +223,10 @@ pub enum Mode {
     Backfill,
 }
 
-/// Opens the warehouse for writing off the async workers.
-pub async fn open_warehouse(path: &Path) -> Result<SqliteWarehouse, Failure> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || SqliteWarehouse::open(&p))
+/// Opens the configured warehouse for writing off the async workers.
+pub async fn open_warehouse(cfg: &WarehouseConfig) -> Result<AnyWarehouse, Failure> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || AnyWarehouse::open(&cfg))
         .await
         .map_err(|e| {
             Failure::new(
@@ -230,11 +240,11 @@ pub async fn open_warehouse(path: &Path) -> Result<SqliteWarehouse, Failure> {
 /// Runs the daemon, one pass or a backfill with an already loaded config.
 pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> Result<(), Failure> {
     let client = ApiClient::new(&cfg.api).map_err(|e| Failure::new(ExitKind::Other, e))?;
-    let wh = open_warehouse(&cfg.warehouse.path).await?;
+    let mut wh = open_warehouse(&cfg.warehouse).await?;
     let opts = SyncOptions::from_config(cfg);
     tracing::info!(
         base_url = %cfg.api.base_url,
-        warehouse = %cfg.warehouse.path.display(),
+        warehouse = %warehouse::describe(&cfg.warehouse),
         mode = ?mode,
         "oms-sync starting"
     );
@@ -247,22 +257,32 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
             Ok(daemon::serve(cfg, client, wh, &schedule, cancel).await?)
         }
         Mode::Once => {
-            let (_wh, r) = sync::incremental_pass::<Customers, _>(
-                &client,
-                wh,
-                &opts,
-                cancel,
-                Arc::new(NoProgress),
-            )
-            .await;
-            daemon::log_pass(&r?);
+            for stream in Stream::ALL {
+                let (back, r) = stream
+                    .pass(
+                        RunKind::Incremental,
+                        &client,
+                        wh,
+                        &opts,
+                        cancel,
+                        Arc::new(NoProgress),
+                    )
+                    .await;
+                wh = back;
+                daemon::log_pass(&r?);
+            }
             Ok(())
         }
         Mode::Backfill => {
-            let progress: Arc<dyn Progress> = Arc::new(crate::progress::BackfillProgress::new());
-            let (_wh, r) =
-                sync::backfill_pass::<Customers, _>(&client, wh, &opts, cancel, progress).await;
-            daemon::log_pass(&r?);
+            for stream in Stream::ALL {
+                let progress: Arc<dyn Progress> =
+                    Arc::new(crate::progress::BackfillProgress::new());
+                let (back, r) = stream
+                    .pass(RunKind::Backfill, &client, wh, &opts, cancel, progress)
+                    .await;
+                wh = back;
+                daemon::log_pass(&r?);
+            }
             Ok(())
         }
     }

@@ -23,10 +23,12 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 10_000;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRIES: u32 = 8;
-pub const MAX_CONCURRENCY: u32 = 16;
-/// `api.concurrency` when unset: against a remote OMS (50-150 ms a request) 8 ranges come
-/// within ~1.3x of the sequential bound / 8 (README, Performance); 16 gains less per range.
+pub const DEFAULT_RETRY_MIN_DELAY: Duration = Duration::from_millis(500);
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+/// 8: see README, Performance (benches/remote.rs).
 pub const DEFAULT_CONCURRENCY: u32 = 8;
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const MAX_CONCURRENCY: u32 = 16;
 /// `sync.lookback` when unset. A row becomes visible when its transaction commits, which can be
 /// well after Django stamped its `modified_date` (ATOMIC_REQUESTS, long jobs, chunked updates).
 /// Five minutes covers request transactions bounded by 30-60 s server timeouts with a wide
@@ -127,6 +129,24 @@ pub struct ApiConfig {
     pub max_requests_per_second: Option<f64>,
     /// Parallel id ranges during a backfill.
     pub concurrency: u32,
+}
+
+impl ApiConfig {
+    /// The API at `base_url` with every other key at its default, as a config file with only
+    /// `base_url` and `token` would give (the demo, tests and benchmarks start from it).
+    pub fn new(base_url: Url, token: Secret) -> ApiConfig {
+        ApiConfig {
+            base_url,
+            token,
+            page_size: DEFAULT_PAGE_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
+            retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            max_requests_per_second: None,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

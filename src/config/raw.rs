@@ -111,5 +111,5 @@ fn scrub(message: &str) -> String {
         return "`api.token` has the wrong type (expected a string)".to_string();
     }
     // One line: TOML parse errors come with a multi-line excerpt.
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::notify::one_line(message)
 }

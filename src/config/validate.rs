@@ -10,8 +10,9 @@ use url::Url;
 
 use super::raw::{RawApi, RawConfig, RawWarehouse};
 use super::{
-    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_MAX_RETRIES,
-    DEFAULT_PAGE_SIZE, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
+    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK,
+    DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_MIN_DELAY,
+    DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
     SyncConfig, WarehouseConfig, env_name,
 };
 
@@ -54,7 +55,11 @@ const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, ConfigError> {
     let api = validate_api(raw.api, origin)?;
     let warehouse = validate_warehouse(raw.warehouse, origin)?;
-    let interval = parse_duration("sync.interval", raw.sync.interval.as_deref(), "60s")?;
+    let interval = parse_duration(
+        "sync.interval",
+        raw.sync.interval.as_deref(),
+        DEFAULT_INTERVAL,
+    )?;
     if interval.is_zero() {
         return Err(ConfigError::invalid(
             "sync.interval",
@@ -62,10 +67,11 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
             "use a positive duration such as \"60s\"",
         ));
     }
-    let lookback = match raw.sync.lookback.as_deref() {
-        None => DEFAULT_LOOKBACK,
-        given => parse_duration("sync.lookback", given, "")?,
-    };
+    let lookback = parse_duration(
+        "sync.lookback",
+        raw.sync.lookback.as_deref(),
+        DEFAULT_LOOKBACK,
+    )?;
     let level = validate_level(raw.log.level)?;
     let format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -176,7 +182,7 @@ pub(super) fn validate_api(raw: RawApi, origin: Origin<'_>) -> Result<ApiConfig,
         1,
         MAX_PAGE_SIZE,
     )?;
-    let timeout = parse_duration("api.timeout", raw.timeout.as_deref(), "30s")?;
+    let timeout = parse_duration("api.timeout", raw.timeout.as_deref(), DEFAULT_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(ConfigError::invalid(
             "api.timeout",
@@ -194,10 +200,13 @@ pub(super) fn validate_api(raw: RawApi, origin: Origin<'_>) -> Result<ApiConfig,
     let retry_min_delay = parse_duration(
         "api.retry_min_delay",
         raw.retry_min_delay.as_deref(),
-        "500ms",
+        DEFAULT_RETRY_MIN_DELAY,
     )?;
-    let retry_max_delay =
-        parse_duration("api.retry_max_delay", raw.retry_max_delay.as_deref(), "30s")?;
+    let retry_max_delay = parse_duration(
+        "api.retry_max_delay",
+        raw.retry_max_delay.as_deref(),
+        DEFAULT_RETRY_MAX_DELAY,
+    )?;
     if retry_max_delay < retry_min_delay {
         return Err(ConfigError::invalid(
             "api.retry_max_delay",
@@ -342,9 +351,11 @@ fn int_in(
 fn parse_duration(
     key: &'static str,
     v: Option<&str>,
-    default: &str,
+    default: Duration,
 ) -> Result<Duration, ConfigError> {
-    let s = v.unwrap_or(default);
+    let Some(s) = v else {
+        return Ok(default);
+    };
     humantime::parse_duration(s.trim()).map_err(|e| {
         ConfigError::invalid(
             key,

@@ -282,6 +282,16 @@ impl FakeOms {
     }
 
     /// The currently valid token.
+    /// A client config for this server, every other key at its default.
+    pub fn api_config(&self) -> crate::config::ApiConfig {
+        crate::config::ApiConfig::new(
+            // A loopback http URL with a port always parses.
+            crate::config::parse_base_url(&self.base_url(), false)
+                .expect("the fake OMS listens on a loopback http URL"),
+            crate::config::Secret::new(self.token()),
+        )
+    }
+
     pub fn token(&self) -> String {
         self.shared.lock().knobs.token.clone()
     }

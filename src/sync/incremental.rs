@@ -49,7 +49,7 @@ fn with_lookback(mark: Mark, lookback: Duration) -> Mark {
     if lookback.is_zero() {
         return mark;
     }
-    let Some(t) = timefmt::parse_canonical(modified_date) else {
+    let Some(t) = timefmt::parse_api(modified_date) else {
         return Mark::Start;
     };
     match chrono::Duration::from_std(lookback)
@@ -191,7 +191,7 @@ async fn drain_ties<R: Resource>(f: &Fetch<'_, R>, mut mark: Mark) -> Result<Mar
 }
 
 fn filter_date(canonical: &str) -> Result<String, SyncError> {
-    timefmt::parse_canonical(canonical)
+    timefmt::parse_api(canonical)
         .map(|t| timefmt::filter_value(&t))
         .ok_or_else(|| SyncError::CorruptMark {
             value: canonical.to_owned(),

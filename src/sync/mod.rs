@@ -108,6 +108,8 @@ impl Progress for NoProgress {}
 /// What a pass did.
 #[derive(Debug, Clone)]
 pub struct PassReport {
+    /// The stream's name (see [`crate::stream::Stream`]).
+    pub stream: &'static str,
     pub kind: RunKind,
     pub run_id: i64,
     pub requests: u64,
@@ -204,6 +206,7 @@ where
         (_, Err(e)) => Err(e),
         (Err(e), _) => Err(e),
         (Ok(()), Ok(Written { stats, pages, mark })) => Ok(PassReport {
+            stream: R::NAME,
             kind,
             run_id,
             requests,

@@ -4,7 +4,9 @@
 //! quarantined records, deletions and the checkpoint advance, atomically), and record runs.
 //! [`sqlite::SqliteWarehouse`] is the implementation today; another database is another impl.
 
+mod any;
 mod error;
+mod snapshot;
 pub mod sqlite;
 
 use std::cmp::Ordering;
@@ -12,7 +14,9 @@ use std::fmt;
 
 use crate::resource::{BadRecord, Resource};
 
+pub use any::{AnyWarehouse, describe, open_reader};
 pub use error::WarehouseError;
+pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 
 /// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.

@@ -2,18 +2,21 @@
 //! and comparisons of the warehouse against the server's data.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use oms_sync::api::ApiClient;
-use oms_sync::config::{ApiConfig, Secret, parse_base_url};
+use oms_sync::config::{ApiConfig, WarehouseConfig};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::resource::Customers;
+use oms_sync::stream::{Stream, StreamWarehouse};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
-use oms_sync::warehouse::SqliteWarehouse;
+use oms_sync::warehouse::{AnyWarehouse, Mark, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 pub fn t0() -> DateTime<Utc> {
@@ -40,15 +43,12 @@ pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
 
 pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
     ApiConfig {
-        base_url: parse_base_url(&oms.base_url(), false).unwrap(),
-        token: Secret::new(oms.token()),
         page_size,
         timeout: Duration::from_secs(10),
         max_retries: 6,
         retry_min_delay: Duration::from_millis(1),
         retry_max_delay: Duration::from_millis(20),
-        max_requests_per_second: None,
-        concurrency: 1,
+        ..oms.api_config()
     }
 }
 
@@ -60,18 +60,162 @@ pub fn options(page_size: u32) -> SyncOptions {
     }
 }
 
-/// A warehouse file in a temp dir, reopened for each pass like separate runs would.
+/// The warehouse under test, whichever backend: the suites take one from [`backends`] and
+/// open it for each pass (like separate runs would), read its rows and its mark back.
+pub enum TestWarehouse {
+    /// A SQLite file in a temp dir.
+    Sqlite { dir: tempfile::TempDir },
+}
+
+impl TestWarehouse {
+    pub fn sqlite() -> TestWarehouse {
+        TestWarehouse::Sqlite {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The backend's name, for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TestWarehouse::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    pub fn config(&self) -> WarehouseConfig {
+        match self {
+            TestWarehouse::Sqlite { dir } => WarehouseConfig {
+                path: dir.path().join("warehouse.db"),
+            },
+        }
+    }
+
+    /// The `[warehouse]` section of a config file that points the real binary at it.
+    pub fn config_toml(&self) -> String {
+        match self {
+            TestWarehouse::Sqlite { .. } => {
+                format!("[warehouse]\npath = {:?}\n", self.config().path)
+            }
+        }
+    }
+
+    pub fn open(&self) -> AnyWarehouse {
+        AnyWarehouse::open(&self.config()).unwrap()
+    }
+
+    /// The stream's snapshot, read as `status` reads it (no writer lock).
+    pub fn snapshot(&self) -> Snapshot {
+        oms_sync::warehouse::open_reader(&self.config())
+            .unwrap()
+            .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
+            .unwrap()
+    }
+
+    pub fn mark(&self) -> Mark {
+        self.snapshot().mark
+    }
+
+    /// The snapshot, or None while the warehouse does not exist yet or has no schema (a
+    /// process killed before its first commit).
+    pub fn try_snapshot(&self) -> Option<Snapshot> {
+        oms_sync::warehouse::open_reader(&self.config())
+            .ok()?
+            .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
+            .ok()
+    }
+
+    /// The backend's own check that its storage is intact (SQLite: `PRAGMA integrity_check`).
+    pub fn assert_intact(&self) {
+        match self {
+            TestWarehouse::Sqlite { .. } => {
+                let ok: String = rusqlite::Connection::open(self.config().path)
+                    .unwrap()
+                    .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(ok, "ok");
+            }
+        }
+    }
+
+    pub fn rows(&self) -> BTreeMap<i64, Row> {
+        match self {
+            TestWarehouse::Sqlite { .. } => rows(&self.config().path),
+        }
+    }
+
+    /// One integer from a query both backends understand (e.g. `SELECT count(*) FROM customers`).
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        match self {
+            TestWarehouse::Sqlite { .. } => rusqlite::Connection::open(self.config().path)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+}
+
+/// A kind of backend the suites run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// The backends every suite runs against: SQLite always.
+pub fn backends() -> Vec<Backend> {
+    vec![Backend::Sqlite]
+}
+
+thread_local! {
+    /// The backend [`Harness::new`] opens, set by [`each_backend`] (tests run on a
+    /// current-thread runtime, so the body sees its wrapper's value).
+    static CURRENT: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// Runs a test body once per backend in [`backends`]; its harnesses open that backend.
+pub async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        CURRENT.with(|c| c.set(backend));
+        eprintln!("-- backend: {backend:?}");
+        body().await;
+    }
+    CURRENT.with(|c| c.set(Backend::Sqlite));
+}
+
+impl TestWarehouse {
+    /// A fresh, empty warehouse of the backend the running suite is on.
+    pub fn fresh() -> TestWarehouse {
+        TestWarehouse::of(CURRENT.with(Cell::get))
+    }
+
+    /// A fresh, empty warehouse of `backend`.
+    pub fn of(backend: Backend) -> TestWarehouse {
+        match backend {
+            Backend::Sqlite => TestWarehouse::sqlite(),
+        }
+    }
+}
+
+/// A client, options and a warehouse under test.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    pub wh: TestWarehouse,
     pub client: ApiClient,
     pub opts: SyncOptions,
     pub cancel: CancellationToken,
 }
 
 impl Harness {
+    /// A harness on a fresh warehouse of the backend under test (see [`each_backend`]).
     pub fn new(oms: &FakeOms, page_size: u32) -> Harness {
+        Harness::on(TestWarehouse::fresh(), oms, page_size)
+    }
+
+    /// A harness on the given warehouse.
+    pub fn on(wh: TestWarehouse, oms: &FakeOms, page_size: u32) -> Harness {
         Harness {
-            dir: tempfile::tempdir().unwrap(),
+            wh,
             client: ApiClient::new(&api_config(oms, page_size)).unwrap(),
             opts: options(page_size),
             cancel: CancellationToken::new(),
@@ -96,12 +240,19 @@ impl Harness {
         }
     }
 
+    /// The SQLite file, for the tests that are about SQLite itself.
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("warehouse.db")
+        match &self.wh {
+            TestWarehouse::Sqlite { .. } => self.wh.config().path,
+        }
     }
 
-    pub fn open(&self) -> SqliteWarehouse {
-        SqliteWarehouse::open(&self.db()).unwrap()
+    pub fn open(&self) -> AnyWarehouse {
+        self.wh.open()
+    }
+
+    pub fn mark(&self) -> Mark {
+        self.wh.mark()
     }
 
     pub async fn once(&self) -> Result<PassReport, SyncError> {
@@ -109,10 +260,7 @@ impl Harness {
     }
 
     /// One incremental pass on a warehouse the test opened (and perhaps constrained) itself.
-    pub async fn once_on(
-        &self,
-        wh: SqliteWarehouse,
-    ) -> (SqliteWarehouse, Result<PassReport, SyncError>) {
+    pub async fn once_on<W: StreamWarehouse>(&self, wh: W) -> (W, Result<PassReport, SyncError>) {
         sync::incremental_pass::<Customers, _>(
             &self.client,
             wh,
@@ -137,7 +285,7 @@ impl Harness {
     }
 
     pub fn rows(&self) -> BTreeMap<i64, Row> {
-        rows(&self.db())
+        self.wh.rows()
     }
 }
 
@@ -208,11 +356,10 @@ pub fn expected(c: &FakeCustomer) -> Row {
     }
 }
 
-/// Every customer the server lists is in the warehouse, live, with the server's values.
-/// With `exact`, the warehouse also has no other live row (true after a backfill).
-pub fn assert_in_step(oms: &FakeOms, db: &Path, exact: bool) {
+/// Every customer the server lists is in the warehouse rows `got`, live, with the server's
+/// values. With `exact`, the warehouse also has no other live row (true after a backfill).
+pub fn assert_in_step(oms: &FakeOms, got: &BTreeMap<i64, Row>, exact: bool) {
     let server = oms.with_store(|s| s.snapshot());
-    let got = rows(db);
     let mut missing = Vec::new();
     let mut stale = Vec::new();
     for c in &server {

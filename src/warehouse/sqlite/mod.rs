@@ -1,6 +1,6 @@
 //! The SQLite warehouse. One function opens every connection and sets its PRAGMAs (WAL, so BI
 //! readers never block the writer; a busy timeout, so a reader never fails the writer). The
-//! schema comes from `migrations/` via `rusqlite_migration` (version in `PRAGMA user_version`).
+//! schema comes from `migrations/sqlite/` via `rusqlite_migration` (version in `PRAGMA user_version`).
 //! Only this process writes: an exclusive lock file next to the database keeps a second
 //! writer out.
 //!
@@ -14,6 +14,7 @@ mod apply;
 mod connection;
 mod indexes;
 mod lock;
+mod reader;
 mod state;
 
 use std::fs::OpenOptions;
@@ -26,7 +27,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 pub use apply::UpsertSql;
 pub use connection::open_connection;
 pub use indexes::SECONDARY_INDEXES;
-pub use state::read_backfill;
+pub use reader::SqliteReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
@@ -34,7 +35,7 @@ use crate::timefmt;
 use connection::{MIGRATIONS, classify, open_error};
 use indexes::{build_secondary_indexes, drop_secondary_indexes_if_empty};
 use lock::{WriterLock, lock_path, take_lock};
-use state::{read_mark, write_mark_if_greater};
+use state::{read_backfill, read_mark, write_mark_if_greater};
 
 /// How long a statement waits for a lock held by a reader before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,6 +141,20 @@ impl SqliteWarehouse {
     /// The underlying connection, for status queries and tests.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Proves a write goes through (rolled back) and names the schema version.
+    pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
+        self.conn
+            .execute_batch(
+                "SAVEPOINT oms_sync_check; CREATE TABLE oms_sync_check_probe (x); ROLLBACK TO oms_sync_check; RELEASE oms_sync_check;",
+            )
+            .and_then(|()| {
+                self.conn
+                    .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            })
+            .map(|v| format!("schema version {v}, writable"))
+            .map_err(|e| self.err("writing a probe (rolled back)", e))
     }
 
     fn err(&self, context: &str, e: rusqlite::Error) -> WarehouseError {

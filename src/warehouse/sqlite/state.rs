@@ -37,7 +37,10 @@ pub(super) fn write_mark_if_greater(
 }
 
 /// Reads the stream's backfill state, if a backfill is in progress.
-pub fn read_backfill(conn: &Connection, stream: &str) -> rusqlite::Result<Option<BackfillState>> {
+pub(super) fn read_backfill(
+    conn: &Connection,
+    stream: &str,
+) -> rusqlite::Result<Option<BackfillState>> {
     let Some((run_id, started_at, high_water_date)) = conn
         .query_row(
             "SELECT run_id, started_at, high_water_date FROM backfill_state WHERE stream = ?1",

@@ -1,0 +1,58 @@
+//! A read-only view of a warehouse for one stream: what `status`, the metrics and the tests
+//! need, read without the writer lock (safe while a pass writes), whatever the backend.
+
+use serde::Serialize;
+
+use super::{BackfillState, Mark, WarehouseError};
+
+/// What a warehouse holds for one stream.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub mark: Mark,
+    /// When the mark last moved.
+    pub mark_updated_at: Option<String>,
+    pub backfill: Option<BackfillState>,
+    /// Rows the API still lists, and rows a backfill marked deleted.
+    pub live: i64,
+    pub deleted: i64,
+    pub quarantined: i64,
+    pub newest_modified_date: Option<String>,
+    /// End of the last successful pass.
+    pub last_success_at: Option<String>,
+    /// Newest first.
+    pub recent_runs: Vec<RunRow>,
+}
+
+/// One row of `sync_runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub pages: i64,
+    pub rows_fetched: i64,
+    pub rows_inserted: i64,
+    pub rows_updated: i64,
+    pub rows_unchanged: i64,
+    pub rows_deleted: i64,
+    pub rows_quarantined: i64,
+    /// The checkpoint in words when the run began and when it ended.
+    pub mark_before: Option<String>,
+    pub mark_after: Option<String>,
+}
+
+/// Reads snapshots; opened without the writer lock.
+pub trait Reader: Send {
+    /// Where the warehouse is, safe to print (never a password).
+    fn location(&self) -> String;
+    /// The stream's snapshot, with at most `recent_runs` runs. `table` is the stream's table.
+    fn snapshot(
+        &mut self,
+        stream: &str,
+        table: &str,
+        recent_runs: usize,
+    ) -> Result<Snapshot, WarehouseError>;
+}

@@ -1,0 +1,333 @@
+//! The Debian package's inputs, without cargo-deb: the man page and completions the real binary
+//! generates, every asset `Cargo.toml` hands to cargo-deb, the maintainer scripts, that the
+//! packaged units run the packaged binary as the packaged user, and that the packaged
+//! configuration syncs against the fake OMS with the token given only as a systemd credential.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifest() -> toml::Table {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).expect("read Cargo.toml");
+    text.parse().expect("Cargo.toml parses")
+}
+
+fn deb_metadata() -> toml::Table {
+    manifest()["package"]["metadata"]["deb"]
+        .as_table()
+        .expect("[package.metadata.deb]")
+        .clone()
+}
+
+/// `(source, destination, mode)` of every cargo-deb asset.
+fn assets() -> Vec<(String, String, String)> {
+    deb_metadata()["assets"]
+        .as_array()
+        .expect("assets array")
+        .iter()
+        .map(|a| {
+            let a = a.as_array().expect("asset is [src, dest, mode]");
+            assert_eq!(a.len(), 3, "{a:?}");
+            let s = |i: usize| a[i].as_str().expect("asset field is a string").to_owned();
+            (s(0), s(1), s(2))
+        })
+        .collect()
+}
+
+/// Where cargo-deb puts a source: a destination ending in `/` is a directory.
+fn installed_path(src: &str, dest: &str) -> String {
+    let dest = format!("/{dest}");
+    match dest.strip_suffix('/') {
+        Some(dir) => format!("{dir}/{}", src.rsplit('/').next().expect("file name")),
+        None => dest,
+    }
+}
+
+/// Runs `oms-sync generate-assets` into a temp dir; the files by name.
+fn generated_assets() -> (tempfile::TempDir, BTreeMap<String, String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(BIN)
+        .arg("generate-assets")
+        .arg(dir.path().join("assets"))
+        .output()
+        .expect("run oms-sync generate-assets");
+    assert!(out.status.success(), "{out:?}");
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(dir.path().join("assets")).expect("assets dir") {
+        let e = e.expect("dir entry");
+        let text = std::fs::read_to_string(e.path()).expect("asset is text");
+        files.insert(e.file_name().to_string_lossy().into_owned(), text);
+    }
+    (dir, files)
+}
+
+#[test]
+fn man_page_and_completions_generate_and_mention_backfill() {
+    let (dir, files) = generated_assets();
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "_oms-sync",
+            "oms-sync-check.1",
+            "oms-sync-demo.1",
+            "oms-sync-status.1",
+            "oms-sync.1",
+            "oms-sync.bash",
+            "oms-sync.fish"
+        ]
+    );
+    // Each format spells the flag its own way: roff escapes '-', fish names long flags `-l`.
+    for (name, needle) in [
+        ("oms-sync.1", r"\-\-backfill"),
+        ("oms-sync.bash", "--backfill"),
+        ("_oms-sync", "--backfill"),
+        ("oms-sync.fish", "-l backfill"),
+    ] {
+        let text = &files[name];
+        assert!(!text.trim().is_empty(), "{name} is empty");
+        assert!(text.contains(needle), "{name} lacks {needle:?}");
+        for command in ["status", "demo"] {
+            assert!(text.contains(command), "{name} lacks the {command} command");
+        }
+        if name == "oms-sync.bash" {
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(dir.path().join("assets").join(name))
+                .output()
+                .expect("bash -n");
+            assert!(check.status.success(), "{check:?}");
+        }
+        // The packaging helper is not for users.
+        assert!(
+            !text.contains("generate-assets"),
+            "{name} shows generate-assets"
+        );
+    }
+    assert!(files["oms-sync.1"].contains("EXIT STATUS"));
+    assert!(files["oms-sync-status.1"].contains(r"\-\-json"));
+}
+
+#[test]
+fn deb_assets_point_at_files_that_exist() {
+    let m = manifest();
+    let bins: Vec<&str> = m["bin"]
+        .as_array()
+        .expect("[[bin]]")
+        .iter()
+        .map(|b| b["name"].as_str().expect("bin name"))
+        .collect();
+    let (_dir, generated) = generated_assets();
+    let assets = assets();
+    assert!(!assets.is_empty());
+    for (src, dest, mode) in &assets {
+        assert!(
+            !dest.starts_with('/'),
+            "{dest}: cargo-deb wants it relative"
+        );
+        assert!(
+            u32::from_str_radix(mode, 8).is_ok_and(|m| m <= 0o755),
+            "{src}: mode {mode}"
+        );
+        if let Some(bin) = src.strip_prefix("target/release/") {
+            assert!(bins.contains(&bin), "{src} is not a [[bin]] of this crate");
+        } else if let Some(name) = src.strip_prefix("target/assets/") {
+            assert!(
+                generated.contains_key(name),
+                "{src} is not written by generate-assets"
+            );
+        } else {
+            assert!(root().join(src).is_file(), "{src} does not exist");
+        }
+    }
+    // Everything generate-assets writes is shipped.
+    for name in generated.keys() {
+        assert!(
+            assets
+                .iter()
+                .any(|(s, _, _)| s == &format!("target/assets/{name}")),
+            "{name} is generated but not packaged"
+        );
+    }
+    let deb = deb_metadata();
+    let scripts = root().join(
+        deb["maintainer-scripts"]
+            .as_str()
+            .expect("maintainer-scripts"),
+    );
+    for s in ["postinst", "prerm", "postrm"] {
+        let p = scripts.join(s);
+        let mode = std::fs::metadata(&p).expect(s).permissions();
+        assert!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111 != 0,
+            "{s} not executable"
+        );
+        let check = Command::new("sh")
+            .arg("-n")
+            .arg(&p)
+            .output()
+            .expect("sh -n");
+        assert!(check.status.success(), "{s}: {check:?}");
+    }
+    let license = deb["license-file"].as_array().expect("license-file")[0]
+        .as_str()
+        .expect("license path");
+    assert!(root().join(license).is_file());
+}
+
+#[test]
+fn packaged_units_config_and_user_agree() {
+    let assets = assets();
+    let installed: Vec<String> = assets
+        .iter()
+        .map(|(s, d, _)| installed_path(s, d))
+        .collect();
+    let binary = installed_path("target/release/oms-sync", &{
+        let (_, d, _) = assets
+            .iter()
+            .find(|(s, _, _)| s == "target/release/oms-sync")
+            .expect("the binary is packaged");
+        d.clone()
+    });
+    assert_eq!(binary, "/usr/bin/oms-sync");
+    let conf = "/etc/oms-sync/oms-sync.toml";
+    // cargo-deb marks everything under /etc as a conffile: only the config may be there.
+    let under_etc: Vec<&String> = installed
+        .iter()
+        .filter(|p| p.starts_with("/etc/"))
+        .collect();
+    assert_eq!(under_etc, [conf]);
+    let (conf_src, _, conf_mode) = assets
+        .iter()
+        .find(|(s, d, _)| installed_path(s, d) == conf)
+        .expect("the conffile is packaged");
+    assert_eq!(
+        conf_mode, "640",
+        "the config is readable by group oms-sync only"
+    );
+    let sysusers = std::fs::read_to_string(root().join("packaging/sysusers.d/oms-sync.conf"))
+        .expect("sysusers.d file");
+    assert!(
+        sysusers.lines().any(|l| l.starts_with("u oms-sync ")),
+        "{sysusers}"
+    );
+    assert!(installed.contains(&"/usr/lib/sysusers.d/oms-sync.conf".to_owned()));
+    for unit in [
+        "oms-sync.service",
+        "oms-sync-backfill.service",
+        "oms-sync-backfill.timer",
+    ] {
+        assert!(
+            installed.contains(&format!("/lib/systemd/system/{unit}")),
+            "{unit} is not packaged"
+        );
+        if !unit.ends_with(".service") {
+            continue;
+        }
+        let text = std::fs::read_to_string(root().join("systemd").join(unit)).expect("unit");
+        let exec = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        assert!(
+            exec.starts_with(&format!("{binary} --config {conf}")),
+            "{unit}: {exec}"
+        );
+        assert!(text.lines().any(|l| l == "User=oms-sync"), "{unit}");
+        // The conffile reads the token from this credential.
+        assert!(
+            text.lines()
+                .any(|l| l == "LoadCredential=oms-token:/etc/oms-sync/token"),
+            "{unit}"
+        );
+    }
+    let conf_text = std::fs::read_to_string(root().join(conf_src)).expect("conffile");
+    assert!(conf_text.contains("token_file = \"$CREDENTIALS_DIRECTORY/oms-token\""));
+}
+
+fn run_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OMS_SYNC__") || k == "CREDENTIALS_DIRECTORY" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oms-sync")
+}
+
+/// What the package promises: the conffile plus the token as the `oms-token` credential is
+/// a working setup (the URL is the one thing the operator must also set, here by environment).
+#[tokio::test(flavor = "multi_thread")]
+async fn packaged_config_syncs_with_the_token_as_a_credential_only() {
+    let customers = synthetic_customers(250, 7);
+    let oms = FakeOms::start(FakeOmsConfig::default(), customers)
+        .await
+        .expect("fake OMS starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).expect("credentials dir");
+    std::fs::write(creds.join("oms-token"), format!("{}\n", oms.token())).expect("token");
+    let db = dir.path().join("warehouse.db");
+    let conf = root().join("packaging/oms-sync.toml");
+    let env = vec![
+        ("CREDENTIALS_DIRECTORY", creds.display().to_string()),
+        ("OMS_SYNC__API__BASE_URL", oms.base_url()),
+        ("OMS_SYNC__WAREHOUSE__PATH", db.display().to_string()),
+    ];
+    let conf_arg = conf.display().to_string();
+    let out =
+        tokio::task::spawn_blocking(move || run_with_env(&["--config", &conf_arg, "--once"], &env))
+            .await
+            .expect("join");
+    assert!(out.status.success(), "{out:?}");
+    let n: i64 = rusqlite::Connection::open(&db)
+        .expect("open warehouse")
+        .query_row("SELECT count(*) FROM live_customers", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 250);
+
+    // Without the credential the same file fails as a configuration error (exit 2), which
+    // the unit does not restart in a loop.
+    let (conf_arg, db_s, url) = (
+        conf.display().to_string(),
+        db.display().to_string(),
+        oms.base_url(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            &["--config", &conf_arg, "--once"],
+            &[
+                ("OMS_SYNC__API__BASE_URL", url),
+                ("OMS_SYNC__WAREHOUSE__PATH", db_s),
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CREDENTIALS_DIRECTORY"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn installed_path_follows_cargo_deb_directory_rule() {
+    assert_eq!(
+        installed_path("target/release/oms-sync", "usr/bin/"),
+        "/usr/bin/oms-sync"
+    );
+    assert_eq!(installed_path("a/b.conf", "etc/x/c.conf"), "/etc/x/c.conf");
+}
