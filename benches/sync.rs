@@ -444,7 +444,7 @@ async fn run(s: Settings) {
         rate(raw_deferred)
     );
     println!(
-        "| raw loop of the product's upsert (`upsert_sql`), indexes built after the load | {} |",
+        "| raw loop of the product's upsert (`UpsertSql`), indexes built after the load | {} |",
         rate(raw_product)
     );
     println!(

@@ -152,7 +152,11 @@ impl RateLimiter {
                 }
                 (slot, st.epoch)
             };
-            tokio::time::sleep_until(slot).await;
+            // Sleeping until a time already reached still waits for the timer's next tick
+            // (about a millisecond): a request that may go now must not sleep at all.
+            if slot > Instant::now() {
+                tokio::time::sleep_until(slot).await;
+            }
             // A slow-down decided while this request waited: queue again under the new limit,
             // so a 429 storm is not followed by the requests already lined up.
             if self.lock().epoch == epoch {
@@ -327,6 +331,21 @@ mod tests {
         let t = Instant::now();
         limiter.acquire().await;
         assert!(t.elapsed() >= ms(110), "{:?}", t.elapsed());
+    }
+
+    /// Real time: an unlimited limiter costs a lock, not a timer tick per request.
+    #[tokio::test]
+    async fn no_limit_means_no_wait() {
+        let limiter = RateLimiter::new(None);
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            limiter.observe(limiter.acquire().await, Outcome::Served);
+        }
+        assert!(
+            t.elapsed() < ms(300),
+            "1000 requests waited {:?}",
+            t.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
