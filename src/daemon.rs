@@ -201,8 +201,12 @@ pub async fn serve(
                 })?;
             let m = Arc::new(Metrics::new());
             // Lag and last success are known from the warehouse before the first pass ends.
-            let path = cfg.warehouse.path.clone();
-            let read = tokio::task::spawn_blocking(move || status::read_path(&path)).await;
+            let wh_cfg = cfg.warehouse.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                crate::warehouse::open_reader(&wh_cfg)
+                    .and_then(|mut r| status::read(r.as_mut(), Stream::Customers))
+            })
+            .await;
             if let Ok(Ok(s)) = read {
                 m.seed(
                     s.newest_modified_date.as_deref(),

@@ -835,3 +835,51 @@ async fn check_reports_a_bad_config_with_exit_2() {
     assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
     assert!(check_lines(&r.stdout, "config").starts_with("FAILED"));
 }
+
+/// PostgreSQL warehouse settings: `warehouse.path` and `warehouse.url` together is a config
+/// error naming both (exit 2), PostgreSQL-only keys with a path are named, and a password in a
+/// URL never reaches the output, whatever fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warehouse_url_rules_and_a_password_never_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let both = config(dir.path(), "http://127.0.0.1:9", "t", "", "");
+    let text = std::fs::read_to_string(&both).unwrap().replace(
+        "[warehouse]\n",
+        "[warehouse]\nurl = \"postgresql://u:hunter2secret@127.0.0.1:9/db\"\n",
+    );
+    std::fs::write(&both, text).unwrap();
+    let r = run(args(&both, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let e = errors(&r.stderr);
+    assert_eq!(e.len(), 1, "{}", r.stderr);
+    assert!(
+        e[0].contains("warehouse.path") && e[0].contains("warehouse.url"),
+        "{}",
+        e[0]
+    );
+    assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
+
+    let schema_with_path = config(dir.path(), "http://127.0.0.1:9", "t", "", "");
+    let text = std::fs::read_to_string(&schema_with_path)
+        .unwrap()
+        .replace("[warehouse]\n", "[warehouse]\nschema = \"x\"\n");
+    std::fs::write(&schema_with_path, text).unwrap();
+    let r = run(args(&schema_with_path, &["--once"]), vec![]).await;
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("warehouse.schema"), "{}", r.stderr);
+
+    // Nothing listens on port 9: the open fails (exit 5) and says where, without the password.
+    let r = run(
+        vec![
+            "status".into(),
+            "--db".into(),
+            "postgresql://u:hunter2secret@127.0.0.1:9/db?sslmode=disable".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(r.stderr.contains("127.0.0.1:9"), "{}", r.stderr);
+    assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
+    assert!(!r.stdout.contains("hunter2secret"), "{}", r.stdout);
+}

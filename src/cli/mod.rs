@@ -49,12 +49,12 @@ pub struct Cli {
 pub enum Command {
     /// Print the checkpoint, recent runs, row counts and lag (read-only; safe while the daemon runs).
     Status {
-        /// Configuration file; only warehouse.path is read from it.
+        /// Configuration file; only the [warehouse] section is read from it.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
-        /// The warehouse file, instead of a configuration.
-        #[arg(long, value_name = "PATH", conflicts_with = "config")]
-        db: Option<PathBuf>,
+        /// The warehouse instead of a configuration: a SQLite file, or a postgresql:// URL.
+        #[arg(long, value_name = "PATH|URL", conflicts_with = "config")]
+        db: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -167,7 +167,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Status { config, db, json }) => {
             let location = match db {
-                Some(path) => WarehouseConfig { path },
+                Some(db) => WarehouseConfig::from_db_arg(&db)?,
                 None => match Config::load_warehouse(config.or(cli.config).as_deref()) {
                     Ok(wh) => wh,
                     // `status` needs only a file name: say so rather than list API variables.

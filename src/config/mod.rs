@@ -14,6 +14,9 @@ use std::time::Duration;
 use url::Url;
 
 use validate::Origin;
+
+use crate::warehouse::WarehouseError;
+use crate::warehouse::postgres::PgConfig;
 pub use validate::parse_base_url;
 
 /// Environment prefix: `OMS_SYNC__API__TOKEN` sets `api.token`.
@@ -87,6 +90,18 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A PostgreSQL setting rejected by its parser, as the configuration error it is (exit 2).
+    fn from_warehouse(e: WarehouseError) -> Self {
+        match e {
+            WarehouseError::PgConfig { key, reason, fix } => ConfigError::Invalid {
+                key,
+                problem: reason,
+                fix: fix.into(),
+            },
+            other => ConfigError::Parse(other.to_string()),
+        }
+    }
+
     fn invalid(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key,
@@ -149,9 +164,28 @@ impl ApiConfig {
     }
 }
 
+/// Where the warehouse is: a SQLite file (`warehouse.path`) or a PostgreSQL database
+/// (`warehouse.url`); the password never shows in `Debug`.
 #[derive(Debug, Clone)]
-pub struct WarehouseConfig {
-    pub path: PathBuf,
+pub enum WarehouseConfig {
+    Sqlite { path: PathBuf },
+    Postgres(PgConfig),
+}
+
+impl WarehouseConfig {
+    /// A `--db` argument: a `postgresql://` URL (password from the URL, schema `public`, TLS
+    /// rules as in the config) or a SQLite file path.
+    pub fn from_db_arg(arg: &str) -> Result<WarehouseConfig, ConfigError> {
+        if arg.starts_with("postgresql://") || arg.starts_with("postgres://") {
+            PgConfig::parse(arg, None, None, false)
+                .map(WarehouseConfig::Postgres)
+                .map_err(ConfigError::from_warehouse)
+        } else {
+            Ok(WarehouseConfig::Sqlite {
+                path: PathBuf::from(arg),
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -54,6 +54,10 @@ impl fmt::Debug for RawApi {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWarehouse {
     pub path: Option<String>,
+    pub url: Option<String>,
+    pub password_file: Option<String>,
+    pub schema: Option<String>,
+    pub allow_insecure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,7 @@ use super::{
     DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
     SyncConfig, WarehouseConfig, env_name,
 };
+use crate::warehouse::postgres::PgConfig;
 
 /// Where the values came from, for errors that say where to fix them.
 #[derive(Debug, Clone, Copy)]
@@ -27,12 +28,18 @@ pub(super) struct Origin<'a> {
 
 impl Origin<'_> {
     fn missing(&self, key: &'static str) -> ConfigError {
-        let fix = if self.has_file {
+        ConfigError::Missing {
+            key,
+            fix: self.missing_fix(key),
+        }
+    }
+
+    fn missing_fix(&self, key: &'static str) -> String {
+        if self.has_file {
             format!("set it in the config file or as {}", env_name(key))
         } else {
             format!("pass --config FILE, or set {}", env_name(key))
-        };
-        ConfigError::Missing { key, fix }
+        }
     }
 
     fn missing_token(&self) -> ConfigError {
@@ -127,13 +134,50 @@ pub(super) fn validate_warehouse(
     raw: RawWarehouse,
     origin: Origin<'_>,
 ) -> Result<WarehouseConfig, ConfigError> {
-    let path = raw
-        .path
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| origin.missing("warehouse.path"))?;
-    Ok(WarehouseConfig {
-        path: PathBuf::from(path),
-    })
+    let path = raw.path.filter(|p| !p.trim().is_empty());
+    let url = raw.url.filter(|u| !u.trim().is_empty());
+    match (path, url) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "warehouse.path",
+            "is set together with warehouse.url",
+            "keep one: warehouse.path for a SQLite file, or warehouse.url for PostgreSQL",
+        )),
+        (None, None) => Err(ConfigError::Missing {
+            key: "warehouse.path",
+            fix: format!(
+                "{} (a SQLite file), or warehouse.url / {} (PostgreSQL)",
+                origin.missing_fix("warehouse.path"),
+                env_name("warehouse.url")
+            ),
+        }),
+        (Some(path), None) => {
+            for (key, set) in [
+                ("warehouse.password_file", raw.password_file.is_some()),
+                ("warehouse.schema", raw.schema.is_some()),
+                ("warehouse.allow_insecure", raw.allow_insecure.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "applies to a PostgreSQL warehouse only",
+                        "remove it, or use warehouse.url instead of warehouse.path",
+                    ));
+                }
+            }
+            Ok(WarehouseConfig::Sqlite {
+                path: PathBuf::from(path),
+            })
+        }
+        (None, Some(url)) => PgConfig::parse_in(
+            &url,
+            raw.password_file.as_deref(),
+            raw.schema.as_deref(),
+            raw.allow_insecure.unwrap_or(false),
+            origin.credentials_dir,
+        )
+        .map(WarehouseConfig::Postgres)
+        .map_err(ConfigError::from_warehouse),
+    }
 }
 
 pub(super) fn validate_api(raw: RawApi, origin: Origin<'_>) -> Result<ApiConfig, ConfigError> {

@@ -4,6 +4,7 @@
 use crate::config::WarehouseConfig;
 use crate::resource::Resource;
 
+use super::postgres::{PgReader, PgWarehouse};
 use super::sqlite::{SqliteReader, SqliteWarehouse};
 use super::{
     BackfillState, Batch, Mark, Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -13,37 +14,49 @@ use super::{
 #[derive(Debug)]
 pub enum AnyWarehouse {
     Sqlite(SqliteWarehouse),
+    Postgres(PgWarehouse),
 }
 
 impl AnyWarehouse {
     /// Opens the configured warehouse for writing: takes the writer lock and applies migrations.
     /// Blocking: call it off the async workers.
     pub fn open(cfg: &WarehouseConfig) -> Result<Self, WarehouseError> {
-        Ok(AnyWarehouse::Sqlite(SqliteWarehouse::open(&cfg.path)?))
+        Ok(match cfg {
+            WarehouseConfig::Sqlite { path } => AnyWarehouse::Sqlite(SqliteWarehouse::open(path)?),
+            WarehouseConfig::Postgres(pg) => AnyWarehouse::Postgres(PgWarehouse::open(pg)?),
+        })
     }
 
     /// Proves the warehouse takes a write (rolled back) and names its schema version.
     pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
         match self {
             AnyWarehouse::Sqlite(w) => w.probe_writable(),
+            AnyWarehouse::Postgres(w) => w.probe_writable(),
         }
     }
 }
 
 /// Opens the configured warehouse for reading only, without the writer lock.
 pub fn open_reader(cfg: &WarehouseConfig) -> Result<Box<dyn Reader>, WarehouseError> {
-    Ok(Box::new(SqliteReader::open(&cfg.path)?))
+    Ok(match cfg {
+        WarehouseConfig::Sqlite { path } => Box::new(SqliteReader::open(path)?),
+        WarehouseConfig::Postgres(pg) => Box::new(PgReader::open(pg)?),
+    })
 }
 
-/// Where the configured warehouse is, safe to print.
+/// Where the configured warehouse is, safe to print (a URL without its password).
 pub fn describe(cfg: &WarehouseConfig) -> String {
-    cfg.path.display().to_string()
+    match cfg {
+        WarehouseConfig::Sqlite { path } => path.display().to_string(),
+        WarehouseConfig::Postgres(pg) => pg.location(),
+    }
 }
 
 macro_rules! delegate {
     ($self:ident, $w:ident => $call:expr) => {
         match $self {
             AnyWarehouse::Sqlite($w) => $call,
+            AnyWarehouse::Postgres($w) => $call,
         }
     };
 }

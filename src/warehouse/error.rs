@@ -33,4 +33,43 @@ pub enum WarehouseError {
         "warehouse {path}: schema migration failed: {reason}; fix: restore a backup or move the file aside to start afresh"
     )]
     Migration { path: PathBuf, reason: String },
+    /// A PostgreSQL warehouse setting is wrong (`key` names it); never holds a password.
+    #[error("{key} {reason}; fix: {fix}")]
+    PgConfig {
+        key: &'static str,
+        reason: String,
+        fix: &'static str,
+    },
+    #[error(
+        "PostgreSQL warehouse {location} (schema {schema}) is in use by another oms-sync process (advisory lock held); fix: stop the other instance, or set warehouse.schema to another schema"
+    )]
+    PgLocked { location: String, schema: String },
+    #[error("PostgreSQL warehouse {location}: cannot connect: {reason}; fix: {fix}")]
+    PgConnect {
+        location: String,
+        reason: String,
+        fix: &'static str,
+    },
+    /// The server went away mid-call (restart, failover, network, terminated backend): the open
+    /// transaction rolled back on the server, and the next call reconnects.
+    #[error(
+        "PostgreSQL warehouse {location}: connection lost while {context} ({reason}); the unfinished transaction was rolled back, the checkpoint is unchanged; fix: check that the server is up and reachable, the next pass reconnects"
+    )]
+    PgConnectionLost {
+        location: String,
+        context: String,
+        reason: String,
+    },
+    #[error("PostgreSQL warehouse {location}: {context}: {reason}")]
+    Postgres {
+        location: String,
+        context: String,
+        reason: String,
+        /// SQLSTATE, when the server sent one.
+        code: Option<String>,
+    },
+    #[error(
+        "PostgreSQL warehouse {location}: schema migration failed: {reason}; fix: check the role may create tables in the schema, or restore a backup"
+    )]
+    PgMigration { location: String, reason: String },
 }

@@ -6,6 +6,7 @@
 
 mod any;
 mod error;
+pub mod postgres;
 mod snapshot;
 pub mod sqlite;
 
@@ -16,6 +17,7 @@ use crate::resource::{BadRecord, Resource};
 
 pub use any::{AnyWarehouse, describe, open_reader};
 pub use error::WarehouseError;
+pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 

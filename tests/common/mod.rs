@@ -16,7 +16,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::resource::Customers;
 use oms_sync::stream::{Stream, StreamWarehouse};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
-use oms_sync::warehouse::{AnyWarehouse, Mark, Snapshot};
+use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, Reader, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 pub fn t0() -> DateTime<Utc> {
@@ -65,6 +65,56 @@ pub fn options(page_size: u32) -> SyncOptions {
 pub enum TestWarehouse {
     /// A SQLite file in a temp dir.
     Sqlite { dir: tempfile::TempDir },
+    /// A schema of its own on the server in `OMS_SYNC_TEST_PG_URL`, dropped at the end.
+    Postgres(PgSchema),
+}
+
+/// The PostgreSQL server the suites also run against, when set (`.ci/pg-start` prints one).
+pub const PG_ENV: &str = "OMS_SYNC_TEST_PG_URL";
+
+/// A unique schema on the test server; dropped with it.
+pub struct PgSchema {
+    pub url: String,
+    pub cfg: PgConfig,
+}
+
+impl PgSchema {
+    fn new() -> PgSchema {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let url = std::env::var(PG_ENV).expect("OMS_SYNC_TEST_PG_URL");
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("h_{}_{n}", std::process::id());
+        let cfg = PgConfig::parse(&url, None, Some(&schema), false).expect("test URL");
+        PgSchema { url, cfg }
+    }
+
+    /// Runs `f` on a plain connection with `search_path` on the schema, on a thread of its
+    /// own: the blocking client panics on a thread that runs async tasks (the tests' own).
+    pub fn with_client<T: Send>(&self, f: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                c.batch_execute(&format!("SET search_path TO {}", self.cfg.schema))
+                    .unwrap();
+                f(&mut c)
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (&self.url, &self.cfg.schema);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            });
+        });
+    }
 }
 
 impl TestWarehouse {
@@ -78,23 +128,40 @@ impl TestWarehouse {
     pub fn name(&self) -> &'static str {
         match self {
             TestWarehouse::Sqlite { .. } => "sqlite",
+            TestWarehouse::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The SQLite file (SQLite-only tests).
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self {
+            TestWarehouse::Sqlite { dir } => dir.path().join("warehouse.db"),
+            TestWarehouse::Postgres(_) => panic!("not a SQLite warehouse"),
         }
     }
 
     pub fn config(&self) -> WarehouseConfig {
         match self {
-            TestWarehouse::Sqlite { dir } => WarehouseConfig {
+            TestWarehouse::Sqlite { dir } => WarehouseConfig::Sqlite {
                 path: dir.path().join("warehouse.db"),
             },
+            TestWarehouse::Postgres(pg) => WarehouseConfig::Postgres(pg.cfg.clone()),
         }
     }
 
     /// The `[warehouse]` section of a config file that points the real binary at it.
     pub fn config_toml(&self) -> String {
         match self {
-            TestWarehouse::Sqlite { .. } => {
-                format!("[warehouse]\npath = {:?}\n", self.config().path)
+            TestWarehouse::Sqlite { dir } => {
+                format!(
+                    "[warehouse]\npath = {:?}\n",
+                    dir.path().join("warehouse.db")
+                )
             }
+            TestWarehouse::Postgres(pg) => format!(
+                "[warehouse]\nurl = {:?}\nschema = {:?}\n",
+                pg.url, pg.cfg.schema
+            ),
         }
     }
 
@@ -102,9 +169,13 @@ impl TestWarehouse {
         AnyWarehouse::open(&self.config()).unwrap()
     }
 
+    fn reader(&self) -> Result<Box<dyn Reader>, oms_sync::warehouse::WarehouseError> {
+        oms_sync::warehouse::open_reader(&self.config())
+    }
+
     /// The stream's snapshot, read as `status` reads it (no writer lock).
     pub fn snapshot(&self) -> Snapshot {
-        oms_sync::warehouse::open_reader(&self.config())
+        self.reader()
             .unwrap()
             .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
             .unwrap()
@@ -117,7 +188,7 @@ impl TestWarehouse {
     /// The snapshot, or None while the warehouse does not exist yet or has no schema (a
     /// process killed before its first commit).
     pub fn try_snapshot(&self) -> Option<Snapshot> {
-        oms_sync::warehouse::open_reader(&self.config())
+        self.reader()
             .ok()?
             .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
             .ok()
@@ -127,28 +198,56 @@ impl TestWarehouse {
     pub fn assert_intact(&self) {
         match self {
             TestWarehouse::Sqlite { .. } => {
-                let ok: String = rusqlite::Connection::open(self.config().path)
+                let ok: String = rusqlite::Connection::open(self.sqlite_path())
                     .unwrap()
                     .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                     .unwrap();
                 assert_eq!(ok, "ok");
+            }
+            // PostgreSQL keeps its own storage intact; what can go wrong here is an index
+            // left invalid (e.g. a build interrupted), so check those.
+            TestWarehouse::Postgres(pg) => {
+                let invalid: i64 = pg.with_client(|c| {
+                    c.query_one(
+                        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND NOT i.indisvalid",
+                        &[&pg.cfg.schema],
+                    )
+                    .unwrap()
+                    .get(0)
+                });
+                assert_eq!(invalid, 0, "invalid indexes");
             }
         }
     }
 
     pub fn rows(&self) -> BTreeMap<i64, Row> {
         match self {
-            TestWarehouse::Sqlite { .. } => rows(&self.config().path),
+            TestWarehouse::Sqlite { .. } => rows(&self.sqlite_path()),
+            TestWarehouse::Postgres(pg) => pg_rows(pg),
         }
     }
 
     /// One integer from a query both backends understand (e.g. `SELECT count(*) FROM customers`).
     pub fn query_i64(&self, sql: &str) -> i64 {
         match self {
-            TestWarehouse::Sqlite { .. } => rusqlite::Connection::open(self.config().path)
+            TestWarehouse::Sqlite { .. } => rusqlite::Connection::open(self.sqlite_path())
                 .unwrap()
                 .query_row(sql, [], |r| r.get(0))
                 .unwrap(),
+            TestWarehouse::Postgres(pg) => pg.with_client(|c| {
+                c.simple_query(sql)
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => {
+                            r.get(0).map(|v| v.parse().unwrap())
+                        }
+                        _ => None,
+                    })
+                    .unwrap()
+            }),
         }
     }
 }
@@ -157,11 +256,21 @@ impl TestWarehouse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
-/// The backends every suite runs against: SQLite always.
+/// The backends every suite runs against: SQLite always, PostgreSQL when
+/// `OMS_SYNC_TEST_PG_URL` is set (`.ci/pg-start` prints one). Under CI the server is required.
 pub fn backends() -> Vec<Backend> {
-    vec![Backend::Sqlite]
+    let mut b = vec![Backend::Sqlite];
+    if std::env::var_os(PG_ENV).is_some() {
+        b.push(Backend::Postgres);
+    } else if std::env::var_os("CI").is_some() {
+        panic!("CI is set but {PG_ENV} is not: start a server with .ci/pg-start (see .ci/run)");
+    } else {
+        eprintln!("-- PostgreSQL runs skipped: set {PG_ENV} (see .ci/pg-start)");
+    }
+    b
 }
 
 thread_local! {
@@ -194,6 +303,7 @@ impl TestWarehouse {
     pub fn of(backend: Backend) -> TestWarehouse {
         match backend {
             Backend::Sqlite => TestWarehouse::sqlite(),
+            Backend::Postgres => TestWarehouse::Postgres(PgSchema::new()),
         }
     }
 }
@@ -242,9 +352,7 @@ impl Harness {
 
     /// The SQLite file, for the tests that are about SQLite itself.
     pub fn db(&self) -> PathBuf {
-        match &self.wh {
-            TestWarehouse::Sqlite { .. } => self.wh.config().path,
-        }
+        self.wh.sqlite_path()
     }
 
     pub fn open(&self) -> AnyWarehouse {
@@ -335,6 +443,39 @@ pub fn rows(db: &Path) -> BTreeMap<i64, Row> {
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
+}
+
+/// The rows of a PostgreSQL warehouse, instants as canonical text.
+fn pg_rows(pg: &PgSchema) -> BTreeMap<i64, Row> {
+    const CANON: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+    let sql = format!(
+        "SELECT id, to_char(created_date AT TIME ZONE 'UTC', {CANON}),
+                to_char(modified_date AT TIME ZONE 'UTC', {CANON}), omnitron_id, email,
+                first_name, last_name, phone_number, erp_code, channel, extra::text,
+                deleted_at IS NOT NULL FROM customers"
+    );
+    pg.with_client(|c| c.query(&sql, &[]).unwrap())
+        .iter()
+        .map(|r| {
+            let extra: Option<String> = r.get(10);
+            (
+                r.get(0),
+                Row {
+                    created_date: r.get(1),
+                    modified_date: r.get(2),
+                    omnitron_id: r.get(3),
+                    email: r.get(4),
+                    first_name: r.get(5),
+                    last_name: r.get(6),
+                    phone_number: r.get(7),
+                    erp_code: r.get(8),
+                    channel: r.get(9),
+                    extra: extra.map(|e| serde_json::from_str(&e).unwrap()),
+                    deleted: r.get(11),
+                },
+            )
+        })
+        .collect()
 }
 
 /// What the warehouse should hold for a server customer.

@@ -1,0 +1,255 @@
+//! The PostgreSQL warehouse: the same tables and semantics as the SQLite one, in a schema of
+//! the operator's database. One blocking connection (the writer runs on its own thread)
+//! holds a session advisory lock, so a second writer of the same schema is refused; readers
+//! never take it. The schema comes from `migrations/postgres/` through refinery.
+//!
+//! The daemon keeps one warehouse across passes, so a connection lost mid-pass (server
+//! restart, failover, terminated backend) fails that call with
+//! [`WarehouseError::PgConnectionLost`] (its transaction rolled back server-side) and the next
+//! call connects again, re-taking the lock.
+//!
+//! - [`config`]: the URL, password, sslmode and schema; `password`: the password file;
+//! - [`tls`]: rustls per sslmode;
+//! - [`connect`]: connecting, lock, migrations, error kinds;
+//! - [`state`]: the mark, backfill ranges, secondary indexes;
+//! - [`apply`]: one batch with its checkpoint, in one transaction; `copy`: the measured
+//!   alternative bulk path (COPY into staging, then merge);
+//! - [`reader`]: the read-only [`Reader`](crate::warehouse::Reader).
+
+mod apply;
+pub mod config;
+mod connect;
+mod copy;
+mod password;
+mod reader;
+mod state;
+mod tls;
+
+use postgres::Client;
+
+pub use apply::BulkPath;
+pub use config::{PgConfig, PgHost, SslMode};
+pub use reader::PgReader;
+pub use state::SECONDARY_INDEXES;
+
+use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
+use crate::resource::Resource;
+use crate::timefmt;
+use connect::classify;
+use state::{
+    build_secondary_indexes, drop_secondary_indexes_if_empty, read_backfill, read_mark,
+    write_backfill, write_mark_if_greater,
+};
+
+pub struct PgWarehouse {
+    /// Boxed: keeps `AnyWarehouse`'s variants of similar size.
+    cfg: Box<PgConfig>,
+    /// None after the connection was lost: the next call connects again.
+    client: Option<Client>,
+    /// Rows in quarantine, so clearing it costs nothing while it is empty.
+    quarantined: i64,
+    bulk: BulkPath,
+    /// The server process of the current (or lost) connection, to end it if it lingers.
+    backend_pid: Option<i32>,
+}
+
+impl std::fmt::Debug for PgWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgWarehouse")
+            .field("location", &self.cfg.location())
+            .field("connected", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgWarehouse {
+    /// Connects for writing: creates the schema if needed, takes the writer lock, applies
+    /// pending migrations, builds missing secondary indexes, and marks runs a killed process
+    /// left `running` as `interrupted`.
+    pub fn open(cfg: &PgConfig) -> Result<Self, WarehouseError> {
+        let (client, pid) = connect::blocking(|| Self::connect_writer(cfg, None))?;
+        let mut wh = PgWarehouse {
+            cfg: Box::new(cfg.clone()),
+            client: Some(client),
+            quarantined: 0,
+            bulk: BulkPath::default(),
+            backend_pid: Some(pid),
+        };
+        let now = timefmt::now_canonical();
+        wh.run(
+            "marking the runs of an earlier process that was killed as interrupted",
+            |c| {
+                c.execute(
+                "UPDATE sync_runs SET status = 'interrupted', finished_at = $1::text::timestamptz
+                 WHERE status = 'running'",
+                &[&now],
+            )?;
+                Ok(())
+            },
+        )?;
+        wh.quarantined = wh.run("counting quarantine", |c| {
+            c.query_one("SELECT count(*) FROM quarantine", &[])?
+                .try_get(0)
+        })?;
+        Ok(wh)
+    }
+
+    /// A locked, migrated connection with the secondary indexes in place.
+    /// Returns it with its backend's pid.
+    fn connect_writer(cfg: &PgConfig, stale: Option<i32>) -> Result<(Client, i32), WarehouseError> {
+        let mut client = connect::connect(cfg, true)?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| classify(cfg, "reading the session id", e))?;
+        connect::take_lock(cfg, &mut client, stale)?;
+        connect::migrate(cfg, &mut client)?;
+        // A backfill into an empty table drops them until its end; if it was killed, they
+        // come back here.
+        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
+            build_secondary_indexes(&mut client, table)
+                .map_err(|e| classify(cfg, "building the secondary indexes", e))?;
+        }
+        Ok((client, pid))
+    }
+
+    /// Proves the warehouse takes a write (rolled back) and names its schema version.
+    pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
+        self.run("writing a probe (rolled back)", |c| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute("CREATE TABLE oms_sync_check_probe (x int)")?;
+            let v: Option<i32> = tx
+                .query_one("SELECT max(version) FROM refinery_schema_history", &[])?
+                .try_get(0)?;
+            tx.rollback()?;
+            Ok(format!("schema version {}, writable", v.unwrap_or(0)))
+        })
+    }
+
+    /// Chooses how records are loaded (the default is the measured faster one).
+    pub fn set_bulk_path(&mut self, bulk: BulkPath) {
+        self.bulk = bulk;
+    }
+
+    pub fn config(&self) -> &PgConfig {
+        &self.cfg
+    }
+
+    /// The live connection, connecting again (and re-taking the lock) after a loss.
+    pub fn client(&mut self) -> Result<&mut Client, WarehouseError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        let client = match self.client.take() {
+            Some(c) => c,
+            None => {
+                tracing::info!(warehouse = %self.cfg, "connecting to the PostgreSQL warehouse again");
+                let (client, pid) = Self::connect_writer(&self.cfg, self.backend_pid)?;
+                self.backend_pid = Some(pid);
+                client
+            }
+        };
+        Ok(self.client.insert(client))
+    }
+
+    /// Runs `f` on the connection; a lost connection is dropped so the next call reconnects.
+    fn run<T: Send>(
+        &mut self,
+        context: &str,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, WarehouseError> {
+        connect::blocking(|| {
+            let client = self.client()?;
+            f(client).map_err(|e| {
+                if connect::is_connection_lost(&e) {
+                    self.client = None;
+                }
+                classify(&self.cfg, context, e)
+            })
+        })
+    }
+}
+
+impl Drop for PgWarehouse {
+    fn drop(&mut self) {
+        // Closing ends the session, which releases the advisory lock.
+        if let Some(client) = self.client.take() {
+            connect::blocking(|| drop(client));
+        }
+    }
+}
+
+impl<R: Resource> Warehouse<R> for PgWarehouse {
+    fn mark(&mut self) -> Result<Mark, WarehouseError> {
+        self.run("reading the checkpoint", |c| read_mark(c, R::NAME))
+    }
+
+    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
+        self.run("reading the backfill state", |c| read_backfill(c, R::NAME))
+    }
+
+    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
+        self.run("starting the backfill", |c| {
+            let mut tx = c.transaction()?;
+            drop_secondary_indexes_if_empty(&mut tx, R::TABLE)?;
+            write_backfill(&mut tx, R::NAME, state)?;
+            tx.commit()
+        })
+    }
+
+    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
+        self.run("finishing the backfill", |c| {
+            let mut tx = c.transaction()?;
+            build_secondary_indexes(&mut tx, R::TABLE)?;
+            write_mark_if_greater(&mut tx, R::NAME, &mark)?;
+            tx.execute("DELETE FROM backfill_ranges WHERE stream = $1", &[&R::NAME])?;
+            tx.execute("DELETE FROM backfill_state WHERE stream = $1", &[&R::NAME])?;
+            tx.commit()
+        })
+    }
+
+    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
+        let now = timefmt::now_canonical();
+        self.run("recording the run", |c| {
+            c.query_one(
+                "INSERT INTO sync_runs (stream, kind, started_at, status, mark_before)
+                 VALUES ($1, $2, $3::text::timestamptz, 'running', $4) RETURNING id",
+                &[&R::NAME, &kind.as_str(), &now, &mark_before.to_string()],
+            )?
+            .try_get(0)
+        })
+    }
+
+    fn apply(
+        &mut self,
+        run: i64,
+        batch: Batch<R::Record>,
+        pages: u64,
+    ) -> Result<RowStats, WarehouseError> {
+        let mut quarantined = self.quarantined;
+        let bulk = self.bulk;
+        let stats = self.run("writing a page", |c| {
+            apply::apply_batch::<R>(c, bulk, &mut quarantined, run, &batch, pages)
+        })?;
+        self.quarantined = quarantined;
+        Ok(stats)
+    }
+
+    fn finish_run(
+        &mut self,
+        run: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), WarehouseError> {
+        let now = timefmt::now_canonical();
+        self.run("recording the end of the run", |c| {
+            let mark = read_mark(c, R::NAME)?;
+            c.execute(
+                "UPDATE sync_runs SET status = $2, error = $3, finished_at = $4::text::timestamptz,
+                     mark_after = $5 WHERE id = $1",
+                &[&run, &status.as_str(), &error, &now, &mark.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+}
