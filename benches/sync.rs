@@ -13,21 +13,27 @@
 //!   customers, 1 above);
 //! - `--quick` / `OMS_BENCH_QUICK=1`: page size 1000 with concurrency 1 only, no page-100 runs.
 //!
-//! Peak RSS is that of the real `oms-sync --backfill` binary run as a child process (read with
-//! `wait4`), so the fake server's memory (which lives in this process) does not count.
+//! Peak RSS is that of the real `oms-sync --backfill` binary run as a child process: its own
+//! high-water mark (`VmHWM`), polled from `/proc` until it exits, so the fake server's memory
+//! (which lives in this process) does not count (see `common::child_backfill`).
+//!
+//! The remote case (latency, server cap 100, concurrency 1..16) is `benches/remote.rs`.
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{child_backfill, median, rate, remove_db, run_by_cargo_bench, secs};
 use oms_sync::api::ApiClient;
 use oms_sync::config::{ApiConfig, DEFAULT_LOOKBACK, Secret, parse_base_url};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
-use oms_sync::resource::{Customer, Customers};
+use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
 use oms_sync::warehouse::SqliteWarehouse;
+use oms_sync::warehouse::sqlite::UpsertSql;
 use tokio_util::sync::CancellationToken;
 
 const SEED: u64 = 20_240_301;
@@ -67,10 +73,7 @@ fn settings() -> Settings {
 }
 
 fn main() {
-    // `cargo test --all-targets` runs bench binaries without `--bench`: a full benchmark in a
-    // debug build would only waste the test run, so there it stops here.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("benchmark skipped (not run by `cargo bench`); run: cargo bench --bench sync");
+    if !run_by_cargo_bench("sync") {
         return;
     }
     let s = settings();
@@ -81,39 +84,13 @@ fn main() {
     rt.block_on(run(s));
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn secs(d: f64) -> String {
-    if d < 1.0 {
-        format!("{:.1} ms", d * 1000.0)
-    } else {
-        format!("{d:.2} s")
-    }
-}
-
-fn rate(r: f64) -> String {
-    let r = r.round() as u64;
-    let s = r.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// One execution of the raw upsert, with `modified_date` given (an update moves it forward).
-fn raw_upsert(stmt: &mut rusqlite::Statement<'_>, c: &Customer, modified_date: &str, now: &str) {
+fn raw_upsert(
+    stmt: &mut rusqlite::Statement<'_>,
+    c: &Customer,
+    modified_date: &str,
+    now: &str,
+) -> usize {
     stmt.execute(rusqlite::params![
         c.id,
         c.created_date,
@@ -128,25 +105,69 @@ fn raw_upsert(stmt: &mut rusqlite::Statement<'_>, c: &Customer, modified_date: &
         c.extra,
         now
     ])
-    .unwrap();
+    .unwrap()
 }
 
 /// The plain loop: a fresh warehouse (same migrations), one prepared INSERT ... ON CONFLICT,
 /// `RAW_TX_ROWS` rows per transaction. `defer_indexes`: drop the secondary indexes first and
 /// build them after the load (the time includes the build). Returns rows/s.
-fn raw_limit(records: &[Customer], dir: &Path, defer_indexes: bool) -> f64 {
-    raw_load(records, dir, defer_indexes, 0.0).0
+fn raw_limit(records: &[Customer], dir: &Path, defer_indexes: bool, sql: &UpsertSql) -> f64 {
+    raw_load(records, dir, defer_indexes, 0.0, sql).0
+}
+
+/// The product's own statements (`oms_sync::warehouse::sqlite::UpsertSql`): the same
+/// parameters as [`raw_upsert_sql`] (the columns in order, then the sync time).
+fn product_sql() -> UpsertSql {
+    UpsertSql::new("customers", <Customer as Row>::COLUMNS)
+}
+
+/// The plain statement as an [`UpsertSql`] without the second step.
+fn simple_sql() -> UpsertSql {
+    UpsertSql {
+        upsert: raw_upsert_sql(),
+        update: String::new(),
+    }
+}
+
+/// One record through `upsert`, then `update` when that changed nothing (the product's way).
+fn raw_store(
+    upsert: &mut rusqlite::Statement<'_>,
+    update: &mut Option<rusqlite::Statement<'_>>,
+    c: &Customer,
+    modified_date: &str,
+    now: &str,
+) {
+    if raw_upsert(upsert, c, modified_date, now) == 0
+        && let Some(update) = update
+    {
+        raw_upsert(update, c, modified_date, now);
+    }
+}
+
+/// Bytes this process has sent to storage so far (`write_bytes` of `/proc/self/io`: pages it
+/// dirtied in the page cache, so the fake server's socket writes do not count).
+fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Loads like [`raw_limit`], then (with `update_fraction` > 0) updates that fraction of random
 /// customers (a new, later `modified_date`) with the same plain loop in one transaction, the
-/// write pattern of an incremental pass. Returns (load rows/s, update rows/s).
+/// write pattern of an incremental pass. `sql`: the upsert run by the loop. Returns (load
+/// rows/s, update rows/s, bytes written per updated row, the WAL checkpointed).
 fn raw_load(
     records: &[Customer],
     dir: &Path,
     defer_indexes: bool,
     update_fraction: f64,
-) -> (f64, f64) {
+    sql: &UpsertSql,
+) -> (f64, f64, f64) {
     let path = dir.join(format!("raw-{defer_indexes}.db"));
     let _ = std::fs::remove_file(&path);
     let wh = SqliteWarehouse::open(&path).expect("open");
@@ -158,11 +179,12 @@ fn raw_load(
             .unwrap();
     }
     {
-        let mut stmt = conn.prepare(&raw_upsert_sql()).unwrap();
+        let mut stmt = conn.prepare(&sql.upsert).unwrap();
+        let mut update = (!sql.update.is_empty()).then(|| conn.prepare(&sql.update).unwrap());
         for chunk in records.chunks(RAW_TX_ROWS) {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             for c in chunk {
-                raw_upsert(&mut stmt, c, &c.modified_date, &now);
+                raw_store(&mut stmt, &mut update, c, &c.modified_date, &now);
             }
             conn.execute_batch("COMMIT").unwrap();
         }
@@ -175,18 +197,23 @@ fn raw_load(
         .unwrap();
     }
     let r = records.len() as f64 / started.elapsed().as_secs_f64();
-    let mut u = 0.0;
+    let (mut u, mut bytes) = (0.0, 0.0);
     if update_fraction > 0.0 {
         // Spread evenly with a stride co-prime to typical sizes: random pages, like touch_random.
         let k = ((records.len() as f64 * update_fraction) as usize).max(1);
         let stride = 7919usize;
-        let mut stmt = conn.prepare(&raw_upsert_sql()).unwrap();
+        let mut stmt = conn.prepare(&sql.upsert).unwrap();
+        let mut update = (!sql.update.is_empty()).then(|| conn.prepare(&sql.update).unwrap());
         let later = timefmt::canonical(&chrono::Utc::now());
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let written = write_bytes();
         let started = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         for j in 0..k {
-            raw_upsert(
+            raw_store(
                 &mut stmt,
+                &mut update,
                 &records[(j * stride) % records.len()],
                 &later,
                 &now,
@@ -194,10 +221,13 @@ fn raw_load(
         }
         conn.execute_batch("COMMIT").unwrap();
         u = k as f64 / started.elapsed().as_secs_f64();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        bytes = (write_bytes() - written) as f64 / k as f64;
     }
     drop(wh);
     remove_db(&path);
-    (r, u)
+    (r, u, bytes)
 }
 
 fn raw_upsert_sql() -> String {
@@ -212,14 +242,6 @@ fn raw_upsert_sql() -> String {
          erp_code = excluded.erp_code, channel = excluded.channel,
          extra = excluded.extra, synced_at = excluded.synced_at"
         .to_string()
-}
-
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm", ".lock"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
 }
 
 fn api_config(oms: &FakeOms, page_size: u32, concurrency: u32) -> ApiConfig {
@@ -345,60 +367,10 @@ async fn incremental(
     (wh, r.expect("incremental pass succeeds"))
 }
 
-/// Runs `oms-sync --backfill` as a child; returns (wall seconds, peak RSS in KiB).
-async fn child_backfill(oms: &FakeOms, dir: &Path, page: u32, concurrency: u32) -> (f64, u64) {
-    let db = dir.join("child.db");
-    remove_db(&db);
-    let cfg = dir.join("child.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[api]\nbase_url = \"{}\"\ntoken = \"{}\"\npage_size = {page}\nconcurrency = {concurrency}\n\
-             [warehouse]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n",
-            oms.base_url(),
-            oms.token(),
-            db.display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_oms-sync");
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--backfill")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn oms-sync");
-    // Peak RSS from the kernel's high-water mark of the child's memory (VmHWM), polled until
-    // it exits. (`ru_maxrss` of a child would count the memory of this process it forked from.)
-    let pid = child.id();
-    let mut child = child;
-    let (status, peak_kib) = tokio::task::spawn_blocking(move || {
-        let mut peak = 0u64;
-        loop {
-            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                && let Some(kib) = s
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
-            if let Some(status) = child.try_wait().expect("wait for oms-sync") {
-                return (status, peak);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    })
-    .await
-    .unwrap();
-    let wall = started.elapsed().as_secs_f64();
-    assert!(status.success(), "oms-sync --backfill failed: {status}");
-    remove_db(&db);
-    (wall, peak_kib)
+fn checkpoint(wh: &SqliteWarehouse) {
+    wh.connection()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -435,19 +407,24 @@ async fn run(s: Settings) {
     );
 
     // Limits.
+    let simple = simple_sql();
+    let product = product_sql();
     let raw: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&records, dir.path(), false))
+        .map(|_| raw_limit(&records, dir.path(), false, &simple))
         .collect();
     let raw = median(raw);
     let raw_deferred: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&records, dir.path(), true))
+        .map(|_| raw_limit(&records, dir.path(), true, &simple))
         .collect();
     let raw_deferred = median(raw_deferred);
-    let raw_updates = median(
-        (0..runs)
-            .map(|_| raw_load(&records, dir.path(), true, 0.01).1)
-            .collect(),
-    );
+    // The product's own statement, indexes after the load (what a backfill does), then 1%
+    // random updates (what an incremental pass writes).
+    let product_runs: Vec<(f64, f64, f64)> = (0..runs)
+        .map(|_| raw_load(&records, dir.path(), true, 0.01, &product))
+        .collect();
+    let raw_product = median(product_runs.iter().map(|r| r.0).collect());
+    let raw_updates = median(product_runs.iter().map(|r| r.1).collect());
+    let raw_update_bytes = median(product_runs.iter().map(|r| r.2).collect());
     drop(records);
     let mut srv = Vec::new();
     let mut srv_parse = Vec::new();
@@ -467,7 +444,11 @@ async fn run(s: Settings) {
         rate(raw_deferred)
     );
     println!(
-        "| raw SQLite upsert loop, 1% random existing rows updated (one tx, indexes on) | {} |",
+        "| raw loop of the product's upsert (`UpsertSql`), indexes built after the load | {} |",
+        rate(raw_product)
+    );
+    println!(
+        "| raw loop of the product's upsert, 1% random existing rows updated (one tx, indexes on; {raw_update_bytes:.0} bytes written per row) | {} |",
         rate(raw_updates)
     );
     println!(
@@ -487,7 +468,7 @@ async fn run(s: Settings) {
         &[(1000, 1), (1000, 2), (1000, 4), (100, 1), (100, 4)]
     };
     println!(
-        "| backfill (library) | page | concurrency | rows/s | wall | vs raw (indexes maintained) | vs raw (indexes after) |\n|---|---:|---:|---:|---:|---:|---:|"
+        "| backfill (library) | page | concurrency | rows/s | wall | vs raw product SQL (indexes after) | vs raw simple SQL (indexes after) | vs raw simple SQL (indexes maintained) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut kept: Option<(SqliteWarehouse, PathBuf)> = None;
     let mut bytes_per_customer = 0.0;
@@ -512,11 +493,12 @@ async fn run(s: Settings) {
         let wall = median(walls);
         let r = n as f64 / wall;
         println!(
-            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% |",
+            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% | {:.0}% |",
             rate(r),
             secs(wall),
-            100.0 * r / raw,
-            100.0 * r / raw_deferred
+            100.0 * r / raw_product,
+            100.0 * r / raw_deferred,
+            100.0 * r / raw
         );
     }
     println!();
@@ -540,15 +522,22 @@ async fn run(s: Settings) {
     let mut changed_requests = 0u64;
     let mut changed_stats = nochange_stats;
     let mut lookback_report = None;
+    let mut changed_bytes = Vec::new();
     for run_no in 0..runs {
         let touched = oms.with_store(|st| touch_random(st, 0.01, SEED + run_no as u64));
         // The fake server re-sorts its date index on the first request after a change; do
         // that outside the timed pass (a real OMS has its index maintained by its database).
         let _ = server_warm(&oms).await;
+        // Bytes written: from an empty WAL to an empty WAL again, so what the pass left for
+        // the next checkpoint counts too.
+        checkpoint(&wh);
+        let written = write_bytes();
         let started = Instant::now();
         let (w, r) = incremental(&oms, wh, 1000, Duration::ZERO).await;
         wh = w;
         changed_walls.push(started.elapsed().as_secs_f64());
+        checkpoint(&wh);
+        changed_bytes.push((write_bytes() - written) as f64 / r.stats.updated.max(1) as f64);
         assert_eq!(
             r.stats.updated,
             touched.len() as u64,
@@ -625,6 +614,10 @@ async fn run(s: Settings) {
         );
     }
     drop(wh);
+    println!(
+        "\nbytes written per changed row by the pass after 1% changed (write_bytes of this process, WAL checkpointed before and after): {:.0} (raw loop of the same SQL in one transaction: {raw_update_bytes:.0})",
+        median(changed_bytes)
+    );
     println!();
 
     // Peak RSS of the real binary (child process), at N/10 and N.
@@ -650,9 +643,9 @@ async fn run(s: Settings) {
         let mut walls = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
-            let (wall, kib) = child_backfill(server, dir.path(), page, conc).await;
-            walls.push(wall);
-            rss.push(kib as f64);
+            let run = child_backfill(server, dir.path(), page, conc).await;
+            walls.push(run.wall);
+            rss.push(run.peak_rss_kib as f64);
         }
         let wall = median(walls);
         println!(

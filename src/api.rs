@@ -4,6 +4,8 @@
 //! never follows `next` links nor redirects, so the token goes to the configured origin only.
 //! Transient faults (timeouts, resets, 5xx, 429, cut or non-JSON bodies) are retried with
 //! jittered exponential backoff ([`backon`]), honouring `Retry-After`; 400/401/403 are not.
+//! Every attempt first passes the client's shared [`RateLimiter`] (`limit`), which backs all
+//! ranges off together on a 429.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,9 @@ use crate::config::{ApiConfig, Secret};
 use crate::resource::{BadRecord, Keyed, Resource};
 
 mod error;
+mod limit;
 pub use error::{ApiError, endpoint_of, root_cause, transport_error};
+pub use limit::{Outcome, Permit, RateLimiter};
 
 /// Longest `Retry-After` we obey; a server asking for more is treated as down for now.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -99,23 +103,6 @@ pub fn parse_page<R: Resource>(body: &[u8]) -> Result<Page<R::Record>, String> {
     Ok(page)
 }
 
-/// Spaces requests to at most `rate` per second across all tasks of the client.
-struct RateLimit {
-    interval: Duration,
-    next: tokio::sync::Mutex<Instant>,
-}
-
-impl RateLimit {
-    async fn wait(&self) {
-        let mut next = self.next.lock().await;
-        let now = Instant::now();
-        if *next > now {
-            tokio::time::sleep(*next - now).await;
-        }
-        *next = Instant::now().max(*next) + self.interval;
-    }
-}
-
 /// Observes each HTTP attempt (for metrics); `status` is None on a transport error.
 pub type RequestObserver = Arc<dyn Fn(Option<u16>, Duration) + Send + Sync>;
 
@@ -125,7 +112,8 @@ pub struct ApiClient {
     base: Url,
     token: Secret,
     backoff: ExponentialBuilder,
-    rate: Option<Arc<RateLimit>>,
+    /// Shared by every clone: all ranges of a backfill slow down together on a 429.
+    limiter: Arc<RateLimiter>,
     observer: Option<RequestObserver>,
     max_retries: u32,
     /// The backoff delays summed without jitter: how long an outage is retried, roughly.
@@ -153,18 +141,13 @@ impl ApiClient {
             .with_max_delay(cfg.retry_max_delay)
             .with_max_times(cfg.max_retries as usize)
             .with_jitter();
-        let rate = cfg.max_requests_per_second.map(|r| {
-            Arc::new(RateLimit {
-                interval: Duration::from_secs_f64(1.0 / r),
-                next: tokio::sync::Mutex::new(Instant::now()),
-            })
-        });
+        let limiter = Arc::new(RateLimiter::new(cfg.max_requests_per_second));
         Ok(ApiClient {
             http,
             base: cfg.base_url.clone(),
             token: cfg.token.clone(),
             backoff,
-            rate,
+            limiter,
             observer: None,
             max_retries: cfg.max_retries,
             retry_window: retry_window(cfg),
@@ -233,9 +216,7 @@ impl ApiClient {
         url: &Url,
         query: &ListQuery,
     ) -> Result<Page<R::Record>, ApiError> {
-        if let Some(rate) = &self.rate {
-            rate.wait().await;
-        }
+        let permit = self.limiter.acquire().await;
         let shown = display_url(url, query);
         let mut auth =
             HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
@@ -275,6 +256,12 @@ impl ApiClient {
             .to_string();
         let body = resp.bytes().await;
         self.observe(Some(status.as_u16()), started);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.limiter
+                .observe(permit, Outcome::Throttled { retry_after });
+        } else if status.is_success() && body.is_ok() {
+            self.limiter.observe(permit, Outcome::Served);
+        }
         let body = body.map_err(|e| ApiError::Transport {
             url: shown.clone(),
             endpoint: endpoint_of(url),

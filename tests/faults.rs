@@ -829,3 +829,46 @@ async fn gzip_pages_are_asked_for_and_decoded_on() {
     h.once().await.unwrap();
     assert!(oms.requests().iter().all(|r| !r.gzipped));
 }
+
+/// A server that lets N requests a second through (429 for the rest, with and without
+/// `Retry-After`) against an 8-range backfill whose retries come back within milliseconds:
+/// the shared limiter brings every range down together, so the client settles near N, the
+/// 429s stay few, no request's retry budget runs out, and the backfill finishes in step.
+#[tokio::test]
+async fn throttled_backfill_settles_near_the_servers_rate() {
+    const N: u32 = 40;
+    for retry_after in [true, false] {
+        let oms = fake(distinct(2_000)).await;
+        oms.knobs(|k| {
+            k.max_limit = 10;
+            k.latency = Duration::from_millis(20);
+            k.throttle_per_second = Some(N);
+            k.throttle_retry_after = retry_after;
+            k.record_requests = false;
+        });
+        let mut h = Harness::new(&oms, 10);
+        h.opts.concurrency = 8;
+        let started = Instant::now();
+        let r = h.backfill().await;
+        let wall = started.elapsed().as_secs_f64();
+        let (served, throttled) = (oms.served_count(), oms.throttled_count());
+        let achieved = served as f64 / wall;
+        eprintln!(
+            "throttle {N}/s, Retry-After {retry_after}: {served} served, {throttled} refused \
+             in {wall:.1} s = {achieved:.1} requests/s"
+        );
+        let r = r.unwrap_or_else(|e| panic!("Retry-After {retry_after}: the backfill failed: {e}"));
+        assert_eq!(r.stats.inserted, 2_000);
+        assert_in_step(&oms, &h.rows(), true);
+        assert!(
+            (0.5 * f64::from(N)..=1.3 * f64::from(N)).contains(&achieved),
+            "Retry-After {retry_after}: {achieved:.1} requests/s against a limit of {N}"
+        );
+        // Unthrottled, 8 ranges at 20 ms would send ~400 requests a second, ten times N.
+        assert!(
+            throttled <= served / 4,
+            "Retry-After {retry_after}: {throttled} refused for {served} served"
+        );
+        oms.shutdown().await;
+    }
+}

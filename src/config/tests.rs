@@ -25,6 +25,7 @@ mod basics {
     fn defaults_apply() {
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.api.page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(c.api.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(c.sync.interval, Duration::from_secs(60));
         assert_eq!(c.sync.lookback, DEFAULT_LOOKBACK);
         assert!(!DEFAULT_LOOKBACK.is_zero());

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
+pub use apply::UpsertSql;
 pub use connection::open_connection;
 pub use indexes::SECONDARY_INDEXES;
 pub use reader::SqliteReader;

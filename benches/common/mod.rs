@@ -1,0 +1,123 @@
+//! Helpers shared by the bench targets (`sync`, `remote`): number formatting, medians, removing
+//! a warehouse and its side files, and running the real `oms-sync --backfill` binary as a child
+//! process with its peak RSS.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oms_sync::fake_oms::FakeOms;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn secs(d: f64) -> String {
+    if d < 1.0 {
+        format!("{:.1} ms", d * 1000.0)
+    } else {
+        format!("{d:.2} s")
+    }
+}
+
+/// A whole number with thousands separators.
+pub fn rate(r: f64) -> String {
+    let r = r.round() as u64;
+    let s = r.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// A `cargo bench` run passes `--bench`; `cargo test --all-targets` does not, and a benchmark
+/// in a debug build would only waste the test run, so there it prints how to run it and stops.
+pub fn run_by_cargo_bench(name: &str) -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    println!("benchmark skipped (not run by `cargo bench`); run: cargo bench --bench {name}");
+    false
+}
+
+/// What one `oms-sync --backfill` child did.
+pub struct ChildRun {
+    pub wall: f64,
+    pub peak_rss_kib: u64,
+}
+
+/// Runs `oms-sync --backfill` as a child against `oms` into a fresh warehouse in `dir`.
+///
+/// Peak RSS is the child's own high-water mark (`VmHWM` in `/proc/PID/status`), read until it
+/// exits. Not `wait4`'s `ru_maxrss`: the child starts as a copy of this process (fork/vfork
+/// before exec), and Linux keeps that image's RSS, the fake server's data included, in it.
+pub async fn child_backfill(oms: &FakeOms, dir: &Path, page: u32, concurrency: u32) -> ChildRun {
+    let db = dir.join("child.db");
+    remove_db(&db);
+    let cfg = dir.join("child.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[api]\nbase_url = \"{}\"\ntoken = \"{}\"\npage_size = {page}\nconcurrency = {concurrency}\n\
+             [warehouse]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n",
+            oms.base_url(),
+            oms.token(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_oms-sync");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--backfill")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn oms-sync");
+    let pid = child.id();
+    let (status, peak_rss_kib) = tokio::task::spawn_blocking(move || {
+        let mut peak = 0u64;
+        loop {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                && let Some(kib) = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+            if let Some(status) = child.try_wait().expect("wait for oms-sync") {
+                return (status, peak);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+    .await
+    .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    assert!(status.success(), "oms-sync --backfill failed: {status}");
+    remove_db(&db);
+    ChildRun { wall, peak_rss_kib }
+}

@@ -1,0 +1,158 @@
+//! What users of a remote OMS feel: backfills through the real `oms-sync --backfill` binary
+//! (a child process) against the fake OMS in this process with a per-request latency and a
+//! server page cap of 100, for `api.concurrency` 1, 2, 4, 8 and 16.
+//!
+//! ```text
+//! cargo bench --bench remote                          # N = 200,000 at 50 ms and 150 ms
+//! cargo bench --bench remote -- --n 50000 --latency 50
+//! cargo bench --bench remote -- --full                # concurrency 1 and 2 at N too (~8 min more)
+//! ```
+//!
+//! Settings (argument, else environment, else default):
+//! - `--n N` / `OMS_REMOTE_N`: customers (200,000);
+//! - `--latency MS[,MS...]` / `OMS_REMOTE_LATENCY`: per-request latency (50,150);
+//! - `--jitter MS` / `OMS_REMOTE_JITTER`: up to this much more per request, uniform (0);
+//! - `--full` / `OMS_REMOTE_FULL=1`: run concurrency 1 and 2 on all N customers. Without it they
+//!   run on N/10 and their wall time is scaled by 10 (they are bound by pages × latency, so
+//!   that is what they would take; the table says which rows were scaled).
+//!
+//! For each run it prints wall time, requests the server answered, rows/s, the child's peak
+//! RSS (`VmHWM`, see `common::child_backfill`), and the sequential bound: requests × mean
+//! latency / concurrency, the wall time if the requests were spread perfectly over the ranges
+//! and nothing else cost anything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{child_backfill, rate, run_by_cargo_bench, secs};
+use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+
+const SEED: u64 = 20_240_301;
+/// The server's page cap (DRF `max_page_size`), and the page size asked for.
+const PAGE: u32 = 100;
+const CONCURRENCY: [u32; 5] = [1, 2, 4, 8, 16];
+
+struct Settings {
+    n: usize,
+    latencies: Vec<u64>,
+    jitter: u64,
+    full: bool,
+}
+
+fn settings() -> Settings {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |name: &str, env: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .or_else(|| std::env::var(env).ok())
+    };
+    let num = |v: &str| -> u64 {
+        let v = v.replace(['_', ','], "");
+        v.parse().unwrap_or_else(|_| panic!("not a number: {v}"))
+    };
+    let n = get("--n", "OMS_REMOTE_N").map_or(200_000, |v| num(&v) as usize);
+    let latencies = get("--latency", "OMS_REMOTE_LATENCY").map_or(vec![50, 150], |v| {
+        v.split(',').map(|x| num(x.trim())).collect()
+    });
+    let jitter = get("--jitter", "OMS_REMOTE_JITTER").map_or(0, |v| num(&v));
+    let full = args.iter().any(|a| a == "--full")
+        || std::env::var("OMS_REMOTE_FULL").is_ok_and(|v| v == "1");
+    Settings {
+        n: n.max(PAGE as usize * 20),
+        latencies,
+        jitter,
+        full,
+    }
+}
+
+fn main() {
+    if !run_by_cargo_bench("remote") {
+        return;
+    }
+    let s = settings();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(s));
+}
+
+async fn server(n: usize, latency: Duration, jitter: Duration) -> FakeOms {
+    let oms = FakeOms::start(
+        FakeOmsConfig {
+            max_limit: PAGE as usize,
+            ..FakeOmsConfig::default()
+        },
+        synthetic_customers(n, SEED),
+    )
+    .await
+    .expect("fake OMS");
+    oms.knobs(|k| {
+        k.record_requests = false;
+        k.latency = latency;
+        k.latency_jitter = jitter;
+    });
+    oms
+}
+
+async fn run(s: Settings) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!(
+        "oms-sync remote backfill benchmark: N = {} customers, server cap {PAGE}, jitter {} ms, {} CPUs{}",
+        rate(s.n as f64),
+        s.jitter,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        if s.full {
+            ""
+        } else {
+            "; concurrency 1 and 2 on N/10, wall time scaled by 10 (*)"
+        }
+    );
+    println!(
+        "\n| latency | concurrency | customers | wall | requests | rows/s | peak RSS | bound = requests × latency / concurrency | wall / bound | speed-up vs concurrency 1 |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let small_n = (s.n / 10).max(PAGE as usize * 20);
+    for &ms in &s.latencies {
+        let latency = Duration::from_millis(ms);
+        let jitter = Duration::from_millis(s.jitter);
+        let mean = latency + jitter / 2;
+        let full = server(s.n, latency, jitter).await;
+        let small = if s.full {
+            None
+        } else {
+            Some(server(small_n, latency, jitter).await)
+        };
+        let mut base_rate = None;
+        for conc in CONCURRENCY {
+            let (oms, count, scale) = match &small {
+                Some(small) if conc <= 2 => (small, small_n, s.n as f64 / small_n as f64),
+                _ => (&full, s.n, 1.0),
+            };
+            oms.clear_requests();
+            let run = child_backfill(oms, dir.path(), PAGE, conc).await;
+            let requests = oms.request_count();
+            let rows_per_s = count as f64 / run.wall;
+            let bound = requests as f64 * mean.as_secs_f64() / f64::from(conc);
+            let base = *base_rate.get_or_insert(rows_per_s);
+            println!(
+                "| {ms} ms | {conc} | {} | {}{} | {} | {} | {:.1} MiB | {} | {:.2} | {:.1}× |",
+                rate(count as f64),
+                secs(run.wall * scale),
+                if scale > 1.0 { " *" } else { "" },
+                rate(requests as f64 * scale),
+                rate(rows_per_s),
+                run.peak_rss_kib as f64 / 1024.0,
+                secs(bound * scale),
+                run.wall / bound,
+                rows_per_s / base
+            );
+        }
+        if let Some(small) = small {
+            small.shutdown().await;
+        }
+        full.shutdown().await;
+    }
+}
