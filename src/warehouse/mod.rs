@@ -21,6 +21,24 @@ pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 
+/// Secondary indexes of the record tables, as `(table, index, CREATE statement)`, the same SQL
+/// for every backend. A backfill into an EMPTY table drops them and builds them once at its end
+/// (far cheaper than keeping them up to date row by row); opening a warehouse builds any that
+/// are missing, so a backfill killed half-way never leaves it without them. Each backend's
+/// tests check that the list matches its migrations.
+pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
+    (
+        "customers",
+        "customers_modified_date",
+        "CREATE INDEX IF NOT EXISTS customers_modified_date ON customers (modified_date)",
+    ),
+    (
+        "customers",
+        "customers_email",
+        "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
+    ),
+];
+
 /// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.
 ///
 /// The mark claims only what was read and stored: never "every id" at its instant, because rows

@@ -115,21 +115,7 @@ pub(super) fn write_backfill<C: GenericClient>(
     Ok(())
 }
 
-/// Secondary indexes of the record tables, as `(table, index, CREATE statement)`: dropped
-/// before a bulk load into an EMPTY table, built at its end and on open if missing. Must
-/// match the migrations (checked by a test).
-pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
-    (
-        "customers",
-        "customers_modified_date",
-        "CREATE INDEX IF NOT EXISTS customers_modified_date ON customers (modified_date)",
-    ),
-    (
-        "customers",
-        "customers_email",
-        "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
-    ),
-];
+pub use crate::warehouse::SECONDARY_INDEXES;
 
 pub(super) fn build_secondary_indexes<C: GenericClient>(
     c: &mut C,

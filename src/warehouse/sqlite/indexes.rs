@@ -2,23 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-/// Secondary indexes of the record tables, as `(table, index, CREATE statement)`. A backfill
-/// into an EMPTY table drops them and builds them once at its end (far cheaper than keeping
-/// them up to date row by row); [`SqliteWarehouse::open`] builds any that are missing, so a
-/// backfill killed half-way never leaves the warehouse without them. Must match the
-/// migrations (checked by a test).
-pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
-    (
-        "customers",
-        "customers_modified_date",
-        "CREATE INDEX IF NOT EXISTS customers_modified_date ON customers (modified_date)",
-    ),
-    (
-        "customers",
-        "customers_email",
-        "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
-    ),
-];
+pub use crate::warehouse::SECONDARY_INDEXES;
 
 /// Creates the secondary indexes of `table` that are missing.
 pub(super) fn build_secondary_indexes(conn: &Connection, table: &str) -> rusqlite::Result<()> {
