@@ -336,16 +336,16 @@ mod tests {
     /// Real time: an unlimited limiter costs a lock, not a timer tick per request.
     #[tokio::test]
     async fn no_limit_means_no_wait() {
+        use futures_util::FutureExt;
         let limiter = RateLimiter::new(None);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            limiter.observe(limiter.acquire().await, Outcome::Served);
+        // Ready on the first poll: no trip through the timer (which costs a tick, ~1 ms).
+        for i in 0..1000 {
+            let permit = limiter
+                .acquire()
+                .now_or_never()
+                .unwrap_or_else(|| panic!("request {i} had to wait without a limit"));
+            limiter.observe(permit, Outcome::Served);
         }
-        assert!(
-            t.elapsed() < ms(300),
-            "1000 requests waited {:?}",
-            t.elapsed()
-        );
     }
 
     #[tokio::test(start_paused = true)]
