@@ -865,8 +865,9 @@ async fn throttled_backfill_settles_near_the_servers_rate() {
         let r = r.unwrap_or_else(|e| panic!("Retry-After {retry_after}: the backfill failed: {e}"));
         assert_eq!(r.stats.inserted, 2_000);
         assert_in_step(&oms, &h.rows(), true);
+        // Wide on the low side: a busy CI machine slows the client, never the server's limit.
         assert!(
-            (0.5 * f64::from(N)..=1.3 * f64::from(N)).contains(&achieved),
+            (0.35 * f64::from(N)..=1.3 * f64::from(N)).contains(&achieved),
             "Retry-After {retry_after}: {achieved:.1} requests/s against a limit of {N}"
         );
         // Unthrottled, 8 ranges at 20 ms would send ~400 requests a second, ten times N.
