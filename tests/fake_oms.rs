@@ -794,8 +794,9 @@ async fn latency_is_applied_to_every_request_and_waits_concurrently() {
     let took = started.elapsed();
     assert!(rs.iter().all(|r| r.status == 200));
     assert!(took >= LATENCY, "{took:?}");
+    // Sequential would be 8 x LATENCY; the margin is for a loaded machine.
     assert!(
-        took < 4 * LATENCY,
+        took < 6 * LATENCY,
         "requests waited one after another: {took:?}"
     );
 
