@@ -780,7 +780,10 @@ async fn rate_limit_spaces_requests_on() {
     assert_eq!(r.requests as usize, n);
     let span = reqs[n - 1].received_at - reqs[0].received_at;
     let interval = Duration::from_millis(50);
-    eprintln!("rate limit: {n} requests in {span:?} (at 20/s: {:?})", interval * (n as u32 - 1));
+    eprintln!(
+        "rate limit: {n} requests in {span:?} (at 20/s: {:?})",
+        interval * (n as u32 - 1)
+    );
     // The client starts request k+m at least m intervals after request k; the server sees it
     // so, less however late request k arrived. One interval of slack for that (a busy machine
     // delays single requests); without the limit all of them arrive within a few ms.
@@ -788,7 +791,10 @@ async fn rate_limit_spaces_requests_on() {
         for j in i + 1..n {
             let seen = reqs[j].received_at - reqs[i].received_at;
             let least = interval * (j - i - 1) as u32;
-            assert!(seen >= least, "requests {i} and {j}: {seen:?} apart, at least {least:?}");
+            assert!(
+                seen >= least,
+                "requests {i} and {j}: {seen:?} apart, at least {least:?}"
+            );
         }
     }
 }
