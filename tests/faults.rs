@@ -14,7 +14,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, Fault, RecordedRequest};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::timefmt;
-use oms_sync::warehouse::{Mark, SqliteWarehouse};
+use oms_sync::warehouse::{AnyWarehouse, Mark, SqliteWarehouse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -883,4 +883,61 @@ async fn throttled_backfill_settles_near_the_servers_rate() {
         );
         oms.shutdown().await;
     }
+}
+
+/// PostgreSQL: the server drops the writer's session in the middle of a backfill, as a
+/// restart or a failover does. The pass fails with a clear error and commits nothing half; the
+/// same warehouse (kept, as the daemon keeps it) reconnects on the next pass, which resumes
+/// the backfill and ends in step, with no live customer marked deleted.
+#[tokio::test]
+async fn postgres_session_dropped_mid_backfill_then_the_next_pass_resumes() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let oms = fake(distinct(600)).await;
+    let mut h = Harness::on(TestWarehouse::of(Backend::Postgres), &oms, 20);
+    h.opts.concurrency = 3;
+    let wh = h.open();
+    let pid = match &wh {
+        AnyWarehouse::Postgres(p) => p.backend_pid().expect("connected"),
+        AnyWarehouse::Sqlite(_) => unreachable!("a PostgreSQL harness"),
+    };
+    let url = std::env::var(PG_ENV).unwrap();
+    let at_request = oms.total_requests() + 12;
+    oms.set_before_request(Box::new(move |seen, _| {
+        if seen == at_request {
+            // The blocking client needs a thread of its own (not one running async tasks).
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                c.execute("SELECT pg_terminate_backend($1)", &[&pid])
+                    .unwrap();
+            })
+            .join()
+            .unwrap();
+        }
+    }));
+    let (wh, r) = h.backfill_on(wh).await;
+    oms.clear_before_request();
+    let err = r
+        .expect_err("the session was dropped mid-backfill")
+        .to_string();
+    eprintln!("dropped mid-backfill: {err}");
+    assert!(
+        err.contains("connection") && err.contains("fix:"),
+        "a clear error naming the cause and the fix: {err}"
+    );
+    let partial = h.rows();
+    assert!(
+        partial.len() < 600,
+        "{} rows: the drop came too late",
+        partial.len()
+    );
+    assert!(
+        partial.values().all(|r| !r.deleted),
+        "nothing may be marked deleted"
+    );
+    let (_wh, r) = h.backfill_on(wh).await;
+    r.expect("the next pass reconnects and resumes");
+    assert_in_step(&oms, &h.rows(), true);
 }

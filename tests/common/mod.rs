@@ -380,16 +380,22 @@ impl Harness {
     }
 
     pub async fn backfill(&self) -> Result<PassReport, SyncError> {
-        let wh = self.open();
-        let (_wh, r) = sync::backfill_pass::<Customers, _>(
+        self.backfill_on(self.open()).await.1
+    }
+
+    /// One backfill on a warehouse the test opened itself (and keeps, as the daemon does).
+    pub async fn backfill_on<W: StreamWarehouse>(
+        &self,
+        wh: W,
+    ) -> (W, Result<PassReport, SyncError>) {
+        sync::backfill_pass::<Customers, _>(
             &self.client,
             wh,
             &self.opts,
             &self.cancel,
             Arc::new(NoProgress),
         )
-        .await;
-        r
+        .await
     }
 
     pub fn rows(&self) -> BTreeMap<i64, Row> {

@@ -177,6 +177,12 @@ impl PgWarehouse {
         self.bulk = bulk;
     }
 
+    /// The server process of the writer's current session (what an operator would
+    /// `pg_terminate_backend`), if connected.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.backend_pid
+    }
+
     pub fn config(&self) -> &PgConfig {
         &self.cfg
     }
