@@ -89,6 +89,31 @@ pub enum ConfigError {
     },
 }
 
+/// Takes `schema=NAME` out of a URL's query (a `--db` convenience; the config has
+/// `warehouse.schema`).
+fn split_schema_param(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(v) => {
+                schema = Some(v.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
 impl ConfigError {
     /// A PostgreSQL setting rejected by its parser, as the configuration error it is (exit 2).
     fn from_warehouse(e: WarehouseError) -> Self {
@@ -173,11 +198,13 @@ pub enum WarehouseConfig {
 }
 
 impl WarehouseConfig {
-    /// A `--db` argument: a `postgresql://` URL (password from the URL, schema `public`, TLS
-    /// rules as in the config) or a SQLite file path.
+    /// A `--db` argument: a `postgresql://` URL (password from the URL, TLS rules as in the
+    /// config; `schema=NAME` among its parameters picks the schema, default `public`) or a
+    /// SQLite file path.
     pub fn from_db_arg(arg: &str) -> Result<WarehouseConfig, ConfigError> {
         if arg.starts_with("postgresql://") || arg.starts_with("postgres://") {
-            PgConfig::parse(arg, None, None, false)
+            let (url, schema) = split_schema_param(arg);
+            PgConfig::parse(&url, None, schema.as_deref(), false)
                 .map(WarehouseConfig::Postgres)
                 .map_err(ConfigError::from_warehouse)
         } else {

@@ -280,4 +280,26 @@ mod operator_defects {
         assert!(err.contains("OMS_SYNC__API__BASE_URL"), "{err}");
         assert!(!err.contains("in the config file"), "{err}");
     }
+
+    #[test]
+    fn db_argument_names_a_file_or_a_postgresql_schema() {
+        assert!(matches!(
+            WarehouseConfig::from_db_arg("demo.db").unwrap(),
+            WarehouseConfig::Sqlite { path } if path == std::path::Path::new("demo.db")
+        ));
+        let WarehouseConfig::Postgres(pg) =
+            WarehouseConfig::from_db_arg("postgresql://u@127.0.0.1/db?sslmode=disable&schema=oms")
+                .unwrap()
+        else {
+            panic!("a PostgreSQL location")
+        };
+        assert_eq!(pg.schema, "oms");
+        assert_eq!(pg.dbname, "db");
+        let WarehouseConfig::Postgres(pg) =
+            WarehouseConfig::from_db_arg("postgresql://u@127.0.0.1/db").unwrap()
+        else {
+            panic!("a PostgreSQL location")
+        };
+        assert_eq!(pg.schema, "public");
+    }
 }

@@ -107,7 +107,19 @@ impl Reader for PgReader {
                 Some(c) if !c.is_closed() => c,
                 _ => connect(cfg, false)?,
             };
-            read(self.client.insert(client)).map_err(|e| classify(cfg, "reading a snapshot", e))
+            let client = self.client.insert(client);
+            read(client).map_err(|e| {
+                // A schema without our tables: say what to run rather than which relation.
+                if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) {
+                    WarehouseError::PgConnect {
+                        location: cfg.location(),
+                        reason: format!("schema {} holds no oms-sync warehouse", cfg.schema),
+                        fix: "run oms-sync --once or --backfill first, or check warehouse.schema",
+                    }
+                } else {
+                    classify(cfg, "reading a snapshot", e)
+                }
+            })
         })
     }
 }
