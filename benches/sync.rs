@@ -1,17 +1,23 @@
 //! End-to-end throughput of oms-sync against the fake OMS over loopback HTTP into a real SQLite
-//! file, with the limits it is measured against, all in one run on one machine:
+//! file, and with `--pg` into PostgreSQL beside it, with the limits each is measured against,
+//! all in one run on one machine:
 //!
 //! ```text
 //! cargo bench --bench sync                        # N = 1,000,000
 //! OMS_BENCH_N=100000 cargo bench --bench sync     # quick run (3 runs of each figure)
 //! cargo bench --bench sync -- --n 100000 --runs 3
+//! cargo bench --bench sync -- --pg postgresql://postgres@127.0.0.1:54320/postgres
 //! ```
 //!
 //! Settings (argument, else environment, else default):
 //! - `--n N` / `OMS_BENCH_N`: customers (1,000,000);
 //! - `--runs R` / `OMS_BENCH_RUNS`: runs per figure, the median is printed (3 up to 200,000
 //!   customers, 1 above);
-//! - `--quick` / `OMS_BENCH_QUICK=1`: page size 1000 with concurrency 1 only, no page-100 runs.
+//! - `--quick` / `OMS_BENCH_QUICK=1`: page size 1000 with concurrency 1 only, no page-100 runs;
+//! - `--pg URL` / `OMS_BENCH_PG_URL`: also PostgreSQL (backfill at page 1000, concurrency 1
+//!   and 4; the incremental passes; the raw loop of the product's unnest upsert; peak RSS of
+//!   the binary), each warehouse in a fresh schema dropped after use. Unset: skipped, with a
+//!   printed line.
 //!
 //! Peak RSS is that of the real `oms-sync --backfill` binary run as a child process: its own
 //! high-water mark (`VmHWM`), polled from `/proc` until it exits, so the fake server's memory
@@ -25,15 +31,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{child_backfill, median, rate, remove_db, run_by_cargo_bench, secs};
+use common::pg::{self, RAW_PG_ROWS, RawPg};
+use common::{
+    child_backfill, child_backfill_into, median, rate, remove_db, run_by_cargo_bench, secs,
+};
 use oms_sync::api::ApiClient;
 use oms_sync::config::{ApiConfig, DEFAULT_LOOKBACK, Secret, parse_base_url};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
-use oms_sync::warehouse::SqliteWarehouse;
 use oms_sync::warehouse::sqlite::UpsertSql;
+use oms_sync::warehouse::{AnyWarehouse, SqliteWarehouse, Warehouse};
 use tokio_util::sync::CancellationToken;
 
 const SEED: u64 = 20_240_301;
@@ -44,6 +53,7 @@ struct Settings {
     n: usize,
     runs: usize,
     quick: bool,
+    pg: Option<String>,
 }
 
 fn settings() -> Settings {
@@ -69,7 +79,12 @@ fn settings() -> Settings {
         .max(1);
     let quick = args.iter().any(|a| a == "--quick")
         || std::env::var("OMS_BENCH_QUICK").is_ok_and(|v| v == "1");
-    Settings { n, runs, quick }
+    Settings {
+        n,
+        runs,
+        quick,
+        pg: pg::pg_url(),
+    }
 }
 
 fn main() {
@@ -336,8 +351,17 @@ async fn backfill(
     page: u32,
     concurrency: u32,
 ) -> (SqliteWarehouse, PassReport) {
+    backfill_into(oms, SqliteWarehouse::open(db).unwrap(), page, concurrency).await
+}
+
+/// `backfill_pass` into `wh` (empty: a first load), whichever backend it is.
+async fn backfill_into<W: Warehouse<Customers> + 'static>(
+    oms: &FakeOms,
+    wh: W,
+    page: u32,
+    concurrency: u32,
+) -> (W, PassReport) {
     let client = ApiClient::new(&api_config(oms, page, concurrency)).unwrap();
-    let wh = SqliteWarehouse::open(db).unwrap();
     let (wh, r) = sync::backfill_pass::<Customers, _>(
         &client,
         wh,
@@ -349,12 +373,12 @@ async fn backfill(
     (wh, r.expect("backfill succeeds"))
 }
 
-async fn incremental(
+async fn incremental<W: Warehouse<Customers> + 'static>(
     oms: &FakeOms,
-    wh: SqliteWarehouse,
+    wh: W,
     page: u32,
     lookback: Duration,
-) -> (SqliteWarehouse, PassReport) {
+) -> (W, PassReport) {
     let client = ApiClient::new(&api_config(oms, page, 1)).unwrap();
     let (wh, r) = sync::incremental_pass::<Customers, _>(
         &client,
@@ -365,6 +389,83 @@ async fn incremental(
     )
     .await;
     (wh, r.expect("incremental pass succeeds"))
+}
+
+/// The raw PostgreSQL loops' rows/s (see `common::pg::raw_load`).
+struct RawPgFigures {
+    maintained: f64,
+    deferred: f64,
+    updates: f64,
+}
+
+/// What the incremental passes on the PostgreSQL warehouse measured.
+struct PgIncFigures {
+    nochange: PassReport,
+    nochange_walls: Vec<f64>,
+    nochange_requests: Vec<f64>,
+    quiet_default: PassReport,
+    quiet_default_wall: f64,
+    changed: PassReport,
+    changed_walls: Vec<f64>,
+}
+
+/// The incremental passes of the SQLite section on the backfilled PostgreSQL warehouse: no
+/// change, after 1% changed (`runs` times), then no change with the default lookback.
+async fn pg_incremental(
+    oms: &FakeOms,
+    wh: AnyWarehouse,
+    runs: usize,
+) -> (AnyWarehouse, PgIncFigures) {
+    // The SQLite passes changed customers since this warehouse's backfill: catch up first
+    // (not timed), so the next pass really has nothing to do.
+    let _ = server_warm(oms).await;
+    let (mut wh, _) = incremental(oms, wh, 1000, Duration::ZERO).await;
+    let mut nochange_walls = Vec::new();
+    let mut nochange_requests = Vec::new();
+    let mut nochange = None;
+    for _ in 0..runs.max(3) {
+        let started = Instant::now();
+        let (w, r) = incremental(oms, wh, 1000, Duration::ZERO).await;
+        wh = w;
+        nochange_walls.push(started.elapsed().as_secs_f64());
+        nochange_requests.push(r.requests as f64);
+        assert_eq!(r.stats.inserted + r.stats.updated, 0);
+        nochange = Some(r);
+    }
+    let mut changed_walls = Vec::new();
+    let mut changed = None;
+    for run_no in 0..runs {
+        let seed = SEED + 1000 + run_no as u64;
+        let touched = oms.with_store(|st| touch_random(st, 0.01, seed));
+        let _ = server_warm(oms).await;
+        let started = Instant::now();
+        let (w, r) = incremental(oms, wh, 1000, Duration::ZERO).await;
+        wh = w;
+        changed_walls.push(started.elapsed().as_secs_f64());
+        assert_eq!(
+            r.stats.updated,
+            touched.len() as u64,
+            "every touched row updated"
+        );
+        changed = Some(r);
+    }
+    let started = Instant::now();
+    let (wh, quiet_default) = incremental(oms, wh, 1000, DEFAULT_LOOKBACK).await;
+    let quiet_default_wall = started.elapsed().as_secs_f64();
+    assert_eq!(
+        quiet_default.stats.inserted + quiet_default.stats.updated,
+        0
+    );
+    let figures = PgIncFigures {
+        nochange: nochange.expect("at least one quiet pass"),
+        nochange_walls,
+        nochange_requests,
+        quiet_default,
+        quiet_default_wall,
+        changed: changed.expect("at least one run"),
+        changed_walls,
+    };
+    (wh, figures)
 }
 
 fn checkpoint(wh: &SqliteWarehouse) {
@@ -387,6 +488,16 @@ async fn run(s: Settings) {
         runs,
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
+    match &s.pg {
+        Some(url) => println!(
+            "PostgreSQL: {} (server {}), fresh schema per warehouse",
+            pg::config(url, "public").redacted_url(),
+            pg::server_version(url)
+        ),
+        None => println!(
+            "PostgreSQL: skipped (set --pg URL or OMS_BENCH_PG_URL to measure it beside SQLite)"
+        ),
+    }
     let t = Instant::now();
     let customers = synthetic_customers(n, SEED);
     let records: Vec<Customer> = customers.iter().map(FakeCustomer::stored).collect();
@@ -425,6 +536,22 @@ async fn run(s: Settings) {
     let raw_product = median(product_runs.iter().map(|r| r.0).collect());
     let raw_updates = median(product_runs.iter().map(|r| r.1).collect());
     let raw_update_bytes = median(product_runs.iter().map(|r| r.2).collect());
+    // PostgreSQL: the product's unnest upsert in a plain loop, indexes kept up to date, and
+    // built after the load followed by 1% random updates (what backfill and incremental do).
+    let raw_pg = s.pg.as_deref().map(|url| {
+        let schema = pg::schema_name("raw");
+        let maintained: Vec<f64> = (0..runs)
+            .map(|_| pg::raw_load(url, &schema, &records, false, 0.0).load)
+            .collect();
+        let deferred: Vec<RawPg> = (0..runs)
+            .map(|_| pg::raw_load(url, &schema, &records, true, 0.01))
+            .collect();
+        RawPgFigures {
+            maintained: median(maintained),
+            deferred: median(deferred.iter().map(|r| r.load).collect()),
+            updates: median(deferred.iter().map(|r| r.updates).collect()),
+        }
+    });
     drop(records);
     let mut srv = Vec::new();
     let mut srv_parse = Vec::new();
@@ -451,6 +578,20 @@ async fn run(s: Settings) {
         "| raw loop of the product's upsert, 1% random existing rows updated (one tx, indexes on; {raw_update_bytes:.0} bytes written per row) | {} |",
         rate(raw_updates)
     );
+    if let Some(r) = &raw_pg {
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, indexes maintained ({RAW_PG_ROWS} rows/statement) | {} |",
+            rate(r.maintained)
+        );
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, indexes built after the load | {} |",
+            rate(r.deferred)
+        );
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, 1% random existing rows updated ({RAW_PG_ROWS} rows/statement, indexes on) | {} |",
+            rate(r.updates)
+        );
+    }
     println!(
         "| fake server, fetch and discard (id keyset, page 1000) | {} |",
         rate(srv)
@@ -468,7 +609,7 @@ async fn run(s: Settings) {
         &[(1000, 1), (1000, 2), (1000, 4), (100, 1), (100, 4)]
     };
     println!(
-        "| backfill (library) | page | concurrency | rows/s | wall | vs raw product SQL (indexes after) | vs raw simple SQL (indexes after) | vs raw simple SQL (indexes maintained) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| backfill (library) | page | concurrency | rows/s | wall | vs raw loop of the product's SQL (indexes after) | vs raw simple SQL (indexes after) | vs raw loop, indexes maintained (SQLite: simple SQL; PostgreSQL: the product's) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut kept: Option<(SqliteWarehouse, PathBuf)> = None;
     let mut bytes_per_customer = 0.0;
@@ -500,6 +641,42 @@ async fn run(s: Settings) {
             100.0 * r / raw_deferred,
             100.0 * r / raw
         );
+    }
+    // PostgreSQL: the same passes, each into a fresh schema; the page-1000 concurrency-1
+    // warehouse is kept for the incremental passes.
+    let mut pg_kept: Option<(AnyWarehouse, String)> = None;
+    if let (Some(url), Some(raw_pg)) = (s.pg.as_deref(), &raw_pg) {
+        let pg_matrix: &[(u32, u32)] = if s.quick {
+            &[(1000, 1)]
+        } else {
+            &[(1000, 1), (1000, 4)]
+        };
+        for &(page, conc) in pg_matrix {
+            let mut walls = Vec::new();
+            for run_no in 0..runs {
+                let schema = pg::schema_name(&format!("bf_{page}_{conc}_{run_no}"));
+                let wh = pg::open_fresh(url, &schema);
+                let started = Instant::now();
+                let (wh, report) = backfill_into(&oms, wh, page, conc).await;
+                walls.push(started.elapsed().as_secs_f64());
+                assert_eq!(report.stats.inserted, n as u64, "every customer inserted");
+                if page == 1000 && conc == 1 && run_no == runs - 1 && pg_kept.is_none() {
+                    pg_kept = Some((wh, schema));
+                } else {
+                    drop(wh);
+                    pg::drop_schema(url, &schema);
+                }
+            }
+            let wall = median(walls);
+            let r = n as f64 / wall;
+            println!(
+                "| `backfill_pass`, PostgreSQL | {page} | {conc} | {} | {} | {:.0}% | - | {:.0}% |",
+                rate(r),
+                secs(wall),
+                100.0 * r / raw_pg.deferred,
+                100.0 * r / raw_pg.maintained
+            );
+        }
     }
     println!();
 
@@ -564,6 +741,10 @@ async fn run(s: Settings) {
         0
     );
     let changed = median(changed_walls);
+    let pg_inc = match pg_kept {
+        Some((wh, schema)) => Some((pg_incremental(&oms, wh, runs).await, schema)),
+        None => None,
+    };
     println!(
         "| incremental pass | rows fetched | requests | wall | rows/s | inserted / updated / unchanged |\n|---|---:|---:|---:|---:|---|"
     );
@@ -613,6 +794,52 @@ async fn run(s: Settings) {
             "a re-read must not write"
         );
     }
+    if let (Some(((pwh, f), schema)), Some(raw_pg)) = (pg_inc, &raw_pg) {
+        let row = |label: String, r: &PassReport, requests: String, wall: f64, speed: String| {
+            println!(
+                "| PostgreSQL: {label} | {} | {requests} | {} | {speed} | {} / {} / {} |",
+                r.stats.fetched,
+                secs(wall),
+                r.stats.inserted,
+                r.stats.updated,
+                r.stats.unchanged
+            );
+        };
+        row(
+            "no change since the last pass".into(),
+            &f.nochange,
+            median(f.nochange_requests.clone()).to_string(),
+            median(f.nochange_walls.clone()),
+            "-".into(),
+        );
+        row(
+            format!(
+                "no change, default lookback ({})",
+                humantime::format_duration(DEFAULT_LOOKBACK)
+            ),
+            &f.quiet_default,
+            f.quiet_default.requests.to_string(),
+            f.quiet_default_wall,
+            "-".into(),
+        );
+        let changed = median(f.changed_walls.clone());
+        let speed = f.changed.stats.fetched as f64 / changed;
+        row(
+            "after 1% of customers changed".into(),
+            &f.changed,
+            f.changed.requests.to_string(),
+            changed,
+            format!(
+                "{} ({:.0}% of the raw PostgreSQL random-update loop)",
+                rate(speed),
+                100.0 * speed / raw_pg.updates
+            ),
+        );
+        drop(pwh);
+        if let Some(url) = s.pg.as_deref() {
+            pg::drop_schema(url, &schema);
+        }
+    }
     drop(wh);
     println!(
         "\nbytes written per changed row by the pass after 1% changed (write_bytes of this process, WAL checkpointed before and after): {:.0} (raw loop of the same SQL in one transaction: {raw_update_bytes:.0})",
@@ -655,6 +882,39 @@ async fn run(s: Settings) {
             rate(count as f64 / wall),
             median(rss) / 1024.0
         );
+    }
+    if let Some(url) = s.pg.as_deref() {
+        let cases: Vec<(&FakeOms, usize, u32, u32)> = if s.quick {
+            vec![(&small, small_n, 1000, 1), (&oms, n, 1000, 1)]
+        } else {
+            vec![
+                (&small, small_n, 1000, 1),
+                (&oms, n, 1000, 1),
+                (&small, small_n, 1000, 4),
+                (&oms, n, 1000, 4),
+            ]
+        };
+        for (server, count, page, conc) in cases {
+            let mut walls = Vec::new();
+            let mut rss = Vec::new();
+            let schema = pg::schema_name("child");
+            for _ in 0..runs {
+                pg::drop_schema(url, &schema);
+                let keys = format!("url = \"{url}\"\nschema = \"{schema}\"");
+                let run = child_backfill_into(server, dir.path(), page, conc, &keys).await;
+                walls.push(run.wall);
+                rss.push(run.peak_rss_kib as f64);
+            }
+            pg::drop_schema(url, &schema);
+            let wall = median(walls);
+            println!(
+                "| `--backfill`, PostgreSQL | {} | {page} | {conc} | {} | {} | {:.1} MiB |",
+                rate(count as f64),
+                secs(wall),
+                rate(count as f64 / wall),
+                median(rss) / 1024.0
+            );
+        }
     }
     println!();
     println!(

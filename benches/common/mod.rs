@@ -1,7 +1,9 @@
 //! Helpers shared by the bench targets (`sync`, `remote`): number formatting, medians, removing
 //! a warehouse and its side files, and running the real `oms-sync --backfill` binary as a child
-//! process with its peak RSS.
+//! process with its peak RSS; `pg`: the PostgreSQL leg (server, schemas, raw loop).
 #![allow(dead_code)]
+
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,15 +75,35 @@ pub struct ChildRun {
 pub async fn child_backfill(oms: &FakeOms, dir: &Path, page: u32, concurrency: u32) -> ChildRun {
     let db = dir.join("child.db");
     remove_db(&db);
+    let run = child_backfill_into(
+        oms,
+        dir,
+        page,
+        concurrency,
+        &format!("path = \"{}\"", db.display()),
+    )
+    .await;
+    remove_db(&db);
+    run
+}
+
+/// [`child_backfill`] into the warehouse that `warehouse_keys` (the body of the config's
+/// `[warehouse]` table) names; the caller makes it fresh and removes it.
+pub async fn child_backfill_into(
+    oms: &FakeOms,
+    dir: &Path,
+    page: u32,
+    concurrency: u32,
+    warehouse_keys: &str,
+) -> ChildRun {
     let cfg = dir.join("child.toml");
     std::fs::write(
         &cfg,
         format!(
             "[api]\nbase_url = \"{}\"\ntoken = \"{}\"\npage_size = {page}\nconcurrency = {concurrency}\n\
-             [warehouse]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n",
+             [warehouse]\n{warehouse_keys}\n[log]\nlevel = \"warn\"\n",
             oms.base_url(),
             oms.token(),
-            db.display()
         ),
     )
     .unwrap();
@@ -118,6 +140,5 @@ pub async fn child_backfill(oms: &FakeOms, dir: &Path, page: u32, concurrency: u
     .unwrap();
     let wall = started.elapsed().as_secs_f64();
     assert!(status.success(), "oms-sync --backfill failed: {status}");
-    remove_db(&db);
     ChildRun { wall, peak_rss_kib }
 }

@@ -1,0 +1,251 @@
+//! The PostgreSQL leg of the benchmarks: where the server is (`--pg URL` / `OMS_BENCH_PG_URL`),
+//! a fresh schema per warehouse (dropped after use, so runs never see each other's rows), and
+//! the raw loop of the product's own unnest upsert that a PostgreSQL backfill is measured
+//! against. The blocking `postgres` client runs on its own thread: its internal runtime
+//! panics when entered from a thread that already drives the bench's tokio runtime.
+
+use std::time::Instant;
+
+use oms_sync::config::WarehouseConfig;
+use oms_sync::resource::{Cell, Column, ColumnType, Customer, Row};
+use oms_sync::timefmt;
+use oms_sync::warehouse::postgres::SECONDARY_INDEXES;
+use oms_sync::warehouse::{AnyWarehouse, PgConfig};
+use postgres::types::ToSql;
+
+/// Rows per statement of the raw loop: the product's page size (one statement per page).
+pub const RAW_PG_ROWS: usize = 1000;
+
+/// The server to measure, if any: `--pg URL`, else `OMS_BENCH_PG_URL`.
+pub fn pg_url() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--pg")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .or_else(|| std::env::var("OMS_BENCH_PG_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// Runs `f` on a thread of its own (see the module doc).
+pub fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Schema names unique to this process and tag (the bench may share a server with tests).
+pub fn schema_name(tag: &str) -> String {
+    format!("oms_bench_{}_{tag}", std::process::id())
+}
+
+pub fn config(url: &str, schema: &str) -> PgConfig {
+    PgConfig::parse(url, None, Some(schema), false).expect("a valid --pg / OMS_BENCH_PG_URL")
+}
+
+fn admin(url: &str) -> postgres::Client {
+    config(url, "public")
+        .driver_config()
+        .connect(postgres::NoTls)
+        .expect("connect to the benchmark's PostgreSQL")
+}
+
+/// Drops `schema` and everything in it, if it exists.
+pub fn drop_schema(url: &str, schema: &str) {
+    on_thread(|| {
+        admin(url)
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .expect("drop the benchmark schema");
+    });
+}
+
+/// A fresh (empty) warehouse in `schema`, migrated by the product.
+pub fn open_fresh(url: &str, schema: &str) -> AnyWarehouse {
+    drop_schema(url, schema);
+    AnyWarehouse::open(&WarehouseConfig::Postgres(config(url, schema))).expect("open PostgreSQL")
+}
+
+/// The server's version line, for the header.
+pub fn server_version(url: &str) -> String {
+    on_thread(|| {
+        admin(url)
+            .query_one("SHOW server_version", &[])
+            .and_then(|r| r.try_get::<_, String>(0))
+            .unwrap_or_else(|e| format!("unknown ({e})"))
+    })
+}
+
+/// The product's upsert, built the same way as `upsert_sql` in
+/// `src/warehouse/postgres/apply.rs` (private there; the bench rebuilds it rather than widen
+/// the library's API): `unnest` of one array per column, `$n+1` = now, never older, never a
+/// rewrite of the same content, `RETURNING (xmax = 0)`.
+pub fn product_upsert_sql(table: &str, columns: &[Column]) -> String {
+    let types = |ty: ColumnType| match ty {
+        ColumnType::BigInt => ("bigint", "bigint"),
+        ColumnType::Text => ("text", "text"),
+        ColumnType::Timestamp => ("text", "timestamptz"),
+        ColumnType::Json => ("text", "jsonb"),
+    };
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 1, types(c.ty).0))
+        .collect();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| match types(c.ty) {
+            (sent, stored) if sent != stored => format!("s.{}::{stored}", c.name),
+            _ => format!("s.{}", c.name),
+        })
+        .collect();
+    let sets: Vec<String> = names[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let differs: Vec<String> = names[1..]
+        .iter()
+        .filter(|c| **c != "modified_date")
+        .map(|c| format!("excluded.{c} IS DISTINCT FROM t.{c}"))
+        .collect();
+    let now = columns.len() + 1;
+    format!(
+        "INSERT INTO {table} AS t ({cols}, deleted_at, synced_at, first_synced_at) \
+         SELECT {select}, NULL, ${now}::text::timestamptz, ${now}::text::timestamptz \
+         FROM unnest({arrays}) AS s({cols}) \
+         ON CONFLICT (id) DO UPDATE SET {sets}, deleted_at = NULL, synced_at = excluded.synced_at \
+         WHERE excluded.modified_date > t.modified_date \
+            OR (excluded.modified_date = t.modified_date \
+                AND (t.deleted_at IS NOT NULL OR {differs})) \
+         RETURNING (xmax = 0)",
+        cols = names.join(", "),
+        select = select.join(", "),
+        arrays = arrays.join(", "),
+        sets = sets.join(", "),
+        differs = differs.join(" OR "),
+    )
+}
+
+/// One array per column of `rows`, in `Customer::COLUMNS` order; `modified_date` replaced by
+/// `md` when given (an update moves it forward).
+fn column_arrays<'a>(
+    rows: &[&'a Customer],
+    md: Option<&'a str>,
+) -> Vec<Box<dyn ToSql + Sync + 'a>> {
+    let columns = <Customer as Row>::COLUMNS;
+    (0..columns.len())
+        .map(|i| -> Box<dyn ToSql + Sync + 'a> {
+            match (columns[i].ty, md) {
+                (_, Some(md)) if columns[i].name == "modified_date" => {
+                    Box::new(vec![Some(md); rows.len()])
+                }
+                (ColumnType::BigInt, _) => Box::new(
+                    rows.iter()
+                        .map(|r| match r.cell(i) {
+                            Cell::Int(v) => v,
+                            Cell::Text(_) => None,
+                        })
+                        .collect::<Vec<Option<i64>>>(),
+                ),
+                _ => Box::new(
+                    rows.iter()
+                        .map(|r| match r.cell(i) {
+                            Cell::Text(v) => v,
+                            Cell::Int(_) => None,
+                        })
+                        .collect::<Vec<Option<&'a str>>>(),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn run_upsert(
+    client: &mut postgres::Client,
+    sql: &postgres::Statement,
+    rows: &[&Customer],
+    md: Option<&str>,
+    now: &str,
+) -> usize {
+    let arrays = column_arrays(rows, md);
+    let mut params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|b| &**b).collect();
+    params.push(&now);
+    client.query(sql, &params).expect("raw upsert").len()
+}
+
+/// What one raw loop measured.
+pub struct RawPg {
+    /// Rows/s of the load (index build included when deferred).
+    pub load: f64,
+    /// Rows/s of the random updates (0 when none were asked).
+    pub updates: f64,
+}
+
+/// The plain loop into a fresh schema (migrated by the product once, then a bare
+/// `postgres::Client`): the product's unnest upsert, `RAW_PG_ROWS` rows per statement, each
+/// statement its own transaction, no checkpoint or run bookkeeping. `defer_indexes`: drop the
+/// secondary indexes first and build them after the load (what a backfill into an empty
+/// warehouse does; the time includes the build). Then, with `update_fraction` > 0, that
+/// fraction of customers spread over the table get a later `modified_date`, in statements of
+/// `RAW_PG_ROWS`: the write pattern of an incremental pass.
+pub fn raw_load(
+    url: &str,
+    schema: &str,
+    records: &[Customer],
+    defer_indexes: bool,
+    update_fraction: f64,
+) -> RawPg {
+    drop(open_fresh(url, schema));
+    let out = on_thread(|| {
+        let mut client = config(url, schema)
+            .driver_config()
+            .connect(postgres::NoTls)
+            .expect("connect for the raw loop");
+        client
+            .batch_execute(&format!("SET search_path TO \"{schema}\""))
+            .expect("search_path");
+        let sql = client
+            .prepare(&product_upsert_sql("customers", <Customer as Row>::COLUMNS))
+            .expect("prepare the product's upsert");
+        let now = timefmt::now_canonical();
+        let started = Instant::now();
+        if defer_indexes {
+            for (_, name, _) in SECONDARY_INDEXES {
+                client
+                    .batch_execute(&format!("DROP INDEX {name}"))
+                    .expect("drop index");
+            }
+        }
+        for chunk in records.chunks(RAW_PG_ROWS) {
+            let rows: Vec<&Customer> = chunk.iter().collect();
+            run_upsert(&mut client, &sql, &rows, None, &now);
+        }
+        if defer_indexes {
+            for (_, _, create) in SECONDARY_INDEXES {
+                client.batch_execute(create).expect("build index");
+            }
+        }
+        let load = records.len() as f64 / started.elapsed().as_secs_f64();
+        let mut updates = 0.0;
+        if update_fraction > 0.0 {
+            // The same spread as the SQLite loop: a prime stride, so no id repeats (ON
+            // CONFLICT cannot touch a row twice in one statement).
+            let k = ((records.len() as f64 * update_fraction) as usize).max(1);
+            let picked: Vec<&Customer> = (0..k)
+                .map(|j| &records[(j * 7919) % records.len()])
+                .collect();
+            let later = timefmt::canonical(&chrono::Utc::now());
+            let started = Instant::now();
+            let mut written = 0;
+            for chunk in picked.chunks(RAW_PG_ROWS) {
+                written += run_upsert(&mut client, &sql, chunk, Some(&later), &now);
+            }
+            assert_eq!(written, k, "every picked row updated");
+            updates = k as f64 / started.elapsed().as_secs_f64();
+        }
+        RawPg { load, updates }
+    });
+    drop_schema(url, schema);
+    out
+}
