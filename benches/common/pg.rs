@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use oms_sync::config::WarehouseConfig;
-use oms_sync::resource::{Cell, Column, ColumnType, Customer, Row};
+use oms_sync::resource::{Cell, ColumnType, Customer, Row};
 use oms_sync::timefmt;
 use oms_sync::warehouse::postgres::SECONDARY_INDEXES;
 use oms_sync::warehouse::{AnyWarehouse, PgConfig};
@@ -74,57 +74,6 @@ pub fn server_version(url: &str) -> String {
             .and_then(|r| r.try_get::<_, String>(0))
             .unwrap_or_else(|e| format!("unknown ({e})"))
     })
-}
-
-/// The product's upsert, built the same way as `upsert_sql` in
-/// `src/warehouse/postgres/apply.rs` (private there; the bench rebuilds it rather than widen
-/// the library's API): `unnest` of one array per column, `$n+1` = now, never older, never a
-/// rewrite of the same content, `RETURNING (xmax = 0)`.
-pub fn product_upsert_sql(table: &str, columns: &[Column]) -> String {
-    let types = |ty: ColumnType| match ty {
-        ColumnType::BigInt => ("bigint", "bigint"),
-        ColumnType::Text => ("text", "text"),
-        ColumnType::Timestamp => ("text", "timestamptz"),
-        ColumnType::Json => ("text", "jsonb"),
-    };
-    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-    let arrays: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("${}::{}[]", i + 1, types(c.ty).0))
-        .collect();
-    let select: Vec<String> = columns
-        .iter()
-        .map(|c| match types(c.ty) {
-            (sent, stored) if sent != stored => format!("s.{}::{stored}", c.name),
-            _ => format!("s.{}", c.name),
-        })
-        .collect();
-    let sets: Vec<String> = names[1..]
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    let differs: Vec<String> = names[1..]
-        .iter()
-        .filter(|c| **c != "modified_date")
-        .map(|c| format!("excluded.{c} IS DISTINCT FROM t.{c}"))
-        .collect();
-    let now = columns.len() + 1;
-    format!(
-        "INSERT INTO {table} AS t ({cols}, deleted_at, synced_at, first_synced_at) \
-         SELECT {select}, NULL, ${now}::text::timestamptz, ${now}::text::timestamptz \
-         FROM unnest({arrays}) AS s({cols}) \
-         ON CONFLICT (id) DO UPDATE SET {sets}, deleted_at = NULL, synced_at = excluded.synced_at \
-         WHERE excluded.modified_date > t.modified_date \
-            OR (excluded.modified_date = t.modified_date \
-                AND (t.deleted_at IS NOT NULL OR {differs})) \
-         RETURNING (xmax = 0)",
-        cols = names.join(", "),
-        select = select.join(", "),
-        arrays = arrays.join(", "),
-        sets = sets.join(", "),
-        differs = differs.join(" OR "),
-    )
 }
 
 /// One array per column of `rows`, in `Customer::COLUMNS` order; `modified_date` replaced by
@@ -206,7 +155,10 @@ pub fn raw_load(
             .batch_execute(&format!("SET search_path TO \"{schema}\""))
             .expect("search_path");
         let sql = client
-            .prepare(&product_upsert_sql("customers", <Customer as Row>::COLUMNS))
+            .prepare(&oms_sync::warehouse::postgres::upsert_sql(
+                "customers",
+                <Customer as Row>::COLUMNS,
+            ))
             .expect("prepare the product's upsert");
         let now = timefmt::now_canonical();
         let started = Instant::now();

@@ -27,7 +27,7 @@ fn types(ty: ColumnType) -> (&'static str, &'static str) {
 
 /// The upsert of `unnest`ed arrays, one per column, then `$n+1` = now. Returns one row per
 /// row written, `true` when inserted; rows not returned were unchanged (or older).
-pub(super) fn upsert_sql(table: &str, columns: &[Column]) -> String {
+pub fn upsert_sql(table: &str, columns: &[Column]) -> String {
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     let arrays: Vec<String> = columns
         .iter()

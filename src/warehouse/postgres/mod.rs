@@ -27,7 +27,7 @@ mod tls;
 
 use postgres::Client;
 
-pub use apply::BulkPath;
+pub use apply::{BulkPath, upsert_sql};
 pub use config::{PgConfig, PgHost, SslMode};
 pub use reader::PgReader;
 pub use state::SECONDARY_INDEXES;
