@@ -32,7 +32,7 @@ pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(15 * 60);
 pub const JITTER: f64 = 0.1;
 
 /// Called after each pass (for sd_notify status, metrics); `Err` carries the message.
-pub type PassObserver = Box<dyn FnMut(&Result<PassReport, String>) + Send>;
+pub type PassObserver = Box<dyn FnMut(&'static str, &Result<PassReport, String>) + Send>;
 
 pub struct Schedule {
     pub interval: Duration,
@@ -58,9 +58,9 @@ impl Progress for Beating {
     fn add_total(&self, rows: u64) {
         self.inner.add_total(rows);
     }
-    fn committed(&self, stats: &RowStats) {
+    fn committed(&self, stream: &'static str, stats: &RowStats) {
         self.heartbeat.beat();
-        self.inner.committed(stats);
+        self.inner.committed(stream, stats);
     }
 }
 
@@ -129,7 +129,10 @@ pub async fn run<W: StreamWarehouse>(
                     );
                 }
             }
-            observe(&result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+            observe(
+                stream.name(),
+                &result.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
+            );
             if let Err(e) = result
                 && e.is_auth()
             {
@@ -232,9 +235,9 @@ pub async fn serve(
     let observe: PassObserver = {
         let notifier = notifier.clone();
         let metrics = metrics.clone();
-        Box::new(move |r| {
+        Box::new(move |stream, r| {
             if let Some(m) = &metrics {
-                m.observe_pass(r);
+                m.observe_pass(stream, r);
             }
             notifier.status(&notify::pass_status(r, chrono::Utc::now()));
         })

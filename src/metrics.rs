@@ -2,8 +2,8 @@
 //! format. Off by default; only the daemon serves it.
 //!
 //! Metrics (prefix `oms_sync_`):
-//! - `passes_total{outcome="succeeded"|"failed"}`: finished incremental passes.
-//! - `rows_total{kind="fetched"|"inserted"|"updated"|"unchanged"|"deleted"|"quarantined"}`:
+//! - `passes_total{stream, outcome="succeeded"|"failed"}`: finished incremental passes.
+//! - `rows_total{stream, kind="fetched"|"inserted"|"updated"|"unchanged"|"deleted"|"quarantined"}`:
 //!   rows of committed pages (counted per commit, so a pass that fails later still counts what
 //!   it stored).
 //! - `request_duration_seconds`: histogram of HTTP attempts to the OMS (retries included).
@@ -32,6 +32,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use tokio_util::sync::CancellationToken;
 
+use crate::stream::Stream;
 use crate::sync::{PassReport, Progress};
 use crate::timefmt;
 use crate::warehouse::RowStats;
@@ -42,11 +43,13 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    stream: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
+    stream: &'static str,
     kind: &'static str,
 }
 
@@ -129,11 +132,13 @@ impl Metrics {
         let newest = Arc::new(Newest::default());
         registry.register_collector(Box::new(newest.clone()));
         // Make both outcomes visible from the start, so `rate()` and alerts see a zero.
-        for outcome in ["succeeded", "failed"] {
-            let _ = passes.get_or_create(&OutcomeLabels { outcome });
-        }
-        for kind in KINDS {
-            let _ = rows.get_or_create(&KindLabels { kind });
+        for stream in Stream::ALL.iter().map(|s| s.name()) {
+            for outcome in ["succeeded", "failed"] {
+                let _ = passes.get_or_create(&OutcomeLabels { stream, outcome });
+            }
+            for kind in KINDS {
+                let _ = rows.get_or_create(&KindLabels { stream, kind });
+            }
         }
         // Likewise the usual error statuses: `increase()` over a series that appears only with
         // its first error misses that error, and alerts on it see nothing before.
@@ -194,11 +199,12 @@ impl Metrics {
     }
 
     /// A pass ended (the daemon's `PassObserver`).
-    pub fn observe_pass(&self, result: &Result<PassReport, String>) {
+    pub fn observe_pass(&self, stream: &'static str, result: &Result<PassReport, String>) {
         match result {
             Ok(report) => {
                 self.passes
                     .get_or_create(&OutcomeLabels {
+                        stream,
                         outcome: "succeeded",
                     })
                     .inc();
@@ -214,7 +220,10 @@ impl Metrics {
             }
             Err(_) => {
                 self.passes
-                    .get_or_create(&OutcomeLabels { outcome: "failed" })
+                    .get_or_create(&OutcomeLabels {
+                        stream,
+                        outcome: "failed",
+                    })
                     .inc();
             }
         }
@@ -245,7 +254,7 @@ const KINDS: [&str; 6] = [
 ];
 
 impl Progress for Metrics {
-    fn committed(&self, s: &RowStats) {
+    fn committed(&self, stream: &'static str, s: &RowStats) {
         let values = [
             s.fetched,
             s.inserted,
@@ -256,7 +265,9 @@ impl Progress for Metrics {
         ];
         for (kind, v) in KINDS.into_iter().zip(values) {
             if v > 0 {
-                self.rows.get_or_create(&KindLabels { kind }).inc_by(v);
+                self.rows
+                    .get_or_create(&KindLabels { stream, kind })
+                    .inc_by(v);
             }
         }
     }
@@ -318,7 +329,10 @@ mod tests {
         let text = m.encode();
         // Before anything happened: counters at zero, no lag yet, no success yet.
         assert_eq!(
-            value(&text, "oms_sync_passes_total{outcome=\"failed\"}"),
+            value(
+                &text,
+                "oms_sync_passes_total{stream=\"customers\",outcome=\"failed\"}"
+            ),
             Some(0.0)
         );
         assert_eq!(
@@ -334,22 +348,43 @@ mod tests {
         m.observe_request(Some(200), Duration::from_millis(20));
         m.observe_request(Some(503), Duration::from_millis(20));
         m.observe_request(None, Duration::from_secs(1));
-        m.committed(&RowStats {
-            fetched: 5,
-            inserted: 3,
-            updated: 2,
-            ..RowStats::default()
-        });
-        m.observe_pass(&Ok(report("2024-03-01T09:00:00.000000Z")));
-        m.observe_pass(&Err("boom".into()));
+        m.committed(
+            "customers",
+            &RowStats {
+                fetched: 5,
+                inserted: 3,
+                updated: 2,
+                ..RowStats::default()
+            },
+        );
+        m.observe_pass("customers", &Ok(report("2024-03-01T09:00:00.000000Z")));
+        m.observe_pass("customers", &Err("boom".into()));
         let text = m.encode();
         let v = |s| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
-        assert_eq!(v("oms_sync_passes_total{outcome=\"succeeded\"}"), 1.0);
-        assert_eq!(v("oms_sync_passes_total{outcome=\"failed\"}"), 1.0);
-        assert_eq!(v("oms_sync_rows_total{kind=\"fetched\"}"), 5.0);
-        assert_eq!(v("oms_sync_rows_total{kind=\"inserted\"}"), 3.0);
-        assert_eq!(v("oms_sync_rows_total{kind=\"updated\"}"), 2.0);
-        assert_eq!(v("oms_sync_rows_total{kind=\"deleted\"}"), 0.0);
+        assert_eq!(
+            v("oms_sync_passes_total{stream=\"customers\",outcome=\"succeeded\"}"),
+            1.0
+        );
+        assert_eq!(
+            v("oms_sync_passes_total{stream=\"customers\",outcome=\"failed\"}"),
+            1.0
+        );
+        assert_eq!(
+            v("oms_sync_rows_total{stream=\"customers\",kind=\"fetched\"}"),
+            5.0
+        );
+        assert_eq!(
+            v("oms_sync_rows_total{stream=\"customers\",kind=\"inserted\"}"),
+            3.0
+        );
+        assert_eq!(
+            v("oms_sync_rows_total{stream=\"customers\",kind=\"updated\"}"),
+            2.0
+        );
+        assert_eq!(
+            v("oms_sync_rows_total{stream=\"customers\",kind=\"deleted\"}"),
+            0.0
+        );
         assert_eq!(v("oms_sync_request_duration_seconds_count"), 3.0);
         assert_eq!(v("oms_sync_request_errors_total{status=\"503\"}"), 1.0);
         assert_eq!(
@@ -366,7 +401,7 @@ mod tests {
     fn newest_never_moves_back() {
         let m = Metrics::new();
         m.seed(Some("2024-03-02T00:00:00.000000Z"), None);
-        m.observe_pass(&Ok(report("2024-03-01T00:00:00.000000Z")));
+        m.observe_pass("customers", &Ok(report("2024-03-01T00:00:00.000000Z")));
         let newest = m.newest.0.lock().map(|g| *g).unwrap_or(None);
         assert_eq!(
             newest.map(|t| timefmt::canonical(&t)),

@@ -109,7 +109,7 @@ impl Progress for BackfillProgress {
         }
     }
 
-    fn committed(&self, stats: &RowStats) {
+    fn committed(&self, _stream: &'static str, stats: &RowStats) {
         if let Some(bar) = &self.bar {
             bar.inc(stats.fetched);
             return;
@@ -189,9 +189,9 @@ mod tests {
                 ..RowStats::default()
             };
             // Within the interval: nothing logged yet.
-            p.committed(&page);
+            p.committed("customers", &page);
             std::thread::sleep(Duration::from_millis(30));
-            p.committed(&page);
+            p.committed("customers", &page);
         });
         let text = String::from_utf8(buf.0.lock().map(|v| v.clone()).unwrap_or_default())
             .expect("utf-8 log");

@@ -618,7 +618,7 @@ async fn metrics_endpoint_counts_passes_rows_and_requests() {
             .to_string();
         assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
         text = resp.text().await.expect("metrics body");
-        if text.contains("oms_sync_passes_total{outcome=\"succeeded\"} 1") {
+        if text.contains("oms_sync_passes_total{stream=\"customers\",outcome=\"succeeded\"} 1") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -628,17 +628,35 @@ async fn metrics_endpoint_counts_passes_rows_and_requests() {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
     };
-    assert_eq!(v("oms_sync_passes_total{outcome=\"succeeded\"}"), 1.0);
-    assert_eq!(v("oms_sync_passes_total{outcome=\"failed\"}"), 0.0);
-    assert_eq!(v("oms_sync_rows_total{kind=\"inserted\"}"), 70.0);
+    assert_eq!(
+        v("oms_sync_passes_total{stream=\"customers\",outcome=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("oms_sync_passes_total{stream=\"customers\",outcome=\"failed\"}"),
+        0.0
+    );
+    assert_eq!(
+        v("oms_sync_rows_total{stream=\"customers\",kind=\"inserted\"}"),
+        70.0
+    );
     // Fetched also counts the rows re-read at page boundaries (unchanged ones).
     assert_eq!(
-        v("oms_sync_rows_total{kind=\"fetched\"}"),
-        70.0 + v("oms_sync_rows_total{kind=\"unchanged\"}")
+        v("oms_sync_rows_total{stream=\"customers\",kind=\"fetched\"}"),
+        70.0 + v("oms_sync_rows_total{stream=\"customers\",kind=\"unchanged\"}")
     );
-    assert_eq!(v("oms_sync_rows_total{kind=\"updated\"}"), 0.0);
-    assert_eq!(v("oms_sync_rows_total{kind=\"deleted\"}"), 0.0);
-    assert_eq!(v("oms_sync_rows_total{kind=\"quarantined\"}"), 0.0);
+    assert_eq!(
+        v("oms_sync_rows_total{stream=\"customers\",kind=\"updated\"}"),
+        0.0
+    );
+    assert_eq!(
+        v("oms_sync_rows_total{stream=\"customers\",kind=\"deleted\"}"),
+        0.0
+    );
+    assert_eq!(
+        v("oms_sync_rows_total{stream=\"customers\",kind=\"quarantined\"}"),
+        0.0
+    );
     // 2 pages + the final short page end the walk; plus the 500 that was retried.
     let attempts = oms.total_requests() as f64;
     assert_eq!(v("oms_sync_request_duration_seconds_count"), attempts);

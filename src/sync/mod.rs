@@ -98,7 +98,7 @@ pub trait Progress: Send + Sync {
     /// The API's estimate of rows to fetch grew by `rows`.
     fn add_total(&self, _rows: u64) {}
     /// A batch was committed.
-    fn committed(&self, _stats: &RowStats) {}
+    fn committed(&self, _stream: &'static str, _stats: &RowStats) {}
 }
 
 /// A progress sink that ignores everything.

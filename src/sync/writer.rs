@@ -118,7 +118,7 @@ where
                 wh.apply(run_id, batch, pages).map(|s| {
                     total.add(&s);
                     pages_total += pages;
-                    progress.committed(&s);
+                    progress.committed(R::NAME, &s);
                 })
             }
             Msg::StartBackfill(state) => wh.start_backfill(&state),
