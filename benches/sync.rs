@@ -866,7 +866,7 @@ async fn run(s: Settings) {
             (&oms, n, 1000, 4),
         ]
     };
-    for (server, count, page, conc) in rss_cases {
+    for &(server, count, page, conc) in &rss_cases {
         let mut walls = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
@@ -884,17 +884,8 @@ async fn run(s: Settings) {
         );
     }
     if let Some(url) = s.pg.as_deref() {
-        let cases: Vec<(&FakeOms, usize, u32, u32)> = if s.quick {
-            vec![(&small, small_n, 1000, 1), (&oms, n, 1000, 1)]
-        } else {
-            vec![
-                (&small, small_n, 1000, 1),
-                (&oms, n, 1000, 1),
-                (&small, small_n, 1000, 4),
-                (&oms, n, 1000, 4),
-            ]
-        };
-        for (server, count, page, conc) in cases {
+        // The same cases as SQLite's above.
+        for &(server, count, page, conc) in &rss_cases {
             let mut walls = Vec::new();
             let mut rss = Vec::new();
             let schema = pg::schema_name("child");

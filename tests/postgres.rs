@@ -447,13 +447,7 @@ fn quarantine_upserts_and_clears_like_sqlite() {
         [Some("2".into()), Some("2".into())]
     );
     let mut reader = PgReader::open(&db.cfg).unwrap();
-    assert_eq!(
-        reader
-            .snapshot("customers", "customers", 5)
-            .unwrap()
-            .quarantined,
-        2
-    );
+    assert_eq!(quarantined(&mut reader), 2);
     // An older good version does not clear it; the same or a newer one does.
     apply(
         &mut wh,
@@ -461,26 +455,14 @@ fn quarantine_upserts_and_clears_like_sqlite() {
         vec![customer(7, T1, "ok")],
         mark(T1, Confirmed::Nothing),
     );
-    assert_eq!(
-        reader
-            .snapshot("customers", "customers", 5)
-            .unwrap()
-            .quarantined,
-        2
-    );
+    assert_eq!(quarantined(&mut reader), 2);
     apply(
         &mut wh,
         run,
         vec![customer(7, T2, "ok")],
         mark(T2, Confirmed::Nothing),
     );
-    assert_eq!(
-        reader
-            .snapshot("customers", "customers", 5)
-            .unwrap()
-            .quarantined,
-        1
-    );
+    assert_eq!(quarantined(&mut reader), 1);
     assert_eq!(
         db.one("SELECT count(*) FROM quarantine WHERE record_id IS NULL"),
         "1"
@@ -917,4 +899,12 @@ fn sslmodes_against_the_server() {
         "{e}"
     );
     assert!(!e.to_string().contains('\n'), "{e}");
+}
+
+/// The quarantine count a reader sees for the customers stream.
+fn quarantined(reader: &mut PgReader) -> i64 {
+    reader
+        .snapshot("customers", "customers", 5)
+        .unwrap()
+        .quarantined
 }
