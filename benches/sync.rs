@@ -41,7 +41,7 @@ use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_custome
 use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
-use oms_sync::warehouse::sqlite::UpsertSql;
+use oms_sync::warehouse::sqlite::{UpsertSql, build_secondary_indexes};
 use oms_sync::warehouse::{AnyWarehouse, SqliteWarehouse, Warehouse};
 use tokio_util::sync::CancellationToken;
 
@@ -202,14 +202,16 @@ fn raw_load(
                 raw_store(&mut stmt, &mut update, c, &c.modified_date, &now);
             }
             conn.execute_batch("COMMIT").unwrap();
+            wh.after_commit();
         }
     }
     if defer_indexes {
-        conn.execute_batch(
-            "CREATE INDEX customers_modified_date ON customers (modified_date);
-             CREATE INDEX customers_email ON customers (email);",
-        )
-        .unwrap();
+        // The product's own build (its sorter settings), in one transaction as at the end of
+        // a backfill.
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        build_secondary_indexes(conn, "customers").unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        wh.after_commit();
     }
     let r = records.len() as f64 / started.elapsed().as_secs_f64();
     let (mut u, mut bytes) = (0.0, 0.0);
@@ -235,6 +237,7 @@ fn raw_load(
             );
         }
         conn.execute_batch("COMMIT").unwrap();
+        wh.after_commit();
         u = k as f64 / started.elapsed().as_secs_f64();
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();

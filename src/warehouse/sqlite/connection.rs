@@ -9,17 +9,12 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use rusqlite_migration::Migrations;
 
 use super::BUSY_TIMEOUT;
+use super::checkpoint::CHECKPOINT_PAGES;
 use crate::warehouse::WarehouseError;
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
 pub(super) static MIGRATIONS: LazyLock<Result<Migrations<'static>, String>> =
     LazyLock::new(|| Migrations::from_directory(&MIGRATIONS_DIR).map_err(|e| e.to_string()));
-
-/// WAL pages that trigger a checkpoint at commit (SQLite's default is 1000). An incremental
-/// pass dirties scattered pages; each checkpoint copies them into the database and syncs it.
-/// Ten times fewer checkpoints mean ten times fewer syncs and fewer copies of the pages that
-/// every commit touches (index ends, interior pages); the WAL grows to about 40 MiB before one.
-pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 /// Opens a connection with the PRAGMAs every connection needs.
 pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, WarehouseError> {
@@ -48,7 +43,9 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(path, &e))?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        // The warehouse's writer replaces this with its background checkpoints (see
+        // `checkpoint`); any other writing connection checkpoints at the same size itself.
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
             .map_err(|e| open_error(path, &e))?;
     } else {
         // SQLite opens lazily: read the header now, so a file that is not SQLite fails here
@@ -122,6 +119,6 @@ mod tests {
         let pages: i64 = conn
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(pages, WAL_AUTOCHECKPOINT_PAGES);
+        assert_eq!(pages, i64::from(CHECKPOINT_PAGES));
     }
 }

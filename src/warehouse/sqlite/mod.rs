@@ -11,6 +11,7 @@
 //! - [`apply`]: one batch with its checkpoint, in one transaction.
 
 mod apply;
+mod checkpoint;
 mod connection;
 mod indexes;
 mod lock;
@@ -25,15 +26,17 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 pub use apply::UpsertSql;
+pub use checkpoint::CHECKPOINT_PAGES;
 pub use connection::open_connection;
-pub use indexes::SECONDARY_INDEXES;
+pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, SECONDARY_INDEXES, build_secondary_indexes};
 pub use reader::SqliteReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
 use crate::timefmt;
+use checkpoint::Checkpointer;
 use connection::{MIGRATIONS, classify, open_error};
-use indexes::{build_secondary_indexes, drop_secondary_indexes_if_empty};
+use indexes::drop_secondary_indexes_if_empty;
 use lock::{WriterLock, lock_path, take_lock};
 use state::{read_backfill, read_mark, write_mark_if_greater};
 
@@ -48,6 +51,8 @@ pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
 pub struct SqliteWarehouse {
     conn: Connection,
     path: PathBuf,
+    /// Checkpoints the WAL off the writer's thread; stopped (field order) before the lock goes.
+    checkpointer: Checkpointer,
     /// Held for the life of the writer; dropped after `conn` (field order), which releases it.
     _lock: WriterLock,
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
@@ -114,9 +119,11 @@ impl SqliteWarehouse {
         })?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(|e| open_error(path, &e))?;
+        let checkpointer = Checkpointer::start(&conn, path)?;
         let mut wh = SqliteWarehouse {
             conn,
             path: path.to_path_buf(),
+            checkpointer,
             _lock: lock,
             quarantined: 0,
         };
@@ -126,6 +133,7 @@ impl SqliteWarehouse {
             build_secondary_indexes(&wh.conn, table)
                 .map_err(|e| wh.err("building the secondary indexes", e))?;
         }
+        wh.checkpointer.after_commit();
         wh.exec(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
             &[&timefmt::now_canonical()],
@@ -141,6 +149,18 @@ impl SqliteWarehouse {
     /// The underlying connection, for status queries and tests.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// For code that commits on [`Self::connection`] itself (the benchmark's raw loop): call
+    /// after each commit, on the same thread, so the WAL is checkpointed in the background as
+    /// after the warehouse's own commits.
+    pub fn after_commit(&self) {
+        self.checkpointer.after_commit();
+    }
+
+    /// WAL checkpoints the background thread has run since this warehouse was opened.
+    pub fn background_checkpoints(&self) -> u64 {
+        self.checkpointer.checkpoints()
     }
 
     /// Proves a write goes through (rolled back) and names the schema version.
@@ -220,7 +240,9 @@ where
             tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
             tx.commit()
         };
-        run().map_err(|e| classify(&path, "finishing the backfill", e))
+        run().map_err(|e| classify(&path, "finishing the backfill", e))?;
+        self.checkpointer.after_commit();
+        Ok(())
     }
 
     fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
@@ -238,14 +260,16 @@ where
         batch: Batch<R::Record>,
         pages: u64,
     ) -> Result<RowStats, WarehouseError> {
-        apply::apply_batch::<R>(
+        let stats = apply::apply_batch::<R>(
             &mut self.conn,
             &self.path,
             &mut self.quarantined,
             run,
             batch,
             pages,
-        )
+        )?;
+        self.checkpointer.after_commit();
+        Ok(stats)
     }
 
     fn finish_run(
