@@ -2,8 +2,10 @@
 //! here: the record, its parsing, and its columns in the warehouse.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -56,42 +58,160 @@ pub const FIELDS: &[&str] = &[
 
 /// Wire shape. Unknown fields are collected, never dropped. The datetimes are `Cow` so they
 /// borrow from the page text when they can and own only when JSON escapes force a copy.
-#[derive(Deserialize)]
+/// Deserialized by hand ([`WireVisitor`]): `#[serde(flatten)]` buffered every field of every
+/// record into serde's intermediate `Content`, which dominated the client's parse cost.
 struct Wire<'a> {
     id: i64,
-    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     created_date: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     modified_date: Cow<'a, str>,
-    #[serde(default)]
     omnitron_id: Option<i64>,
-    #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
     first_name: Option<String>,
-    #[serde(default)]
     last_name: Option<String>,
-    #[serde(default)]
     phone_number: Option<String>,
-    #[serde(default)]
     erp_code: Option<String>,
-    #[serde(default)]
     channel: Option<i64>,
-    #[serde(flatten)]
     extra: Map<String, Value>,
 }
 
 /// A `Cow<str>` that borrows when it can. serde borrows a bare `Cow<str>` field marked
-/// `borrow`, but reads `Option<Cow<str>>` as owned; going through this newtype keeps
-/// `created_date` copy-free like `modified_date`.
+/// `borrow`, but reads `Cow<str>` (and `Option<Cow<str>>`) as owned elsewhere; going through
+/// this newtype keeps both datetimes copy-free.
 #[derive(Deserialize)]
 struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
 
-fn borrowed_opt<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+/// A key of the wire object: a documented field, or any other name (kept for `extra`).
+enum Key {
+    Id,
+    CreatedDate,
+    ModifiedDate,
+    OmnitronId,
+    Email,
+    FirstName,
+    LastName,
+    PhoneNumber,
+    ErpCode,
+    Channel,
+    Other(String),
+}
+
+impl Key {
+    fn of(name: &str) -> Option<Key> {
+        Some(match name {
+            "id" => Key::Id,
+            "created_date" => Key::CreatedDate,
+            "modified_date" => Key::ModifiedDate,
+            "omnitron_id" => Key::OmnitronId,
+            "email" => Key::Email,
+            "first_name" => Key::FirstName,
+            "last_name" => Key::LastName,
+            "phone_number" => Key::PhoneNumber,
+            "erp_code" => Key::ErpCode,
+            "channel" => Key::Channel,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            // Documented names are matched without allocating; only other names are copied.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key::of(v).unwrap_or_else(|| Key::Other(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
+                Ok(Key::of(&v).unwrap_or(Key::Other(v)))
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Wire<'de>, D::Error> {
+        d.deserialize_map(WireVisitor)
+    }
+}
+
+/// Reads a JSON object the way the derived code with `flatten` did: a repeated documented field
+/// is an error, a repeated other field keeps its last value, `id` and `modified_date` are
+/// required (checked in declaration order), anything but an object is an error.
+struct WireVisitor;
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Wire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("struct Wire")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let mut id: Option<i64> = None;
+        let mut created_date: Option<Option<BorrowedStr<'de>>> = None;
+        let mut modified_date: Option<BorrowedStr<'de>> = None;
+        let mut omnitron_id: Option<Option<i64>> = None;
+        let mut email: Option<Option<String>> = None;
+        let mut first_name: Option<Option<String>> = None;
+        let mut last_name: Option<Option<String>> = None;
+        let mut phone_number: Option<Option<String>> = None;
+        let mut erp_code: Option<Option<String>> = None;
+        let mut channel: Option<Option<i64>> = None;
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => fill(&mut map, &mut id, "id")?,
+                Key::CreatedDate => fill(&mut map, &mut created_date, "created_date")?,
+                Key::ModifiedDate => fill(&mut map, &mut modified_date, "modified_date")?,
+                Key::OmnitronId => fill(&mut map, &mut omnitron_id, "omnitron_id")?,
+                Key::Email => fill(&mut map, &mut email, "email")?,
+                Key::FirstName => fill(&mut map, &mut first_name, "first_name")?,
+                Key::LastName => fill(&mut map, &mut last_name, "last_name")?,
+                Key::PhoneNumber => fill(&mut map, &mut phone_number, "phone_number")?,
+                Key::ErpCode => fill(&mut map, &mut erp_code, "erp_code")?,
+                Key::Channel => fill(&mut map, &mut channel, "channel")?,
+                Key::Other(name) => {
+                    let value: Value = map.next_value()?;
+                    extra.insert(name, value);
+                }
+            }
+        }
+        let id = id.ok_or_else(|| de::Error::missing_field("id"))?;
+        let modified_date =
+            modified_date.ok_or_else(|| de::Error::missing_field("modified_date"))?;
+        Ok(Wire {
+            id,
+            created_date: created_date.flatten().map(|b| b.0),
+            modified_date: modified_date.0,
+            omnitron_id: omnitron_id.flatten(),
+            email: email.flatten(),
+            first_name: first_name.flatten(),
+            last_name: last_name.flatten(),
+            phone_number: phone_number.flatten(),
+            erp_code: erp_code.flatten(),
+            channel: channel.flatten(),
+            extra,
+        })
+    }
+}
+
+/// Reads the value of a documented field into its slot; a second occurrence is an error, raised
+/// before its value is read (where the derived code raised it, so the message is unchanged).
+fn fill<'de, A, T>(map: &mut A, slot: &mut Option<T>, name: &'static str) -> Result<(), A::Error>
 where
-    D: serde::Deserializer<'de>,
+    A: MapAccess<'de>,
+    T: Deserialize<'de>,
 {
-    Ok(Option::<BorrowedStr<'de>>::deserialize(d)?.map(|b| b.0))
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
 }
 
 impl Resource for Customers {
@@ -357,6 +477,40 @@ mod tests {
         assert!(e.error.contains("field `created_date`"), "{}", e.error);
         let e = parse(r#"{"modified_date": "x", "last_name": 2, "first_name": 3}"#).unwrap_err();
         assert!(e.error.contains("field `id` is missing"), "{}", e.error);
+    }
+
+    /// What the derived `flatten` struct did with repeated keys, kept: a documented field twice
+    /// is a bad record with serde's message (diagnose reads the last value and finds nothing
+    /// wrong), an undocumented one keeps its last value.
+    #[test]
+    fn repeated_fields() {
+        let e =
+            parse(r#"{"id": 1, "modified_date": "2023-09-13T11:20:37Z", "id": 2}"#).unwrap_err();
+        assert_eq!(e.error, "duplicate field `id` at line 1 column 55");
+        assert_eq!(e.id, Some(2));
+        let e =
+            parse(r#"{"id": 1, "email": null, "email": "a", "modified_date": "x"}"#).unwrap_err();
+        assert!(
+            e.error.starts_with("duplicate field `email`"),
+            "{}",
+            e.error
+        );
+        let c = parse(r#"{"id": 1, "modified_date": "2023-09-13T11:20:37Z", "zz": 1, "zz": 2}"#)
+            .unwrap();
+        assert_eq!(c.extra.as_deref(), Some(r#"{"zz":2}"#));
+    }
+
+    /// Names are matched after unescaping, and every documented field has its own slot (none
+    /// would silently land in `extra`).
+    #[test]
+    fn keys_are_read_by_name() {
+        let c = parse(r#"{"i\u0064": 3, "modified_date": "2023-09-13T11:20:37Z", "z\u007a": 1}"#)
+            .unwrap();
+        assert_eq!(c.id, 3);
+        assert_eq!(c.extra.as_deref(), Some(r#"{"zz":1}"#));
+        for f in FIELDS {
+            assert!(Key::of(f).is_some(), "{f}");
+        }
     }
 
     #[test]
