@@ -117,7 +117,7 @@ fn try_apply(
     Warehouse::<Customers>::apply(
         wh,
         run,
-        Batch {
+        &Batch {
             records,
             bad,
             advance,

@@ -41,7 +41,7 @@ pub use writer::MAX_PAGES_PER_COMMIT;
 
 use crate::api::{ApiClient, ApiError, ListQuery, Page};
 use crate::resource::Resource;
-use crate::warehouse::{Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
+use crate::warehouse::{Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use writer::{Init, Msg, Written};
 
 /// Pages buffered between the fetchers and the writer: bounds memory to a few pages.
@@ -124,6 +124,10 @@ pub struct PassReport {
 struct Fetch<'a, R: Resource> {
     client: &'a ApiClient,
     tx: mpsc::Sender<Msg<R::Record>>,
+    /// Batches the writer has applied, freed here: the records were allocated on this side,
+    /// and glibc's malloc frees memory of another thread's arena slowly (on the writer's
+    /// thread, a sixth of its time in a 1M-customer backfill went to `free`).
+    spent: std::sync::Mutex<std::sync::mpsc::Receiver<Batch<R::Record>>>,
     cancel: &'a CancellationToken,
     requests: AtomicU64,
     page_size: u32,
@@ -150,6 +154,10 @@ impl<R: Resource> Fetch<'_, R> {
     }
 
     async fn send(&self, msg: Msg<R::Record>) -> Result<(), SyncError> {
+        // Never waits: another range draining it now frees these as well.
+        if let Ok(spent) = self.spent.try_lock() {
+            while spent.try_recv().is_ok() {}
+        }
         self.tx
             .send(msg)
             .await
@@ -174,9 +182,12 @@ where
 {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
+    // Unbounded, but it holds no more than the pages the writer applied since the fetch side
+    // last sent one: a few.
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel();
     let (init_tx, init_rx) = oneshot::channel();
     let handle = tokio::task::spawn_blocking(move || {
-        writer::writer::<R, W>(wh, kind, rx, init_tx, progress)
+        writer::writer::<R, W>(wh, kind, rx, spent_tx, init_tx, progress)
     });
     let Ok(Some(init)) = init_rx.await else {
         // The writer could not start the run; its error says why.
@@ -188,6 +199,7 @@ where
     let f = Fetch::<R> {
         client,
         tx,
+        spent: std::sync::Mutex::new(spent_rx),
         cancel,
         requests: AtomicU64::new(0),
         page_size: opts.page_size,

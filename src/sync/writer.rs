@@ -46,11 +46,13 @@ pub(super) enum WriterError {
 /// The warehouse handed back with the writer's result.
 pub(super) type WriterResult<W> = (W, Result<Written, WriterError>);
 
-/// Runs on a blocking thread: owns the warehouse for the pass.
+/// Runs on a blocking thread: owns the warehouse for the pass. Applied batches go back over
+/// `spent`, to be freed by the fetch side that allocated them (see [`super::Fetch::send`]).
 pub(super) fn writer<R, W>(
     mut wh: W,
     kind: RunKind,
     mut rx: mpsc::Receiver<Msg<R::Record>>,
+    spent: std::sync::mpsc::Sender<Batch<R::Record>>,
     init: oneshot::Sender<Option<Init>>,
     progress: Arc<dyn Progress>,
 ) -> WriterResult<W>
@@ -115,11 +117,14 @@ where
                         "record quarantined (kept whole in the quarantine table); the pass goes on"
                     );
                 }
-                wh.apply(run_id, batch, pages).map(|s| {
+                let applied = wh.apply(run_id, &batch, pages).map(|s| {
                     total.add(&s);
                     pages_total += pages;
                     progress.committed(R::NAME, &s);
-                })
+                });
+                // The fetch side may be gone (the pass is ending): then it is freed here.
+                let _ = spent.send(batch);
+                applied
             }
             Msg::StartBackfill(state) => wh.start_backfill(&state),
             Msg::FinishBackfill(mark) => wh.finish_backfill(mark),

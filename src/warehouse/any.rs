@@ -80,7 +80,7 @@ impl<R: Resource> Warehouse<R> for AnyWarehouse {
     fn apply(
         &mut self,
         run: i64,
-        batch: Batch<R::Record>,
+        batch: &Batch<R::Record>,
         pages: u64,
     ) -> Result<RowStats, WarehouseError> {
         delegate!(self, w => Warehouse::<R>::apply(w, run, batch, pages))

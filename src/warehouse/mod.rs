@@ -280,7 +280,7 @@ pub trait Warehouse<R: Resource>: Send {
     fn apply(
         &mut self,
         run: i64,
-        batch: Batch<R::Record>,
+        batch: &Batch<R::Record>,
         pages: u64,
     ) -> Result<RowStats, WarehouseError>;
     fn finish_run(

@@ -214,7 +214,7 @@ pub(super) fn apply_batch<R>(
     path: &Path,
     quarantined: &mut i64,
     run: i64,
-    batch: Batch<R::Record>,
+    batch: &Batch<R::Record>,
     pages: u64,
 ) -> Result<RowStats, WarehouseError>
 where

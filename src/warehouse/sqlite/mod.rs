@@ -257,7 +257,7 @@ where
     fn apply(
         &mut self,
         run: i64,
-        batch: Batch<R::Record>,
+        batch: &Batch<R::Record>,
         pages: u64,
     ) -> Result<RowStats, WarehouseError> {
         let stats = apply::apply_batch::<R>(
@@ -315,7 +315,7 @@ pub(super) mod testutil {
         Warehouse::<Customers>::apply(
             wh,
             run,
-            Batch {
+            &Batch {
                 records: recs,
                 bad: vec![],
                 advance: Advance::Mark(mark),
