@@ -8,7 +8,8 @@
 //! - [`lock`]: the writer lock;
 //! - [`indexes`]: secondary indexes around bulk loads;
 //! - [`state`]: the mark and backfill ranges;
-//! - [`apply`]: one batch with its checkpoint, in one transaction.
+//! - [`apply`]: one batch with its checkpoint, in one transaction;
+//! - [`checkpoint`]: WAL checkpoints on a background thread (not the sync checkpoint, the mark).
 
 mod apply;
 mod checkpoint;
