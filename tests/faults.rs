@@ -158,9 +158,13 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
 
 async fn retry_after_seconds_and_http_date_are_honoured_on() {
     let oms = fake(distinct(5)).await;
-    // HTTP-date has whole seconds: at least 2 s ahead when pushed, at least ~1 s ahead when
-    // the second request reads it ~1 s later.
-    let date = (chrono::Utc::now() + chrono::TimeDelta::seconds(3))
+    // HTTP-date has whole seconds, so it is rounded up: at least 3 s ahead when pushed, at
+    // least ~2 s ahead when the second request reads it ~1 s later (less the set-up time).
+    // Rounded down, it could be only 2 s ahead, and a slow set-up left less than the 900 ms
+    // asserted below (seen: 882 ms).
+    let in_3s = (chrono::Utc::now() + chrono::TimeDelta::seconds(3)).timestamp();
+    let date = chrono::DateTime::from_timestamp(in_3s + 1, 0)
+        .expect("a near date is in range")
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     oms.push_faults([
