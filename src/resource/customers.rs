@@ -80,8 +80,10 @@ struct Wire<'a> {
 #[derive(Deserialize)]
 struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// A key of the wire object: a documented field, or any other name (kept for `extra`).
-enum Key {
+/// A documented field ([`FIELDS`]), for code that dispatches on one without matching its name
+/// as a string per record: the parser here and the fake OMS's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
     Id,
     CreatedDate,
     ModifiedDate,
@@ -92,25 +94,30 @@ enum Key {
     PhoneNumber,
     ErpCode,
     Channel,
-    Other(String),
 }
 
-impl Key {
-    fn of(name: &str) -> Option<Key> {
+impl Field {
+    pub(crate) fn of(name: &str) -> Option<Field> {
         Some(match name {
-            "id" => Key::Id,
-            "created_date" => Key::CreatedDate,
-            "modified_date" => Key::ModifiedDate,
-            "omnitron_id" => Key::OmnitronId,
-            "email" => Key::Email,
-            "first_name" => Key::FirstName,
-            "last_name" => Key::LastName,
-            "phone_number" => Key::PhoneNumber,
-            "erp_code" => Key::ErpCode,
-            "channel" => Key::Channel,
+            "id" => Field::Id,
+            "created_date" => Field::CreatedDate,
+            "modified_date" => Field::ModifiedDate,
+            "omnitron_id" => Field::OmnitronId,
+            "email" => Field::Email,
+            "first_name" => Field::FirstName,
+            "last_name" => Field::LastName,
+            "phone_number" => Field::PhoneNumber,
+            "erp_code" => Field::ErpCode,
+            "channel" => Field::Channel,
             _ => return None,
         })
     }
+}
+
+/// A key of the wire object: a documented field, or any other name (kept for `extra`).
+enum Key {
+    Known(Field),
+    Other(String),
 }
 
 impl<'de> Deserialize<'de> for Key {
@@ -123,10 +130,10 @@ impl<'de> Deserialize<'de> for Key {
             }
             // Documented names are matched without allocating; only other names are copied.
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key::of(v).unwrap_or_else(|| Key::Other(v.to_owned())))
+                Ok(Field::of(v).map_or_else(|| Key::Other(v.to_owned()), Key::Known))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
-                Ok(Key::of(&v).unwrap_or(Key::Other(v)))
+                Ok(Field::of(&v).map_or(Key::Other(v), Key::Known))
             }
         }
         d.deserialize_identifier(KeyVisitor)
@@ -165,16 +172,22 @@ impl<'de> Visitor<'de> for WireVisitor {
         let mut extra = Map::new();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Id => fill(&mut map, &mut id, "id")?,
-                Key::CreatedDate => fill(&mut map, &mut created_date, "created_date")?,
-                Key::ModifiedDate => fill(&mut map, &mut modified_date, "modified_date")?,
-                Key::OmnitronId => fill(&mut map, &mut omnitron_id, "omnitron_id")?,
-                Key::Email => fill(&mut map, &mut email, "email")?,
-                Key::FirstName => fill(&mut map, &mut first_name, "first_name")?,
-                Key::LastName => fill(&mut map, &mut last_name, "last_name")?,
-                Key::PhoneNumber => fill(&mut map, &mut phone_number, "phone_number")?,
-                Key::ErpCode => fill(&mut map, &mut erp_code, "erp_code")?,
-                Key::Channel => fill(&mut map, &mut channel, "channel")?,
+                Key::Known(Field::Id) => fill(&mut map, &mut id, "id")?,
+                Key::Known(Field::CreatedDate) => {
+                    fill(&mut map, &mut created_date, "created_date")?
+                }
+                Key::Known(Field::ModifiedDate) => {
+                    fill(&mut map, &mut modified_date, "modified_date")?
+                }
+                Key::Known(Field::OmnitronId) => fill(&mut map, &mut omnitron_id, "omnitron_id")?,
+                Key::Known(Field::Email) => fill(&mut map, &mut email, "email")?,
+                Key::Known(Field::FirstName) => fill(&mut map, &mut first_name, "first_name")?,
+                Key::Known(Field::LastName) => fill(&mut map, &mut last_name, "last_name")?,
+                Key::Known(Field::PhoneNumber) => {
+                    fill(&mut map, &mut phone_number, "phone_number")?
+                }
+                Key::Known(Field::ErpCode) => fill(&mut map, &mut erp_code, "erp_code")?,
+                Key::Known(Field::Channel) => fill(&mut map, &mut channel, "channel")?,
                 Key::Other(name) => {
                     let value: Value = map.next_value()?;
                     extra.insert(name, value);
@@ -509,7 +522,7 @@ mod tests {
         assert_eq!(c.id, 3);
         assert_eq!(c.extra.as_deref(), Some(r#"{"zz":1}"#));
         for f in FIELDS {
-            assert!(Key::of(f).is_some(), "{f}");
+            assert!(Field::of(f).is_some(), "{f}");
         }
     }
 
