@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -46,8 +46,9 @@ pub(super) struct Checkpointer {
     wake: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
     done: Arc<AtomicU64>,
-    /// WAL pages at the last wake-up (0 after the WAL started again from its head).
-    woken_at: AtomicI32,
+    /// WAL pages at the last wake-up (0 after the WAL started again from its head). Only the
+    /// writer's thread reads and writes it, in `after_commit`.
+    woken_at: Cell<c_int>,
 }
 
 impl Checkpointer {
@@ -71,7 +72,7 @@ impl Checkpointer {
             wake: Some(wake),
             thread: Some(thread),
             done,
-            woken_at: AtomicI32::new(0),
+            woken_at: Cell::new(0),
         })
     }
 
@@ -89,16 +90,15 @@ impl Checkpointer {
             // No commit since the last call (or the writer has no WAL hook).
             return;
         }
-        let mut woken_at = self.woken_at.load(Ordering::Relaxed);
-        if pages < woken_at {
-            // The WAL started again from its head.
-            woken_at = 0;
-            self.woken_at.store(0, Ordering::Relaxed);
+        // Below the last wake-up: the WAL started again from its head.
+        if pages < self.woken_at.get() {
+            self.woken_at.set(0);
         }
+        let woken_at = self.woken_at.get();
         if pages - woken_at >= CHECKPOINT_PAGES
             && let Some(wake) = &self.wake
         {
-            self.woken_at.store(pages, Ordering::Relaxed);
+            self.woken_at.set(pages);
             // Full: a checkpoint is already asked for and will see these pages too.
             let _ = wake.try_send(());
         }
@@ -191,6 +191,11 @@ mod tests {
             "after the background checkpoint the WAL restarts: {} pages",
             last_commit_wal_pages()
         );
+        // A restarted WAL counts from its head again: as many pages as before wake the thread.
+        wh.after_commit();
+        commit_pages(&wh, big);
+        wh.after_commit();
+        wait_for_checkpoints(&wh, 2);
     }
 
     fn wait_for_checkpoints(wh: &SqliteWarehouse, n: u64) {
