@@ -148,6 +148,15 @@ mod tests {
     use super::super::SqliteWarehouse;
     use super::*;
 
+    /// A new warehouse with a table for [`commit_pages`].
+    fn filler_warehouse(path: &std::path::Path) -> SqliteWarehouse {
+        let wh = SqliteWarehouse::open(path).unwrap();
+        wh.connection()
+            .execute_batch("CREATE TABLE filler (x BLOB)")
+            .unwrap();
+        wh
+    }
+
     /// Commits ~`pages` pages of blobs on the warehouse's writer connection.
     fn commit_pages(wh: &SqliteWarehouse, pages: i64) {
         wh.connection()
@@ -169,10 +178,7 @@ mod tests {
     #[test]
     fn the_wal_is_checkpointed_by_the_background_thread_only() {
         let dir = tempfile::tempdir().unwrap();
-        let wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        wh.connection()
-            .execute_batch("CREATE TABLE filler (x BLOB)")
-            .unwrap();
+        let wh = filler_warehouse(&dir.path().join("w.db"));
         let big = i64::from(CHECKPOINT_PAGES) + 1000;
         commit_pages(&wh, big);
         assert!(i64::from(last_commit_wal_pages()) >= big);
@@ -216,10 +222,7 @@ mod tests {
     fn the_thread_is_woken_once_per_threshold_of_new_pages() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let wh = SqliteWarehouse::open(&path).unwrap();
-        wh.connection()
-            .execute_batch("CREATE TABLE filler (x BLOB)")
-            .unwrap();
+        let wh = filler_warehouse(&path);
         let reader = Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
@@ -246,10 +249,7 @@ mod tests {
     #[test]
     fn small_commits_do_not_wake_the_checkpoint_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        wh.connection()
-            .execute_batch("CREATE TABLE filler (x BLOB)")
-            .unwrap();
+        let wh = filler_warehouse(&dir.path().join("w.db"));
         for _ in 0..5 {
             commit_pages(&wh, 100);
             wh.after_commit();
