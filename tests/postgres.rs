@@ -134,6 +134,23 @@ fn begin(wh: &mut PgWarehouse) -> i64 {
     Warehouse::<Customers>::begin_run(wh, RunKind::Incremental, &Mark::Start).unwrap()
 }
 
+/// A new run that stores customer 1 at `T1` with the mark at `T1` (`confirmed`); its id.
+fn store_first(wh: &mut PgWarehouse, confirmed: Confirmed) -> i64 {
+    let run = begin(wh);
+    apply(wh, run, vec![customer(1, T1, "a")], mark(T1, confirmed));
+    run
+}
+
+/// The pid of the warehouse's session, asked of the server (not the warehouse's own record of
+/// it), connecting again first if the session was lost.
+fn server_pid(wh: &mut PgWarehouse) -> i32 {
+    wh.client()
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
 const T1: &str = "2023-01-01T00:00:01.000000Z";
 const T2: &str = "2023-01-01T00:00:02.000000Z";
 
@@ -403,13 +420,7 @@ fn bulk_load_drops_indexes_only_when_empty_and_open_restores_them() {
     Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
     Warehouse::<Customers>::finish_backfill(&mut wh, Mark::Start).unwrap();
     assert_eq!(index_names(&db), full);
-    let run = begin(&mut wh);
-    apply(
-        &mut wh,
-        run,
-        vec![customer(1, T1, "a")],
-        mark(T1, Confirmed::Nothing),
-    );
+    store_first(&mut wh, Confirmed::Nothing);
     Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
     assert_eq!(
         index_names(&db),
@@ -569,19 +580,8 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
         return;
     };
     let mut wh = db.open();
-    let run = begin(&mut wh);
-    apply(
-        &mut wh,
-        run,
-        vec![customer(1, T1, "a")],
-        mark(T1, Confirmed::UpToId(1)),
-    );
-    let pid: i32 = wh
-        .client()
-        .unwrap()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
+    let run = store_first(&mut wh, Confirmed::UpToId(1));
+    let pid = server_pid(&mut wh);
     // Hold the run's row so apply blocks at its last statement, after the mark and upserts.
     let mut blocker = db.admin();
     let mut tx = blocker.transaction().unwrap();
@@ -757,19 +757,8 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
     );
     let cfg = PgConfig::parse(&url, None, Some(&db.cfg.schema), false).unwrap();
     let mut wh = PgWarehouse::open(&cfg).unwrap();
-    let run = begin(&mut wh);
-    apply(
-        &mut wh,
-        run,
-        vec![customer(1, T1, "a")],
-        mark(T1, Confirmed::UpToId(1)),
-    );
-    let old_pid: i32 = wh
-        .client()
-        .unwrap()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
+    store_first(&mut wh, Confirmed::UpToId(1));
+    let old_pid = server_pid(&mut wh);
     relay.cut();
     let err = Warehouse::<Customers>::mark(&mut wh).unwrap_err();
     assert!(
@@ -792,12 +781,7 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
         Warehouse::<Customers>::mark(&mut wh).unwrap(),
         Mark::at(T1, Confirmed::UpToId(1))
     );
-    let new_pid: i32 = wh
-        .client()
-        .unwrap()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
+    let new_pid = server_pid(&mut wh);
     assert_ne!(new_pid, old_pid);
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(old_pid) {
@@ -831,13 +815,7 @@ async fn usable_from_async_code() {
         return;
     };
     let mut wh = db.open();
-    let run = begin(&mut wh);
-    apply(
-        &mut wh,
-        run,
-        vec![customer(1, T1, "a")],
-        mark(T1, Confirmed::Nothing),
-    );
+    store_first(&mut wh, Confirmed::Nothing);
     let snap = PgReader::open(&db.cfg)
         .unwrap()
         .snapshot("customers", "customers", 1)
