@@ -76,6 +76,21 @@ fn config(dir: &Path, base_url: &str, token: &str, api: &str, extra: &str) -> Pa
     write(dir, "oms-sync.toml", &text)
 }
 
+/// `oms-sync demo --customers N --db DB` (a path or a PostgreSQL URL).
+async fn demo(customers: u32, db: &str) -> Run {
+    run(
+        vec![
+            "demo".into(),
+            "--customers".into(),
+            customers.to_string(),
+            "--db".into(),
+            db.into(),
+        ],
+        vec![],
+    )
+    .await
+}
+
 fn args(config: &Path, rest: &[&str]) -> Vec<String> {
     let mut v = vec!["--config".to_string(), config.display().to_string()];
     v.extend(rest.iter().map(|s| s.to_string()));
@@ -224,17 +239,7 @@ async fn unusable_warehouse_exits_5() {
 async fn demo_exits_0() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("demo.db");
-    let r = run(
-        vec![
-            "demo".into(),
-            "--customers".into(),
-            "2000".into(),
-            "--db".into(),
-            db.display().to_string(),
-        ],
-        vec![],
-    )
-    .await;
+    let r = demo(2000, &db.display().to_string()).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("backfill"), "{}", r.stdout);
     let live: i64 = rusqlite::Connection::open(&db)
@@ -544,17 +549,7 @@ async fn status_takes_a_db_path_and_config_may_come_from_the_environment_only() 
 
     // The hint the demo prints is the command that works.
     let demo_db = dir.path().join("demo.db");
-    let r = run(
-        vec![
-            "demo".into(),
-            "--customers".into(),
-            "300".into(),
-            "--db".into(),
-            demo_db.display().to_string(),
-        ],
-        vec![],
-    )
-    .await;
+    let r = demo(300, &demo_db.display().to_string()).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let hint = r
         .stdout
@@ -589,11 +584,11 @@ fn run_with_closed_stdout(args: &[String]) -> (Option<i32>, String) {
 async fn a_closed_stdout_ends_quietly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("demo.db").display().to_string();
-    let demo: Vec<String> = ["demo", "--customers", "300", "--db", &db]
+    let demo_args: Vec<String> = ["demo", "--customers", "300", "--db", &db]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let (code, stderr) = tokio::task::spawn_blocking(move || run_with_closed_stdout(&demo))
+    let (code, stderr) = tokio::task::spawn_blocking(move || run_with_closed_stdout(&demo_args))
         .await
         .expect("join");
     assert_eq!(code, Some(0), "{stderr}");
@@ -602,17 +597,7 @@ async fn a_closed_stdout_ends_quietly() {
         "{stderr}"
     );
     // A finished demo warehouse, for status.
-    let r = run(
-        vec![
-            "demo".into(),
-            "--customers".into(),
-            "300".into(),
-            "--db".into(),
-            db.clone(),
-        ],
-        vec![],
-    )
-    .await;
+    let r = demo(300, &db).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     for json in [false, true] {
         let mut a = vec!["status".to_string(), "--db".into(), db.clone()];
@@ -893,17 +878,7 @@ async fn demo_into_postgresql_twice() {
     }
     let url = std::env::var(common::PG_ENV).unwrap();
     for _ in 0..2 {
-        let r = run(
-            vec![
-                "demo".into(),
-                "--customers".into(),
-                "1500".into(),
-                "--db".into(),
-                url.clone(),
-            ],
-            vec![],
-        )
-        .await;
+        let r = demo(1500, &url).await;
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         assert!(r.stdout.contains("(schema oms_sync_demo)"), "{}", r.stdout);
         // A fresh schema each time: the first pass inserts every customer.
