@@ -45,7 +45,7 @@ impl ListQuery {
 }
 
 /// One parsed page. Records keep the server's order.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Page<T> {
     /// The server's `count` for the whole query (a hint: it can change between requests).
     pub count: u64,
@@ -67,40 +67,117 @@ struct Envelope<'a> {
     results: Vec<&'a RawValue>,
 }
 
+/// The envelope with every element read by [`Resource::read`] in the same pass.
+#[derive(Deserialize)]
+#[serde(bound = "")]
+struct Whole<R: Resource> {
+    count: u64,
+    results: Vec<Read<R>>,
+}
+
+/// One element of `results` as [`Resource::read`] reads it.
+struct Read<R: Resource>(R::Record);
+
+impl<'de, R: Resource> Deserialize<'de> for Read<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        R::read(d).map(Read)
+    }
+}
+
 /// Parses a response body; a bad record becomes a [`BadRecord`], a bad envelope an error.
+///
+/// A page whose elements all parse (nearly every page) is read in one pass. Otherwise the
+/// body is read again by [`parse_page_by_element`], which keeps each element's text to parse
+/// it alone, so that a bad one is quarantined and the rest stored; it also gives the error
+/// for a bad envelope.
 pub fn parse_page<R: Resource>(body: &[u8]) -> Result<Page<R::Record>, String> {
+    // UTF-8 is checked once for the whole body, not string by string as `from_slice` does.
+    match std::str::from_utf8(body).map(serde_json::from_str::<Whole<R>>) {
+        Ok(Ok(whole)) => {
+            let mut page = Pager::new(whole.count, whole.results.len());
+            for Read(rec) in whole.results {
+                page.push(Ok(rec));
+            }
+            Ok(page.finish())
+        }
+        _ => parse_page_by_element::<R>(body),
+    }
+}
+
+/// [`parse_page`] without the one-pass path: each element of `results` is kept as text and
+/// parsed alone with [`Resource::parse`].
+pub fn parse_page_by_element<R: Resource>(body: &[u8]) -> Result<Page<R::Record>, String> {
     let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let mut page = Page {
-        count: env.count,
-        len: env.results.len(),
-        records: Vec::with_capacity(env.results.len()),
-        bad: Vec::new(),
-        last_id: None,
-        last_modified: None,
-        max_id: None,
-    };
+    let mut page = Pager::new(env.count, env.results.len());
     for raw in env.results {
-        let (id, md) = match R::parse(raw) {
+        page.push(R::parse(raw));
+    }
+    Ok(page.finish())
+}
+
+/// Builds a [`Page`] element by element in server order.
+struct Pager<T> {
+    page: Page<T>,
+    /// Where the last readable `modified_date` is (copied once, in `finish`).
+    last_modified: Option<Last>,
+}
+
+enum Last {
+    Record(usize),
+    Bad(usize),
+}
+
+impl<T: Keyed> Pager<T> {
+    fn new(count: u64, len: usize) -> Self {
+        let page = Page {
+            count,
+            len,
+            records: Vec::with_capacity(len),
+            bad: Vec::new(),
+            last_id: None,
+            last_modified: None,
+            max_id: None,
+        };
+        Pager {
+            page,
+            last_modified: None,
+        }
+    }
+
+    /// Adds the next element and moves the keyset fields past it.
+    fn push(&mut self, element: Result<T, BadRecord>) {
+        let page = &mut self.page;
+        let id = match element {
             Ok(rec) => {
-                let key = (Some(rec.id()), Some(rec.modified_date().to_string()));
+                self.last_modified = Some(Last::Record(page.records.len()));
+                let id = rec.id();
                 page.records.push(rec);
-                key
+                Some(id)
             }
             Err(bad) => {
-                let key = (bad.id, bad.modified_date.clone());
+                if bad.modified_date.is_some() {
+                    self.last_modified = Some(Last::Bad(page.bad.len()));
+                }
+                let id = bad.id;
                 page.bad.push(bad);
-                key
+                id
             }
         };
         if let Some(id) = id {
             page.max_id = Some(page.max_id.map_or(id, |m| m.max(id)));
             page.last_id = Some(id);
         }
-        if md.is_some() {
-            page.last_modified = md;
-        }
     }
-    Ok(page)
+
+    fn finish(mut self) -> Page<T> {
+        let page = &mut self.page;
+        page.last_modified = match self.last_modified {
+            Some(Last::Record(i)) => page.records.get(i).map(|r| r.modified_date().to_string()),
+            Some(Last::Bad(i)) => page.bad.get(i).and_then(|b| b.modified_date.clone()),
+            None => None,
+        };
+        self.page
+    }
 }
 
 /// Observes each HTTP attempt (for metrics); `status` is None on a transport error.

@@ -236,29 +236,30 @@ impl Resource for Customers {
     fn parse(raw: &RawValue) -> Result<Customer, BadRecord> {
         let wire: Wire<'_> = serde_json::from_str(raw.get())
             .map_err(|e| salvage(raw, diagnose(raw).unwrap_or_else(|| e.to_string())))?;
-        build(raw, wire)
+        let (id, modified_date) = (wire.id, wire.modified_date.clone());
+        build(wire).map_err(|error| BadRecord {
+            id: Some(id),
+            modified_date: timefmt::normalize(&modified_date),
+            raw: raw.get().to_string(),
+            error,
+        })
+    }
+
+    fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Customer, D::Error> {
+        build(Wire::deserialize(d)?).map_err(de::Error::custom)
     }
 }
 
-fn build(raw: &RawValue, w: Wire<'_>) -> Result<Customer, BadRecord> {
-    let id = w.id;
+/// The stored record of a wire record, or why it cannot be stored.
+fn build(w: Wire<'_>) -> Result<Customer, String> {
     let modified_date: &str = &w.modified_date;
-    let bad = |error: String| BadRecord {
-        id: Some(id),
-        modified_date: timefmt::normalize(modified_date),
-        raw: raw.get().to_string(),
-        error,
-    };
-    let modified = timefmt::normalize(modified_date).ok_or_else(|| {
-        bad(format!(
-            "modified_date is not a datetime: {modified_date:?}"
-        ))
-    })?;
+    let modified = timefmt::normalize(modified_date)
+        .ok_or_else(|| format!("modified_date is not a datetime: {modified_date:?}"))?;
     let created = match w.created_date.as_deref() {
         None => None,
         Some(c) => Some(
             timefmt::normalize(c)
-                .ok_or_else(|| bad(format!("created_date is not a datetime: {c:?}")))?,
+                .ok_or_else(|| format!("created_date is not a datetime: {c:?}"))?,
         ),
     };
     let extra = if w.extra.is_empty() {
@@ -267,7 +268,7 @@ fn build(raw: &RawValue, w: Wire<'_>) -> Result<Customer, BadRecord> {
         Some(Value::Object(w.extra).to_string())
     };
     Ok(Customer {
-        id,
+        id: w.id,
         created_date: created,
         modified_date: modified,
         omnitron_id: w.omnitron_id,

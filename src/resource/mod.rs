@@ -72,6 +72,11 @@ pub trait Resource: Send + Sync + 'static {
     const TABLE: &'static str;
     /// Parses one element of `results`; never panics on any JSON.
     fn parse(raw: &RawValue) -> Result<Self::Record, BadRecord>;
+    /// Reads one element of `results` straight from the page's parser: the one-pass path for
+    /// a page whose elements all parse (see [`crate::api::parse_page`]). Any error only sends
+    /// the page to [`Resource::parse`], element by element, which quarantines what is bad; so
+    /// it must accept exactly what `parse` accepts, and give the same record.
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self::Record, D::Error>;
 }
 
 /// Reads what can still be read of a record that failed to parse.
