@@ -7,18 +7,21 @@ use std::sync::LazyLock;
 use chrono::FixedOffset;
 
 use super::dates::write_drf_datetime;
-use super::store::FakeCustomer;
+use super::store::{FakeCustomer, Store};
 use crate::resource::customers::{FIELDS, Field};
 
-/// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`.
-pub(super) fn write_page<'a>(
+/// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`,
+/// with the customers `ids` of `store` as `results` (from its cache of their JSON when the
+/// datetimes are in UTC, see [`Store::write_json`]).
+pub(super) fn write_page(
     count: i64,
     next: Option<&str>,
     previous: Option<&str>,
-    rows: impl ExactSizeIterator<Item = &'a FakeCustomer>,
+    store: &mut Store,
+    ids: &[i64],
     offset: Option<FixedOffset>,
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(128 + rows.len() * 360);
+    let mut body = Vec::with_capacity(128 + ids.len() * 360);
     body.extend_from_slice(b"{\"count\":");
     write_i64(&mut body, count);
     body.extend_from_slice(b",\"next\":");
@@ -26,11 +29,18 @@ pub(super) fn write_page<'a>(
     body.extend_from_slice(b",\"previous\":");
     write_opt_str(&mut body, previous);
     body.extend_from_slice(b",\"results\":[");
-    for (i, c) in rows.enumerate() {
+    for (i, &id) in ids.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        write_customer(&mut body, c, offset);
+        match offset {
+            None => store.write_json(&mut body, id),
+            Some(_) => {
+                if let Some(c) = store.get(id) {
+                    write_customer(&mut body, c, offset);
+                }
+            }
+        }
     }
     body.extend_from_slice(b"]}");
     body

@@ -221,8 +221,7 @@ impl State {
             .shuffle_ties_per_request
             .then(|| self.rng.random::<u64>());
         self.store.ensure_indexes();
-        let store = &self.store;
-        let sel = select(store, &q.filters, q.sort);
+        let sel = select(&self.store, &q.filters, q.sort);
         let count = sel.len();
         let num_pages = if count == 0 {
             1
@@ -257,14 +256,12 @@ impl State {
             (page > 1).then(|| page_link(&base, &inc.query, (page > 2).then_some(page - 1)));
 
         let shown_count = self.knobs.stale_count.map_or(count as i64, |c| c as i64);
-        let rows = ids
-            .iter()
-            .map(|id| store.get(*id).expect("indexed ids exist"));
         let body = write_page(
             shown_count,
             next.as_deref(),
             previous.as_deref(),
-            rows,
+            &mut self.store,
+            &ids,
             self.knobs.output_offset,
         );
         let mut reply = Reply::drf(200, body);

@@ -132,10 +132,23 @@ impl MdKey {
     }
 }
 
+/// A row of the store: the customer, and where its JSON is in [`Store::json`] once written.
+#[derive(Debug, Clone)]
+struct Row {
+    c: FakeCustomer,
+    json: Option<std::ops::Range<usize>>,
+}
+
+impl Row {
+    fn new(c: FakeCustomer) -> Row {
+        Row { c, json: None }
+    }
+}
+
 /// The customers of the fake OMS.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    by_id: BTreeMap<i64, FakeCustomer>,
+    by_id: BTreeMap<i64, Row>,
     by_md: BTreeSet<MdKey>,
     /// Sorted copy of `by_id`'s keys, valid unless `ids_dirty`.
     id_index: Vec<i64>,
@@ -143,6 +156,12 @@ pub struct Store {
     /// Sorted copy of `by_md`, valid unless `md_dirty`.
     md_index: Vec<MdKey>,
     md_dirty: bool,
+    /// Each customer's JSON as the server wrote it with UTC datetimes, appended in the order
+    /// it was first served (so a walk in id order reads it in order), found through
+    /// `Row::json` and forgotten when the row changes. Serving a page is then mostly copying
+    /// bytes: over loopback the server shares the client's cores, while a real OMS renders
+    /// on its own machine. The bytes of changed rows stay until the store is dropped.
+    json: Vec<u8>,
 }
 
 impl Store {
@@ -169,11 +188,12 @@ impl Store {
         md_index.sort_unstable();
         Store {
             by_md: md_index.iter().copied().collect(),
-            by_id: rows.into_iter().collect(),
+            by_id: rows.into_iter().map(|(id, c)| (id, Row::new(c))).collect(),
             id_index,
             ids_dirty: false,
             md_index,
             md_dirty: false,
+            json: Vec::new(),
         }
     }
 
@@ -182,7 +202,7 @@ impl Store {
         c.normalize();
         let key = MdKey::of(&c);
         let id = c.id;
-        let old = self.by_id.insert(id, c);
+        let old = self.by_id.insert(id, Row::new(c)).map(|r| r.c);
         match &old {
             Some(prev) => {
                 let old_key = MdKey::of(prev);
@@ -212,8 +232,8 @@ impl Store {
     /// Removes a customer; `false` if there was none with that id.
     pub fn remove(&mut self, id: i64) -> bool {
         match self.by_id.remove(&id) {
-            Some(c) => {
-                self.by_md.remove(&MdKey::of(&c));
+            Some(row) => {
+                self.by_md.remove(&MdKey::of(&row.c));
                 self.ids_dirty = true;
                 self.md_dirty = true;
                 true
@@ -223,16 +243,16 @@ impl Store {
     }
 
     pub fn get(&self, id: i64) -> Option<&FakeCustomer> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).map(|r| &r.c)
     }
 
     /// Changes a customer in place (the id must stay the same; a changed id is put back).
     /// Returns `false` if there is no such customer.
     pub fn update(&mut self, id: i64, f: impl FnOnce(&mut FakeCustomer)) -> bool {
-        let Some(c) = self.by_id.get(&id) else {
+        let Some(row) = self.by_id.get(&id) else {
             return false;
         };
-        let mut c = c.clone();
+        let mut c = row.c.clone();
         f(&mut c);
         c.id = id;
         self.upsert(c);
@@ -241,9 +261,11 @@ impl Store {
 
     /// Sets the `modified_date` of a customer; `false` if there is none with that id.
     pub fn touch(&mut self, id: i64, modified_date: DateTime<Utc>) -> bool {
-        let Some(c) = self.by_id.get_mut(&id) else {
+        let Some(row) = self.by_id.get_mut(&id) else {
             return false;
         };
+        row.json = None;
+        let c = &mut row.c;
         let old_key = MdKey::of(c);
         c.modified_date = trunc_micros(modified_date);
         let key = MdKey::of(c);
@@ -265,7 +287,7 @@ impl Store {
 
     /// All customers in id order.
     pub fn all(&self) -> impl Iterator<Item = &FakeCustomer> + '_ {
-        self.by_id.values()
+        self.by_id.values().map(|r| &r.c)
     }
 
     /// All ids in ascending order.
@@ -285,7 +307,25 @@ impl Store {
 
     /// A copy of every customer, in id order.
     pub fn snapshot(&self) -> Vec<FakeCustomer> {
-        self.by_id.values().cloned().collect()
+        self.all().cloned().collect()
+    }
+
+    /// Appends customer `id` as JSON with UTC datetimes (nothing if there is none): written
+    /// once, then copied until the row changes.
+    pub(crate) fn write_json(&mut self, buf: &mut Vec<u8>, id: i64) {
+        let Some(row) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        let at = match &row.json {
+            Some(at) => at.clone(),
+            None => {
+                let start = self.json.len();
+                super::json::write_customer(&mut self.json, &row.c, None);
+                row.json = Some(start..self.json.len());
+                start..self.json.len()
+            }
+        };
+        buf.extend_from_slice(&self.json[at]);
     }
 
     /// Rebuilds the flat indexes if a mutation invalidated them.
@@ -367,6 +407,49 @@ mod tests {
             s.snapshot().iter().map(|c| c.id).collect::<Vec<_>>(),
             [1, 2, 5, 10]
         );
+    }
+
+    /// The JSON a store writes for `id`, and what the writer makes of its row now.
+    fn json_of(s: &mut Store, id: i64) -> (Vec<u8>, Vec<u8>) {
+        let mut cached = Vec::new();
+        s.write_json(&mut cached, id);
+        let mut fresh = Vec::new();
+        if let Some(c) = s.get(id) {
+            super::super::json::write_customer(&mut fresh, c, None);
+        }
+        (cached, fresh)
+    }
+
+    /// Every way a row changes drops its cached JSON, so the server never writes a stale row.
+    #[test]
+    fn cached_json_follows_every_change() {
+        let mut s =
+            Store::from_customers(vec![FakeCustomer::new(1, t(1)), FakeCustomer::new(2, t(2))]);
+        let (first, fresh) = json_of(&mut s, 1);
+        assert_eq!(first, fresh);
+        assert!(!first.is_empty());
+        // Served again from the cache, unchanged.
+        assert_eq!(json_of(&mut s, 1).0, first);
+        let changes: [&dyn Fn(&mut Store); 3] = [
+            &|s| assert!(s.update(1, |c| c.email = Some("new@example.com".into()))),
+            &|s| assert!(s.touch(1, t(50))),
+            &|s| {
+                s.upsert(FakeCustomer::new(1, t(60)).with_extra("tier", "gold".into()));
+            },
+        ];
+        let mut last = first;
+        for change in changes {
+            change(&mut s);
+            let (cached, fresh) = json_of(&mut s, 1);
+            assert_eq!(cached, fresh);
+            assert_ne!(cached, last);
+            last = cached;
+        }
+        assert!(s.remove(1));
+        assert_eq!(json_of(&mut s, 1), (Vec::new(), Vec::new()));
+        // The other row is untouched throughout.
+        let (cached, fresh) = json_of(&mut s, 2);
+        assert_eq!(cached, fresh);
     }
 
     #[test]
