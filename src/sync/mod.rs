@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backfill::backfill_pass;
 pub use incremental::incremental_pass;
-pub use writer::{COMMIT_LINGER, MAX_PAGES_PER_COMMIT};
+pub use writer::MAX_PAGES_PER_COMMIT;
 
 use crate::api::{ApiClient, ApiError, ListQuery, Page};
 use crate::resource::Resource;

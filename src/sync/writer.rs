@@ -2,7 +2,6 @@
 //! the same kind of checkpoint advance into one transaction, and records the run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,13 +13,6 @@ use crate::warehouse::{
 
 /// At most this many queued pages are committed in one transaction.
 pub const MAX_PAGES_PER_COMMIT: usize = 8;
-
-/// How long the writer waits for the next page to commit with the ones it has, when none is
-/// queued. A commit has a fixed cost (a 1M-customer load in transactions of 1,000 rows took
-/// ~20% more CPU than in transactions of 10,000); when the fetch side is the slower one, the
-/// writer would otherwise commit every page alone. Rows become visible this much later at
-/// most; a pass's last page is not held back (its `Finish` follows at once).
-pub const COMMIT_LINGER: Duration = Duration::from_millis(20);
 
 /// What the fetch side sends the writer.
 pub(super) enum Msg<T> {
@@ -101,11 +93,9 @@ where
         let result = match msg {
             Msg::Batch(mut batch) => {
                 let mut pages = 1u64;
-                // Merge the next pages of the same kind of advance into one transaction, those
-                // queued and those that come within COMMIT_LINGER.
-                let until = Instant::now() + COMMIT_LINGER;
+                // Merge queued pages of the same kind of advance into one transaction.
                 while (pages as usize) < MAX_PAGES_PER_COMMIT {
-                    match next_until(&mut rx, until) {
+                    match rx.try_recv() {
                         Ok(Msg::Batch(next)) if mergeable(&batch.advance, &next.advance) => {
                             batch.advance = merged(&batch.advance, &next.advance);
                             batch.records.extend(next.records);
@@ -186,25 +176,6 @@ fn merged(a: &Advance, b: &Advance) -> Advance {
             }
         }
         _ => b.clone(),
-    }
-}
-
-/// The next message if one is queued or comes before `until`; `Err(())` if none does or the
-/// fetch side is gone (the caller commits what it has, then finds out which).
-fn next_until<T>(rx: &mut mpsc::Receiver<Msg<T>>, until: Instant) -> Result<Msg<T>, ()> {
-    if let Ok(msg) = rx.try_recv() {
-        return Ok(msg);
-    }
-    let wait = until.saturating_duration_since(Instant::now());
-    if wait.is_zero() {
-        return Err(());
-    }
-    // The writer runs on a blocking thread of the pass's runtime, where blocking on a timer is
-    // allowed.
-    let handle = tokio::runtime::Handle::try_current().map_err(|_| ())?;
-    match handle.block_on(tokio::time::timeout(wait, rx.recv())) {
-        Ok(Some(msg)) => Ok(msg),
-        _ => Err(()),
     }
 }
 
