@@ -117,12 +117,11 @@ fn try_apply(
     Warehouse::<Customers>::apply(
         wh,
         run,
-        &Batch {
+        &[Batch {
             records,
             bad,
             advance,
-        },
-        1,
+        }],
     )
 }
 
@@ -426,6 +425,87 @@ fn bulk_load_drops_indexes_only_when_empty_and_open_restores_them() {
         index_names(&db),
         full,
         "a table with rows keeps its indexes"
+    );
+}
+
+/// Several pages in one transaction are applied as they would be one by one (as in SQLite's
+/// `batches_in_one_transaction_apply_as_one_by_one`): a record quarantined by a page and stored
+/// by a later one leaves the quarantine; each range's cursor and deletions follow its own pages.
+#[test]
+fn batches_in_one_transaction_apply_as_one_by_one() {
+    let Some(db) = TestDb::new("batches") else {
+        return;
+    };
+    let mut wh = db.open();
+    let run = begin(&mut wh);
+    apply(
+        &mut wh,
+        run,
+        vec![customer(5, T1, "old"), customer(150, T1, "old")],
+        mark(T1, Confirmed::Nothing),
+    );
+    let range = |no, lo, hi| BackfillRange {
+        range_no: no,
+        lo,
+        hi,
+        cursor: lo,
+        done: false,
+    };
+    let st = state(vec![range(0, i64::MIN, Some(100)), range(1, 100, None)]);
+    Warehouse::<Customers>::start_backfill(&mut wh, &st).unwrap();
+    let bad = BadRecord {
+        id: Some(7),
+        modified_date: Some(T1.into()),
+        raw: "{\"id\": 7}".into(),
+        error: "a bad record".into(),
+    };
+    let batches = [
+        Batch {
+            records: vec![customer(1, T2, "a")],
+            bad: vec![bad],
+            advance: Advance::Backfill {
+                range_no: 0,
+                from: i64::MIN,
+                to: Some(7),
+            },
+        },
+        Batch {
+            records: vec![customer(120, T2, "b")],
+            bad: vec![],
+            advance: Advance::Backfill {
+                range_no: 1,
+                from: 100,
+                to: Some(160),
+            },
+        },
+        Batch {
+            records: vec![customer(7, T2, "fixed")],
+            bad: vec![],
+            advance: Advance::Backfill {
+                range_no: 0,
+                from: 7,
+                to: Some(10),
+            },
+        },
+    ];
+    let s = Warehouse::<Customers>::apply(&mut wh, run, &batches).unwrap();
+    assert_eq!(
+        (s.fetched, s.inserted, s.quarantined, s.deleted),
+        (4, 3, 1, 2),
+        "{s:?}"
+    );
+    assert_eq!(db.one("SELECT count(*) FROM quarantine"), "0");
+    let bf = Warehouse::<Customers>::backfill_state(&mut wh)
+        .unwrap()
+        .unwrap();
+    assert_eq!((bf.ranges[0].cursor, bf.ranges[1].cursor), (10, 160));
+    assert_eq!(
+        db.sql("SELECT id::text AS i FROM customers WHERE deleted_at IS NOT NULL ORDER BY id"),
+        [Some("5".into()), Some("150".into())]
+    );
+    assert_eq!(
+        db.one(&format!("SELECT pages FROM sync_runs WHERE id = {run}")),
+        "4"
     );
 }
 

@@ -1,5 +1,6 @@
-//! The writer: one blocking thread per pass that owns the warehouse, merges queued pages with
-//! the same kind of checkpoint advance into one transaction, and records the run.
+//! The writer: one blocking thread per pass that owns the warehouse, commits the pages queued
+//! for it (of any range, each with its own checkpoint advance) in one transaction, and records
+//! the run.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Progress, SyncError};
 use crate::resource::Resource;
 use crate::warehouse::{
-    Advance, BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
+    BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
 };
 
 /// At most this many queued pages are committed in one transaction.
@@ -91,17 +92,12 @@ where
             return (wh, Err(WriterError::FetchEnded));
         };
         let result = match msg {
-            Msg::Batch(mut batch) => {
-                let mut pages = 1u64;
-                // Merge queued pages of the same kind of advance into one transaction.
-                while (pages as usize) < MAX_PAGES_PER_COMMIT {
+            Msg::Batch(batch) => {
+                // Queued pages go into the same transaction, each with its own advance.
+                let mut batches = vec![batch];
+                while batches.len() < MAX_PAGES_PER_COMMIT {
                     match rx.try_recv() {
-                        Ok(Msg::Batch(next)) if mergeable(&batch.advance, &next.advance) => {
-                            batch.advance = merged(&batch.advance, &next.advance);
-                            batch.records.extend(next.records);
-                            batch.bad.extend(next.bad);
-                            pages += 1;
-                        }
+                        Ok(Msg::Batch(next)) => batches.push(next),
                         Ok(other) => {
                             pending = Some(other);
                             break;
@@ -109,7 +105,7 @@ where
                         Err(_) => break,
                     }
                 }
-                for bad in &batch.bad {
+                for bad in batches.iter().flat_map(|b| &b.bad) {
                     tracing::warn!(
                         id = ?bad.id,
                         modified_date = ?bad.modified_date,
@@ -117,13 +113,15 @@ where
                         "record quarantined (kept whole in the quarantine table); the pass goes on"
                     );
                 }
-                let applied = wh.apply(run_id, &batch, pages).map(|s| {
+                let applied = wh.apply(run_id, &batches).map(|s| {
                     total.add(&s);
-                    pages_total += pages;
+                    pages_total += batches.len() as u64;
                     progress.committed(R::NAME, &s);
                 });
-                // The fetch side may be gone (the pass is ending): then it is freed here.
-                let _ = spent.send(batch);
+                // The fetch side may be gone (the pass is ending): then they are freed here.
+                for batch in batches {
+                    let _ = spent.send(batch);
+                }
                 applied
             }
             Msg::StartBackfill(state) => wh.start_backfill(&state),
@@ -146,36 +144,6 @@ where
             let _ = wh.finish_run(run_id, RunStatus::Failed, Some(&e.to_string()));
             return (wh, Err(WriterError::Warehouse(e)));
         }
-    }
-}
-
-fn mergeable(a: &Advance, b: &Advance) -> bool {
-    match (a, b) {
-        (Advance::Mark(_), Advance::Mark(_)) => true,
-        (
-            Advance::Backfill {
-                range_no: ra,
-                to: Some(ta),
-                ..
-            },
-            Advance::Backfill {
-                range_no: rb, from, ..
-            },
-        ) => ra == rb && ta == from,
-        _ => false,
-    }
-}
-
-fn merged(a: &Advance, b: &Advance) -> Advance {
-    match (a, b) {
-        (Advance::Backfill { range_no, from, .. }, Advance::Backfill { to, .. }) => {
-            Advance::Backfill {
-                range_no: *range_no,
-                from: *from,
-                to: *to,
-            }
-        }
-        _ => b.clone(),
     }
 }
 

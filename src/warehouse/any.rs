@@ -80,10 +80,9 @@ impl<R: Resource> Warehouse<R> for AnyWarehouse {
     fn apply(
         &mut self,
         run: i64,
-        batch: &Batch<R::Record>,
-        pages: u64,
+        batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::apply(w, run, batch, pages))
+        delegate!(self, w => Warehouse::<R>::apply(w, run, batches))
     }
     fn finish_run(
         &mut self,

@@ -276,13 +276,10 @@ pub trait Warehouse<R: Resource>: Send {
     /// Ends the backfill: forgets its state and moves the mark up to `mark` (never down).
     fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError>;
     fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError>;
-    /// Applies a batch and its checkpoint advance atomically; also adds its figures to `run`.
-    fn apply(
-        &mut self,
-        run: i64,
-        batch: &Batch<R::Record>,
-        pages: u64,
-    ) -> Result<RowStats, WarehouseError>;
+    /// Applies `batches` (a page each), in order, with their checkpoint advances, atomically:
+    /// all in one transaction, each as it would be alone. Also adds their figures to `run`.
+    fn apply(&mut self, run: i64, batches: &[Batch<R::Record>])
+    -> Result<RowStats, WarehouseError>;
     fn finish_run(
         &mut self,
         run: i64,

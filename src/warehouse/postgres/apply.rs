@@ -148,19 +148,65 @@ pub enum BulkPath {
     Copy,
 }
 
-/// Applies `batch` and its checkpoint advance in one transaction; adds its figures to `run`.
-/// `quarantined` is the warehouse's count of quarantined rows, kept current.
-pub(super) fn apply_batch<R: Resource>(
+/// Applies `batches`, in order, each with its checkpoint advance, in one transaction; adds
+/// their figures to `run` (a page each). `quarantined` is the warehouse's count of
+/// quarantined rows, kept current.
+///
+/// Each batch is applied as it would be in a transaction of its own (deletion marking sees the
+/// rows of the batches before it; a record quarantined by one and stored by a later one leaves
+/// the quarantine): one commit for several pages only saves the commit's fixed cost.
+pub(super) fn apply_batches<R: Resource>(
     client: &mut Client,
     bulk: BulkPath,
     quarantined: &mut i64,
     run: i64,
-    batch: &Batch<R::Record>,
-    pages: u64,
+    batches: &[Batch<R::Record>],
 ) -> Result<RowStats, postgres::Error> {
-    let had_quarantine = *quarantined > 0;
     let now = timefmt::now_canonical();
     let mut tx = client.transaction()?;
+    let mut stats = RowStats::default();
+    let mut count: Option<i64> = None;
+    for batch in batches {
+        let had_quarantine = count.unwrap_or(*quarantined) > 0;
+        let (s, q) = apply_one::<R>(&mut tx, bulk, &now, batch, had_quarantine)?;
+        stats.add(&s);
+        count = q.or(count);
+    }
+    let pages = batches.len() as u64;
+    let p: [&(dyn ToSql + Sync); 8] = [
+        &run,
+        &(pages as i64),
+        &(stats.fetched as i64),
+        &(stats.inserted as i64),
+        &(stats.updated as i64),
+        &(stats.unchanged as i64),
+        &(stats.deleted as i64),
+        &(stats.quarantined as i64),
+    ];
+    tx.execute(
+        "UPDATE sync_runs SET pages = pages + $2, rows_fetched = rows_fetched + $3,
+                 rows_inserted = rows_inserted + $4, rows_updated = rows_updated + $5,
+                 rows_unchanged = rows_unchanged + $6, rows_deleted = rows_deleted + $7,
+                 rows_quarantined = rows_quarantined + $8
+             WHERE id = $1",
+        &p,
+    )?;
+    tx.commit()?;
+    if let Some(q) = count {
+        *quarantined = q;
+    }
+    Ok(stats)
+}
+
+/// One batch of [`apply_batches`] inside its transaction: its figures, and the quarantine's
+/// new size when it may have changed it.
+fn apply_one<R: Resource>(
+    tx: &mut postgres::Transaction<'_>,
+    bulk: BulkPath,
+    now: &str,
+    batch: &Batch<R::Record>,
+    had_quarantine: bool,
+) -> Result<(RowStats, Option<i64>), postgres::Error> {
     let mut stats = RowStats {
         fetched: (batch.records.len() + batch.bad.len()) as u64,
         ..RowStats::default()
@@ -168,7 +214,7 @@ pub(super) fn apply_batch<R: Resource>(
     // The checkpoint first (same transaction): deletion marking then sees only the rows
     // stored before this batch.
     match &batch.advance {
-        Advance::Mark(mark) => write_mark_if_greater(&mut tx, R::NAME, mark)?,
+        Advance::Mark(mark) => write_mark_if_greater(&mut *tx, R::NAME, mark)?,
         Advance::Backfill { range_no, from, to } => {
             let hi: Option<i64> = tx
                 .query_one(
@@ -219,7 +265,7 @@ pub(super) fn apply_batch<R: Resource>(
                     params.push(&now);
                     tx.query(&sql, &params)?
                 }
-                BulkPath::Copy => copy::copy_round(&mut tx, R::TABLE, &merge, &round, &now)?,
+                BulkPath::Copy => copy::copy_round(&mut *tx, R::TABLE, &merge, &round, now)?,
             };
             let inserted = written
                 .iter()
@@ -244,27 +290,9 @@ pub(super) fn apply_batch<R: Resource>(
         }
     }
     for bad in &batch.bad {
-        quarantine(&mut tx, R::NAME, bad, &now)?;
+        quarantine(&mut *tx, R::NAME, bad, now)?;
         stats.quarantined += 1;
     }
-    let p: [&(dyn ToSql + Sync); 8] = [
-        &run,
-        &(pages as i64),
-        &(stats.fetched as i64),
-        &(stats.inserted as i64),
-        &(stats.updated as i64),
-        &(stats.unchanged as i64),
-        &(stats.deleted as i64),
-        &(stats.quarantined as i64),
-    ];
-    tx.execute(
-        "UPDATE sync_runs SET pages = pages + $2, rows_fetched = rows_fetched + $3,
-                 rows_inserted = rows_inserted + $4, rows_updated = rows_updated + $5,
-                 rows_unchanged = rows_unchanged + $6, rows_deleted = rows_deleted + $7,
-                 rows_quarantined = rows_quarantined + $8
-             WHERE id = $1",
-        &p,
-    )?;
     let q = if had_quarantine || !batch.bad.is_empty() {
         Some(
             tx.query_one("SELECT count(*) FROM quarantine", &[])?
@@ -273,11 +301,7 @@ pub(super) fn apply_batch<R: Resource>(
     } else {
         None
     };
-    tx.commit()?;
-    if let Some(q) = q {
-        *quarantined = q;
-    }
-    Ok(stats)
+    Ok((stats, q))
 }
 
 #[cfg(test)]

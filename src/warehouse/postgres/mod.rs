@@ -275,13 +275,12 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
     fn apply(
         &mut self,
         run: i64,
-        batch: &Batch<R::Record>,
-        pages: u64,
+        batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
         let mut quarantined = self.quarantined;
         let bulk = self.bulk;
         let stats = self.run("writing a page", |c| {
-            apply::apply_batch::<R>(c, bulk, &mut quarantined, run, batch, pages)
+            apply::apply_batches::<R>(c, bulk, &mut quarantined, run, batches)
         })?;
         self.quarantined = quarantined;
         Ok(stats)

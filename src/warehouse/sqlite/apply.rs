@@ -207,122 +207,39 @@ fn mark_deleted(
     Ok(gone.len() as u64)
 }
 
-/// Applies `batch` and its checkpoint advance in one transaction; adds its figures to `run`.
-/// `quarantined` is the warehouse's count of quarantined rows, kept current.
-pub(super) fn apply_batch<R>(
+/// Applies `batches`, in order, each with its checkpoint advance, in one transaction; adds
+/// their figures to `run` (a page each). `quarantined` is the warehouse's count of
+/// quarantined rows, kept current.
+///
+/// Each batch is applied as it would be in a transaction of its own (deletion marking sees the
+/// rows of the batches before it; a record quarantined by one and stored by a later one leaves
+/// the quarantine): one commit for several pages only saves the commit's fixed cost.
+pub(super) fn apply_batches<R>(
     conn: &mut Connection,
     path: &Path,
     quarantined: &mut i64,
     run: i64,
-    batch: &Batch<R::Record>,
-    pages: u64,
+    batches: &[Batch<R::Record>],
 ) -> Result<RowStats, WarehouseError>
 where
     R: Resource,
 {
-    let had_quarantine = *quarantined > 0;
     let sql = UpsertSql::new(R::TABLE, <R::Record as Row>::COLUMNS);
     let now = timefmt::now_canonical();
-    let now_param = <R::Record as Row>::COLUMNS.len() + 1;
-    // The quarantine's new size, when this batch may have changed it.
+    let before = *quarantined;
+    // The quarantine's new size, when a batch may have changed it.
     let run_tx = |conn: &mut Connection| -> rusqlite::Result<(RowStats, Option<i64>)> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut stats = RowStats {
-            fetched: (batch.records.len() + batch.bad.len()) as u64,
-            ..RowStats::default()
-        };
-        let mut quarantine_delta = 0i64;
-        // The checkpoint first (same transaction): deletion marking then sees only the
-        // rows stored before this batch.
-        match &batch.advance {
-            Advance::Mark(mark) => write_mark_if_greater(&tx, R::NAME, mark)?,
-            Advance::Backfill { range_no, from, to } => {
-                let hi: Option<i64> = tx.query_row(
-                    "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
-                    params![R::NAME, range_no],
-                    |r| r.get(0),
-                )?;
-                let listed = batch
-                    .records
-                    .iter()
-                    .map(|r| r.id())
-                    .chain(batch.bad.iter().filter_map(|b| b.id));
-                let upper = match to {
-                    Some(t) => Some(*t),
-                    None => hi,
-                };
-                stats.deleted = mark_deleted(&tx, R::TABLE, *from, upper, listed, &now)?;
-                match to {
-                        Some(t) => tx.execute(
-                            "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
-                            params![R::NAME, range_no, t],
-                        )?,
-                        None => tx.execute(
-                            "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
-                            params![R::NAME, range_no],
-                        )?,
-                    };
-            }
+        let mut total = RowStats::default();
+        let mut count: Option<i64> = None;
+        for batch in batches {
+            let had_quarantine = count.unwrap_or(before) > 0;
+            let (stats, q) = apply_one::<R>(&tx, &sql, &now, batch, had_quarantine)?;
+            total.add(&stats);
+            count = q.or(count);
         }
-        {
-            let mut upsert = tx.prepare_cached(&sql.upsert)?;
-            let mut update = tx.prepare_cached(&sql.update)?;
-            let mut was_inserted = tx.prepare_cached(&format!(
-                "SELECT first_synced_at = synced_at FROM {} WHERE id = ?1",
-                R::TABLE
-            ))?;
-            let mut unquarantine = tx.prepare_cached(
-                "DELETE FROM quarantine WHERE stream = ?1 AND record_id = ?2
-                     AND (modified_date IS NULL OR modified_date <= ?3)",
-            )?;
-            for rec in &batch.records {
-                bind(rec, &mut upsert)?;
-                upsert.raw_bind_parameter(now_param, &now)?;
-                let before = tx.last_insert_rowid();
-                let changed = upsert.raw_execute()?;
-                let what = match classify_upsert(rec.id(), changed, before, tx.last_insert_rowid())
-                {
-                    // An indexed column changed (or nothing did): the full update decides.
-                    Some(Upserted::Unchanged) => {
-                        bind(rec, &mut update)?;
-                        update.raw_bind_parameter(now_param, &now)?;
-                        if update.raw_execute()? == 0 {
-                            Upserted::Unchanged
-                        } else {
-                            Upserted::Updated
-                        }
-                    }
-                    Some(w) => w,
-                    // Rare (ids collide with another table's last insert): ask the row, whose
-                    // two sync times are equal only when this statement inserted it.
-                    None => {
-                        let inserted = was_inserted.query_row([rec.id()], |r| r.get(0))?;
-                        if inserted {
-                            Upserted::Inserted
-                        } else {
-                            Upserted::Updated
-                        }
-                    }
-                };
-                match what {
-                    Upserted::Inserted => stats.inserted += 1,
-                    Upserted::Updated => stats.updated += 1,
-                    Upserted::Unchanged => stats.unchanged += 1,
-                }
-                if had_quarantine {
-                    quarantine_delta -=
-                        unquarantine.execute(params![R::NAME, rec.id(), rec.modified_date()])?
-                            as i64;
-                }
-            }
-        }
-        for bad in &batch.bad {
-            quarantine(&tx, R::NAME, bad, &now)?;
-            stats.quarantined += 1;
-        }
-        if !batch.bad.is_empty() {
-            quarantine_delta = 0;
-        }
+        let stats = total;
+        let pages = batches.len() as u64;
         tx.execute(
             "UPDATE sync_runs SET pages = pages + ?2, rows_fetched = rows_fetched + ?3,
                      rows_inserted = rows_inserted + ?4, rows_updated = rows_updated + ?5,
@@ -340,19 +257,126 @@ where
                 stats.quarantined as i64
             ],
         )?;
-        let q = if batch.bad.is_empty() && quarantine_delta == 0 {
-            None
-        } else {
-            Some(tx.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?)
-        };
         tx.commit()?;
-        Ok((stats, q))
+        Ok((stats, count))
     };
     let (stats, q) = run_tx(conn).map_err(|e| classify(path, "writing a page", e))?;
     if let Some(q) = q {
         *quarantined = q;
     }
     Ok(stats)
+}
+
+/// One batch of [`apply_batches`] inside its transaction: its figures, and the quarantine's
+/// new size when it may have changed it.
+fn apply_one<R: Resource>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &UpsertSql,
+    now: &str,
+    batch: &Batch<R::Record>,
+    had_quarantine: bool,
+) -> rusqlite::Result<(RowStats, Option<i64>)> {
+    let now_param = <R::Record as Row>::COLUMNS.len() + 1;
+    let mut stats = RowStats {
+        fetched: (batch.records.len() + batch.bad.len()) as u64,
+        ..RowStats::default()
+    };
+    let mut quarantine_delta = 0i64;
+    // The checkpoint first (same transaction): deletion marking then sees only the
+    // rows stored before this batch.
+    match &batch.advance {
+        Advance::Mark(mark) => write_mark_if_greater(tx, R::NAME, mark)?,
+        Advance::Backfill { range_no, from, to } => {
+            let hi: Option<i64> = tx.query_row(
+                "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
+                params![R::NAME, range_no],
+                |r| r.get(0),
+            )?;
+            let listed = batch
+                .records
+                .iter()
+                .map(|r| r.id())
+                .chain(batch.bad.iter().filter_map(|b| b.id));
+            let upper = match to {
+                Some(t) => Some(*t),
+                None => hi,
+            };
+            stats.deleted = mark_deleted(tx, R::TABLE, *from, upper, listed, now)?;
+            match to {
+                Some(t) => tx.execute(
+                    "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
+                    params![R::NAME, range_no, t],
+                )?,
+                None => tx.execute(
+                    "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
+                    params![R::NAME, range_no],
+                )?,
+            };
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(&sql.upsert)?;
+        let mut update = tx.prepare_cached(&sql.update)?;
+        let mut was_inserted = tx.prepare_cached(&format!(
+            "SELECT first_synced_at = synced_at FROM {} WHERE id = ?1",
+            R::TABLE
+        ))?;
+        let mut unquarantine = tx.prepare_cached(
+            "DELETE FROM quarantine WHERE stream = ?1 AND record_id = ?2
+                 AND (modified_date IS NULL OR modified_date <= ?3)",
+        )?;
+        for rec in &batch.records {
+            bind(rec, &mut upsert)?;
+            upsert.raw_bind_parameter(now_param, now)?;
+            let before = tx.last_insert_rowid();
+            let changed = upsert.raw_execute()?;
+            let what = match classify_upsert(rec.id(), changed, before, tx.last_insert_rowid()) {
+                // An indexed column changed (or nothing did): the full update decides.
+                Some(Upserted::Unchanged) => {
+                    bind(rec, &mut update)?;
+                    update.raw_bind_parameter(now_param, now)?;
+                    if update.raw_execute()? == 0 {
+                        Upserted::Unchanged
+                    } else {
+                        Upserted::Updated
+                    }
+                }
+                Some(w) => w,
+                // Rare (ids collide with another table's last insert): ask the row, whose
+                // two sync times are equal only when this statement inserted it.
+                None => {
+                    let inserted = was_inserted.query_row([rec.id()], |r| r.get(0))?;
+                    if inserted {
+                        Upserted::Inserted
+                    } else {
+                        Upserted::Updated
+                    }
+                }
+            };
+            match what {
+                Upserted::Inserted => stats.inserted += 1,
+                Upserted::Updated => stats.updated += 1,
+                Upserted::Unchanged => stats.unchanged += 1,
+            }
+            if had_quarantine {
+                quarantine_delta -=
+                    unquarantine.execute(params![R::NAME, rec.id(), rec.modified_date()])? as i64;
+            }
+        }
+    }
+    for bad in &batch.bad {
+        quarantine(tx, R::NAME, bad, now)?;
+        stats.quarantined += 1;
+    }
+    if !batch.bad.is_empty() {
+        quarantine_delta = 0;
+    }
+    let q = if batch.bad.is_empty() && quarantine_delta == 0 {
+        None
+    } else {
+        Some(tx.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?)
+    };
+    Ok((stats, q))
 }
 
 #[cfg(test)]
@@ -369,6 +393,115 @@ mod tests {
         assert_eq!(classify_upsert(7, 1, 3, 7), Some(Upserted::Inserted));
         assert_eq!(classify_upsert(7, 1, 3, 3), Some(Upserted::Updated));
         assert_eq!(classify_upsert(7, 1, 7, 7), None, "ambiguous: ask the row");
+    }
+
+    /// Several pages in one transaction are applied as they would be one by one: a record
+    /// quarantined by a page and stored by a later one leaves the quarantine; each backfill
+    /// range's cursor and deletions follow its own pages; the run counts every page.
+    #[test]
+    fn batches_in_one_transaction_apply_as_one_by_one() {
+        use crate::resource::BadRecord;
+        use crate::warehouse::{Advance, BackfillRange, BackfillState, Batch};
+        let dir = tempfile::tempdir().unwrap();
+        let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
+        let t = "2023-01-01T00:00:01.000000Z";
+        let t2 = "2023-01-01T00:00:02.000000Z";
+        let run =
+            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+        // Two ranges: ids (.., 100] and (100, ..); rows 5 and 150 exist and are not listed
+        // again, so each range's page marks its own one deleted.
+        apply(
+            &mut wh,
+            run,
+            vec![customer(5, t, "old"), customer(150, t, "old")],
+            Mark::at(t, Confirmed::Nothing),
+        );
+        let range = |range_no: i64, lo: i64, hi: Option<i64>| BackfillRange {
+            range_no,
+            lo,
+            hi,
+            cursor: lo,
+            done: false,
+        };
+        Warehouse::<Customers>::start_backfill(
+            &mut wh,
+            &BackfillState {
+                run_id: Some(run),
+                started_at: t2.into(),
+                high_water_date: Some(t2.into()),
+                ranges: vec![range(0, i64::MIN, Some(100)), range(1, 100, None)],
+            },
+        )
+        .unwrap();
+        let bad = BadRecord {
+            id: Some(7),
+            modified_date: Some(t.into()),
+            raw: "{\"id\": 7}".into(),
+            error: "a bad record".into(),
+        };
+        let batches = [
+            Batch {
+                records: vec![customer(1, t2, "a")],
+                bad: vec![bad],
+                advance: Advance::Backfill {
+                    range_no: 0,
+                    from: i64::MIN,
+                    to: Some(7),
+                },
+            },
+            Batch {
+                records: vec![customer(120, t2, "b")],
+                bad: vec![],
+                advance: Advance::Backfill {
+                    range_no: 1,
+                    from: 100,
+                    to: Some(160),
+                },
+            },
+            Batch {
+                records: vec![customer(7, t2, "fixed")],
+                bad: vec![],
+                advance: Advance::Backfill {
+                    range_no: 0,
+                    from: 7,
+                    to: Some(10),
+                },
+            },
+        ];
+        let s = Warehouse::<Customers>::apply(&mut wh, run, &batches).unwrap();
+        assert_eq!(
+            (s.fetched, s.inserted, s.quarantined, s.deleted),
+            (4, 3, 1, 2),
+            "{s:?}"
+        );
+        let conn = wh.connection();
+        let q: i64 = conn
+            .query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(q, 0, "the third page stored what the first quarantined");
+        assert_eq!(wh.quarantined, 0);
+        let cursors: Vec<(i64, i64)> = conn
+            .prepare("SELECT range_no, cursor_id FROM backfill_ranges ORDER BY range_no")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(cursors, [(0, 10), (1, 160)]);
+        let deleted: Vec<i64> = conn
+            .prepare("SELECT id FROM customers WHERE deleted_at IS NOT NULL ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(deleted, [5, 150]);
+        let pages: i64 = conn
+            .query_row("SELECT pages FROM sync_runs WHERE id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(pages, 1 + 3);
     }
 
     /// Ids equal to another table's last inserted rowid (here sync_runs' run id) take the

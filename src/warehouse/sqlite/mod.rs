@@ -258,16 +258,14 @@ where
     fn apply(
         &mut self,
         run: i64,
-        batch: &Batch<R::Record>,
-        pages: u64,
+        batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
-        let stats = apply::apply_batch::<R>(
+        let stats = apply::apply_batches::<R>(
             &mut self.conn,
             &self.path,
             &mut self.quarantined,
             run,
-            batch,
-            pages,
+            batches,
         )?;
         self.checkpointer.after_commit();
         Ok(stats)
@@ -316,12 +314,11 @@ pub(super) mod testutil {
         Warehouse::<Customers>::apply(
             wh,
             run,
-            &Batch {
+            &[Batch {
                 records: recs,
                 bad: vec![],
                 advance: Advance::Mark(mark),
-            },
-            1,
+            }],
         )
         .unwrap()
     }
