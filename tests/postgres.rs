@@ -299,6 +299,17 @@ fn state(ranges: Vec<BackfillRange>) -> BackfillState {
     }
 }
 
+/// A backfill range not yet started.
+fn range(range_no: i64, lo: i64, hi: Option<i64>) -> BackfillRange {
+    BackfillRange {
+        range_no,
+        lo,
+        hi,
+        cursor: lo,
+        done: false,
+    }
+}
+
 fn index_names(db: &TestDb) -> Vec<Option<String>> {
     db.sql(&format!(
         "SELECT indexname FROM pg_indexes WHERE schemaname = '{}' AND tablename = 'customers'
@@ -320,13 +331,6 @@ fn backfill_marks_unlisted_ids_deleted_and_moves_its_cursor() {
         (1..=5).map(|i| customer(i, T1, "a")).collect(),
         mark(T1, Confirmed::Nothing),
     );
-    let range = |no, lo, hi| BackfillRange {
-        range_no: no,
-        lo,
-        hi,
-        cursor: lo,
-        done: false,
-    };
     let st = state(vec![range(0, 0, Some(100)), range(1, 100, None)]);
     Warehouse::<Customers>::start_backfill(&mut wh, &st).unwrap();
     assert_eq!(
@@ -444,13 +448,6 @@ fn batches_in_one_transaction_apply_as_one_by_one() {
         vec![customer(5, T1, "old"), customer(150, T1, "old")],
         mark(T1, Confirmed::Nothing),
     );
-    let range = |no, lo, hi| BackfillRange {
-        range_no: no,
-        lo,
-        hi,
-        cursor: lo,
-        done: false,
-    };
     let st = state(vec![range(0, i64::MIN, Some(100)), range(1, 100, None)]);
     Warehouse::<Customers>::start_backfill(&mut wh, &st).unwrap();
     let bad = BadRecord {
