@@ -310,11 +310,11 @@ impl Store {
         self.all().cloned().collect()
     }
 
-    /// Appends customer `id` as JSON with UTC datetimes (nothing if there is none): written
-    /// once, then copied until the row changes.
-    pub(crate) fn write_json(&mut self, buf: &mut Vec<u8>, id: i64) {
+    /// Appends customer `id` as JSON with UTC datetimes: written once, then copied until the
+    /// row changes. `false` (and nothing written) if there is no such customer.
+    pub(crate) fn write_json(&mut self, buf: &mut Vec<u8>, id: i64) -> bool {
         let Some(row) = self.by_id.get_mut(&id) else {
-            return;
+            return false;
         };
         let at = match &row.json {
             Some(at) => at.clone(),
@@ -326,6 +326,7 @@ impl Store {
             }
         };
         buf.extend_from_slice(&self.json[at]);
+        true
     }
 
     /// Rebuilds the flat indexes if a mutation invalidated them.
@@ -412,7 +413,7 @@ mod tests {
     /// The JSON a store writes for `id`, and what the writer makes of its row now.
     fn json_of(s: &mut Store, id: i64) -> (Vec<u8>, Vec<u8>) {
         let mut cached = Vec::new();
-        s.write_json(&mut cached, id);
+        assert_eq!(s.write_json(&mut cached, id), s.get(id).is_some());
         let mut fresh = Vec::new();
         if let Some(c) = s.get(id) {
             super::super::json::write_customer(&mut fresh, c, None);
