@@ -128,8 +128,45 @@ fn raw_upsert(
 /// transaction. `defer_indexes`: drop the secondary indexes first and build them after the
 /// load with the product's own `build_secondary_indexes` (the time includes the build).
 /// Returns rows/s.
-fn raw_limit(records: &[Customer], dir: &Path, defer_indexes: bool, sql: &UpsertSql) -> f64 {
+fn raw_limit(records: &[&Customer], dir: &Path, defer_indexes: bool, sql: &UpsertSql) -> f64 {
     raw_load(records, dir, defer_indexes, 0.0, sql).load
+}
+
+/// `records` (in id order) in the order a backfill with `concurrency` ranges and pages of
+/// `page` stores them: the ranges the product plans (`split_ids`: `concurrency` equal id
+/// spans), their pages taken in turn. At concurrency > 1 every range but the last inserts in
+/// the middle of the table, which costs SQLite more than appending (it rebalances full pages
+/// with their siblings); a raw loop in this order is the same SQL in the same order.
+fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Customer> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Vec::new();
+    };
+    let k = i64::from(concurrency.max(1));
+    let span = ((last.id - first.id) / k).max(1);
+    let mut ranges: Vec<&[Customer]> = Vec::new();
+    let mut rest = records;
+    for j in 1..k {
+        let hi = first.id + span * j;
+        let cut = rest.partition_point(|c| c.id <= hi);
+        let (range, tail) = rest.split_at(cut);
+        ranges.push(range);
+        rest = tail;
+    }
+    ranges.push(rest);
+    let mut order = Vec::with_capacity(records.len());
+    let mut pages: Vec<std::slice::Chunks<'_, Customer>> =
+        ranges.iter().map(|r| r.chunks(page.max(1))).collect();
+    loop {
+        let before = order.len();
+        for p in &mut pages {
+            if let Some(chunk) = p.next() {
+                order.extend(chunk);
+            }
+        }
+        if order.len() == before {
+            return order;
+        }
+    }
 }
 
 /// The product's own statements (`oms_sync::warehouse::sqlite::UpsertSql`): the same
@@ -188,9 +225,10 @@ struct RawRun {
 
 /// Loads like [`raw_limit`], then (with `update_fraction` > 0) updates that fraction of random
 /// customers (a new, later `modified_date`) with the same plain loop in one transaction, the
-/// write pattern of an incremental pass. `sql`: the upsert run by the loop.
+/// write pattern of an incremental pass. `sql`: the upsert run by the loop. `records` are
+/// stored in the order given.
 fn raw_load(
-    records: &[Customer],
+    records: &[&Customer],
     dir: &Path,
     defer_indexes: bool,
     update_fraction: f64,
@@ -247,7 +285,7 @@ fn raw_load(
             raw_store(
                 &mut stmt,
                 &mut update,
-                &records[(j * stride) % records.len()],
+                records[(j * stride) % records.len()],
                 &later,
                 &now,
             );
@@ -266,6 +304,22 @@ fn raw_load(
         load_cpu,
         updates: u,
         update_bytes: bytes,
+    }
+}
+
+/// The backfill runs measured: (page size, concurrency).
+fn backfill_matrix(quick: bool) -> &'static [(u32, u32)] {
+    if quick {
+        &[(1000, 1)]
+    } else {
+        &[
+            (1000, 1),
+            (1000, 2),
+            (1000, 4),
+            (1000, 8),
+            (100, 1),
+            (100, 4),
+        ]
     }
 }
 
@@ -603,18 +657,19 @@ async fn run(s: Settings) {
     // Limits.
     let simple = simple_sql();
     let product = product_sql();
+    let by_id: Vec<&Customer> = records.iter().collect();
     let raw: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&records, dir.path(), false, &simple))
+        .map(|_| raw_limit(&by_id, dir.path(), false, &simple))
         .collect();
     let raw = median(raw);
     let raw_deferred: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&records, dir.path(), true, &simple))
+        .map(|_| raw_limit(&by_id, dir.path(), true, &simple))
         .collect();
     let raw_deferred = median(raw_deferred);
     // The product's own statement, indexes after the load (what a backfill does), then 1%
     // random updates (what an incremental pass writes).
     let product_runs: Vec<RawRun> = (0..runs)
-        .map(|_| raw_load(&records, dir.path(), true, 0.01, &product))
+        .map(|_| raw_load(&by_id, dir.path(), true, 0.01, &product))
         .collect();
     let raw_product = median(product_runs.iter().map(|r| r.load).collect());
     let raw_product_load_cpu = median(product_runs.iter().map(|r| r.load_cpu).collect());
@@ -636,6 +691,24 @@ async fn run(s: Settings) {
             updates: median(deferred.iter().map(|r| r.updates).collect()),
         }
     });
+    // The product's SQL in each backfill's own order (its ranges' pages interleaved), indexes
+    // after the load: for concurrency 1 that is the id order above.
+    let matrix = backfill_matrix(s.quick);
+    let raw_in_order: Vec<f64> = matrix
+        .iter()
+        .map(|&(page, conc)| {
+            if conc == 1 {
+                return raw_product;
+            }
+            let order = range_order(&records, conc, page as usize);
+            median(
+                (0..runs)
+                    .map(|_| raw_limit(&order, dir.path(), true, &product))
+                    .collect(),
+            )
+        })
+        .collect();
+    drop(by_id);
     drop(records);
     let mut srv = Vec::new();
     let mut srv_parse = Vec::new();
@@ -687,25 +760,13 @@ async fn run(s: Settings) {
     println!();
 
     // Backfill matrix (library backfill_pass into an empty warehouse).
-    let matrix: &[(u32, u32)] = if s.quick {
-        &[(1000, 1)]
-    } else {
-        &[
-            (1000, 1),
-            (1000, 2),
-            (1000, 4),
-            (1000, 8),
-            (100, 1),
-            (100, 4),
-        ]
-    };
     println!(
-        "| backfill (library) | page | concurrency | rows/s | wall | vs raw loop of the product's SQL (indexes after) | vs raw simple SQL (indexes after) | vs raw loop, indexes maintained (SQLite: simple SQL; PostgreSQL: the product's) | writer thread CPU before the index build (raw loop of the product's SQL: {}) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backfill (library) | page | concurrency | rows/s | wall | vs raw loop of the product's SQL (indexes after) | vs the same raw loop in the backfill's order (its ranges' pages in turn) | vs raw simple SQL (indexes after) | vs raw loop, indexes maintained (SQLite: simple SQL; PostgreSQL: the product's) | writer thread CPU before the index build (raw loop of the product's SQL: {}) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         secs(raw_product_load_cpu)
     );
     let mut kept: Option<(SqliteWarehouse, PathBuf)> = None;
     let mut bytes_per_customer = 0.0;
-    for &(page, conc) in matrix {
+    for (&(page, conc), &raw_ordered) in matrix.iter().zip(&raw_in_order) {
         let mut walls = Vec::new();
         let mut writer_cpus = Vec::new();
         for run_no in 0..runs {
@@ -728,10 +789,12 @@ async fn run(s: Settings) {
         let wall = median(walls);
         let r = n as f64 / wall;
         println!(
-            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% | {:.0}% | {} |",
+            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% ({}) | {:.0}% | {:.0}% | {} |",
             rate(r),
             secs(wall),
             100.0 * r / raw_product,
+            100.0 * r / raw_ordered,
+            rate(raw_ordered),
             100.0 * r / raw_deferred,
             100.0 * r / raw,
             secs(median(writer_cpus))
@@ -765,7 +828,7 @@ async fn run(s: Settings) {
             let wall = median(walls);
             let r = n as f64 / wall;
             println!(
-                "| `backfill_pass`, PostgreSQL | {page} | {conc} | {} | {} | {:.0}% | - | {:.0}% | - |",
+                "| `backfill_pass`, PostgreSQL | {page} | {conc} | {} | {} | {:.0}% | - | - | {:.0}% | - |",
                 rate(r),
                 secs(wall),
                 100.0 * r / raw_pg.deferred,
