@@ -108,16 +108,16 @@ fn raw_upsert(
 ) -> usize {
     stmt.execute(rusqlite::params![
         c.id,
-        c.created_date,
+        c.created_date(),
         modified_date,
         c.omnitron_id,
-        c.email,
-        c.first_name,
-        c.last_name,
-        c.phone_number,
-        c.erp_code,
+        c.email(),
+        c.first_name(),
+        c.last_name(),
+        c.phone_number(),
+        c.erp_code(),
         c.channel,
-        c.extra,
+        c.extra(),
         now
     ])
     .unwrap()
@@ -251,7 +251,7 @@ fn raw_load(
         for chunk in records.chunks(RAW_TX_ROWS) {
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
             for c in chunk {
-                raw_store(&mut stmt, &mut update, c, &c.modified_date, &now);
+                raw_store(&mut stmt, &mut update, c, c.modified_date(), &now);
             }
             conn.execute_batch("COMMIT").unwrap();
             wh.after_commit();

@@ -557,7 +557,7 @@ fn check_page(body: &[u8]) -> Result<(), TestCaseError> {
             }
         }
         for r in &p.records {
-            prop_assert!(timefmt::parse_api(&r.modified_date).is_some());
+            prop_assert!(timefmt::parse_api(r.modified_date()).is_some());
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use oms_sync::resource::{BadRecord, Customer, Customers};
+use oms_sync::resource::{BadRecord, Customer, CustomerFields, Customers};
 use oms_sync::warehouse::postgres::{BulkPath, SECONDARY_INDEXES};
 use oms_sync::warehouse::{
     Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, PgConfig, PgReader, PgWarehouse,
@@ -88,19 +88,28 @@ impl Drop for TestDb {
 }
 
 fn customer(id: i64, md: &str, name: &str) -> Customer {
-    Customer {
+    let email = format!("c{id}@example.com");
+    Customer::new(CustomerFields {
         id,
-        created_date: Some("2023-01-01T00:00:00.000001Z".into()),
-        modified_date: md.into(),
+        created_date: Some("2023-01-01T00:00:00.000001Z"),
+        modified_date: md,
         omnitron_id: Some(id * 10),
-        email: Some(format!("c{id}@example.com")),
-        first_name: Some(name.into()),
+        email: Some(&email),
+        first_name: Some(name),
         last_name: None,
         phone_number: None,
         erp_code: None,
         channel: Some(1),
         extra: None,
-    }
+    })
+}
+
+/// `c` with `extra` set.
+fn with_extra(c: &Customer, extra: &str) -> Customer {
+    Customer::new(CustomerFields {
+        extra: Some(extra),
+        ..c.fields()
+    })
 }
 
 fn apply(wh: &mut PgWarehouse, run: i64, recs: Vec<Customer>, advance: Advance) -> RowStats {
@@ -214,10 +223,10 @@ fn upsert_semantics(name: &str, bulk: BulkPath) {
     assert_eq!(n(s), (1, 1, 1));
     assert_eq!(db.one("SELECT first_name FROM customers WHERE id = 2"), "b");
     // jsonb: the same object in another key order is not a change.
-    let mut c = customer(3, T1, "j");
-    c.extra = Some(r#"{"a": 1, "b": [true]}"#.into());
+    let c = customer(3, T1, "j");
+    let c = with_extra(&c, r#"{"a": 1, "b": [true]}"#);
     apply(&mut wh, run, vec![c.clone()], at_t2());
-    c.extra = Some(r#"{"b": [true], "a": 1}"#.into());
+    let c = with_extra(&c, r#"{"b": [true], "a": 1}"#);
     assert_eq!(n(apply(&mut wh, run, vec![c], at_t2())), (0, 0, 1));
     assert_eq!(
         db.one("SELECT extra->>'a' FROM customers WHERE id = 3"),
@@ -249,8 +258,10 @@ fn marks_and_rows_round_trip_to_the_microsecond() {
             Confirmed::UpToId(i64::MAX - 1),
         ),
     ] {
-        let mut rec = customer(1, md, "x");
-        rec.created_date = Some("2001-02-03T04:05:06.000007Z".into());
+        let rec = Customer::new(CustomerFields {
+            created_date: Some("2001-02-03T04:05:06.000007Z"),
+            ..customer(1, md, "x").fields()
+        });
         apply(&mut wh, run, vec![rec], mark(md, c));
         assert_eq!(
             Warehouse::<Customers>::mark(&mut wh).unwrap(),
@@ -748,9 +759,10 @@ fn bulk_paths_measured() {
         let page = |p: i64, name: &str| -> Vec<Customer> {
             (1..=ROWS)
                 .map(|i| {
-                    let mut c = customer(p * ROWS + i, T1, name);
-                    c.extra = Some(format!(r#"{{"segment": "s{i}", "tags": [1, 2]}}"#));
-                    c
+                    with_extra(
+                        &customer(p * ROWS + i, T1, name),
+                        &format!(r#"{{"segment": "s{i}", "tags": [1, 2]}}"#),
+                    )
                 })
                 .collect()
         };

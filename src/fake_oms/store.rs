@@ -74,19 +74,20 @@ impl FakeCustomer {
     /// canonical UTC text, extra fields as one JSON object). Tests and benchmarks compare with it.
     pub fn stored(&self) -> crate::resource::Customer {
         use crate::timefmt::canonical;
-        crate::resource::Customer {
+        let extra = (!self.extra.is_empty()).then(|| Value::Object(self.extra.clone()).to_string());
+        crate::resource::Customer::new(crate::resource::CustomerFields {
             id: self.id,
-            created_date: Some(canonical(&self.created_date)),
-            modified_date: canonical(&self.modified_date),
+            created_date: Some(&canonical(&self.created_date)),
+            modified_date: &canonical(&self.modified_date),
             omnitron_id: self.omnitron_id,
-            email: self.email.clone(),
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-            phone_number: self.phone_number.clone(),
-            erp_code: self.erp_code.clone(),
+            email: self.email.as_deref(),
+            first_name: self.first_name.as_deref(),
+            last_name: self.last_name.as_deref(),
+            phone_number: self.phone_number.as_deref(),
+            erp_code: self.erp_code.as_deref(),
             channel: self.channel,
-            extra: (!self.extra.is_empty()).then(|| Value::Object(self.extra.clone()).to_string()),
-        }
+            extra: extra.as_deref(),
+        })
     }
 
     fn normalize(&mut self) {

@@ -7,7 +7,7 @@ pub mod customers;
 
 use serde_json::value::RawValue;
 
-pub use customers::{Customer, Customers};
+pub use customers::{Customer, CustomerFields, Customers};
 
 /// A record the API sent that cannot be stored as a row; it goes to quarantine, never dropped.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ pub(crate) fn salvage(raw: &RawValue, error: String) -> BadRecord {
         .as_ref()
         .and_then(|v| v.get("modified_date"))
         .and_then(|v| v.as_str())
-        .and_then(crate::timefmt::normalize);
+        .and_then(|v| crate::timefmt::normalize(v).map(std::borrow::Cow::into_owned));
     BadRecord {
         id,
         modified_date,

@@ -487,18 +487,19 @@ fn pg_rows(pg: &PgSchema) -> BTreeMap<i64, Row> {
 /// What the warehouse should hold for a server customer.
 pub fn expected(c: &FakeCustomer) -> Row {
     let s = c.stored();
+    let text = |v: Option<&str>| v.map(str::to_owned);
     Row {
-        created_date: s.created_date,
-        modified_date: s.modified_date,
+        created_date: text(s.created_date()),
+        modified_date: s.modified_date().to_owned(),
         omnitron_id: s.omnitron_id,
-        email: s.email,
-        first_name: s.first_name,
-        last_name: s.last_name,
-        phone_number: s.phone_number,
-        erp_code: s.erp_code,
+        email: text(s.email()),
+        first_name: text(s.first_name()),
+        last_name: text(s.last_name()),
+        phone_number: text(s.phone_number()),
+        erp_code: text(s.erp_code()),
         channel: s.channel,
         // Compared as JSON values: key order in the text is not part of the promise.
-        extra: s.extra.map(|e| serde_json::from_str(&e).unwrap()),
+        extra: s.extra().map(|e| serde_json::from_str(e).unwrap()),
         deleted: false,
     }
 }

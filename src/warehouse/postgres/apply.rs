@@ -307,27 +307,21 @@ fn apply_one<R: Resource>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::Customer;
+    use crate::resource::{Customer, CustomerFields};
 
     #[test]
     fn duplicate_ids_go_to_later_rounds_in_order() {
-        let c = |id: i64, md: &str| Customer {
-            id,
-            created_date: None,
-            modified_date: md.into(),
-            omnitron_id: None,
-            email: None,
-            first_name: None,
-            last_name: None,
-            phone_number: None,
-            erp_code: None,
-            channel: None,
-            extra: None,
+        let c = |id: i64, md: &str| {
+            Customer::new(CustomerFields {
+                id,
+                modified_date: md,
+                ..CustomerFields::default()
+            })
         };
         let recs = vec![c(1, "a"), c(2, "a"), c(1, "b"), c(3, "a"), c(1, "c")];
         let r: Vec<Vec<(i64, &str)>> = rounds(&recs)
             .iter()
-            .map(|r| r.iter().map(|c| (c.id, c.modified_date.as_str())).collect())
+            .map(|r| r.iter().map(|c| (c.id, c.modified_date())).collect())
             .collect();
         assert_eq!(
             r,

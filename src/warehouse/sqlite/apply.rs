@@ -383,7 +383,7 @@ fn apply_one<R: Resource>(
 mod tests {
     use super::super::SqliteWarehouse;
     use super::super::testutil::{apply, customer};
-    use crate::resource::{Customer, Customers};
+    use crate::resource::{Customer, CustomerFields, Customers};
     use crate::warehouse::{Confirmed, Mark, RunKind, Warehouse};
 
     #[test]
@@ -556,9 +556,11 @@ mod tests {
             "2023-01-01T00:00:02.000000Z",
             "2023-01-01T00:00:03.000000Z",
         );
-        let with_email = |md: &str, email: &str| Customer {
-            email: Some(email.into()),
-            ..customer(9, md, "n")
+        let with_email = |md: &str, email: &str| {
+            Customer::new(CustomerFields {
+                email: Some(email),
+                ..customer(9, md, "n").fields()
+            })
         };
         let mut step = |c: Customer| {
             let s = apply(&mut wh, run, vec![c], Mark::at(t3, Confirmed::Nothing));

@@ -291,23 +291,24 @@ where
 #[cfg(test)]
 pub(super) mod testutil {
     use super::*;
-    use crate::resource::{Customer, Customers};
+    use crate::resource::{Customer, CustomerFields, Customers};
     use crate::warehouse::Advance;
 
     pub fn customer(id: i64, md: &str, name: &str) -> Customer {
-        Customer {
+        let email = format!("c{id}@example.com");
+        Customer::new(CustomerFields {
             id,
-            created_date: Some("2023-01-01T00:00:00.000000Z".into()),
-            modified_date: md.into(),
+            created_date: Some("2023-01-01T00:00:00.000000Z"),
+            modified_date: md,
             omnitron_id: Some(id * 10),
-            email: Some(format!("c{id}@example.com")),
-            first_name: Some(name.into()),
+            email: Some(&email),
+            first_name: Some(name),
             last_name: None,
             phone_number: None,
             erp_code: None,
             channel: Some(1),
             extra: None,
-        }
+        })
     }
 
     pub fn apply(wh: &mut SqliteWarehouse, run: i64, recs: Vec<Customer>, mark: Mark) -> RowStats {
