@@ -36,7 +36,9 @@ use common::{
     child_backfill, child_backfill_into, median, rate, remove_db, run_by_cargo_bench, secs,
 };
 use oms_sync::api::ApiClient;
-use oms_sync::config::{ApiConfig, DEFAULT_LOOKBACK, Secret, parse_base_url};
+use oms_sync::config::{
+    ApiConfig, DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE, Secret, parse_base_url,
+};
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
@@ -319,6 +321,8 @@ fn backfill_matrix(quick: bool) -> &'static [(u32, u32)] {
             (1000, 8),
             (100, 1),
             (100, 4),
+            // The defaults.
+            (DEFAULT_PAGE_SIZE, DEFAULT_CONCURRENCY),
         ]
     }
 }
