@@ -17,9 +17,10 @@ pub struct Customers;
 /// One customer as stored: the API's fields with timestamps in canonical UTC text, plus the
 /// fields the API sent that are not modelled yet, kept as a JSON object text.
 ///
-/// The text fields live in one allocation, read through accessors: a record's strings are
-/// allocated and freed once instead of once each, which was the largest cost of parsing a
-/// page (about a third of it went to the allocator). Build one with [`Customer::new`].
+/// The integers are plain fields; the text fields live in one allocation, read through
+/// accessors: a record's strings are allocated and freed once instead of once each, which was
+/// the largest cost of parsing a page (about a third of it went to the allocator). Build one
+/// with [`Customer::new`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Customer {
     pub id: i64,
@@ -28,7 +29,7 @@ pub struct Customer {
     text: Texts,
 }
 
-/// The text fields of a [`Customer`], borrowed: what [`Customer::new`] copies.
+/// The fields of a [`Customer`], the text borrowed: what [`Customer::new`] copies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CustomerFields<'a> {
     pub id: i64,
