@@ -166,6 +166,7 @@ fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Cust
             }
         }
         if order.len() == before {
+            assert_eq!(order.len(), records.len(), "every record once");
             return order;
         }
     }
