@@ -135,26 +135,24 @@ fn raw_limit(records: &[&Customer], dir: &Path, defer_indexes: bool, sql: &Upser
 }
 
 /// `records` (in id order) in the order a backfill with `concurrency` ranges and pages of
-/// `page` stores them: the ranges the product plans (`split_ids`: `concurrency` equal id
-/// spans), their pages taken in turn. At concurrency > 1 every range but the last inserts in
+/// `page` stores them: the ranges the product plans (`sync::split_ids`), their pages taken in
+/// turn. At concurrency > 1 every range but the last inserts in
 /// the middle of the table, which costs SQLite more than appending (it rebalances full pages
 /// with their siblings); a raw loop in this order is the same SQL in the same order.
 fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Customer> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Vec::new();
     };
-    let k = i64::from(concurrency.max(1));
-    let span = ((last.id - first.id) / k).max(1);
+    // Each range holds the ids in (lo, hi]; the last one has no upper end.
     let mut ranges: Vec<&[Customer]> = Vec::new();
     let mut rest = records;
-    for j in 1..k {
-        let hi = first.id + span * j;
-        let cut = rest.partition_point(|c| c.id <= hi);
+    for r in sync::split_ids(first.id, last.id, concurrency) {
+        let cut =
+            r.hi.map_or(rest.len(), |hi| rest.partition_point(|c| c.id <= hi));
         let (range, tail) = rest.split_at(cut);
         ranges.push(range);
         rest = tail;
     }
-    ranges.push(rest);
     let mut order = Vec::with_capacity(records.len());
     let mut pages: Vec<std::slice::Chunks<'_, Customer>> =
         ranges.iter().map(|r| r.chunks(page.max(1))).collect();

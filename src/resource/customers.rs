@@ -159,12 +159,6 @@ impl Customer {
     }
 }
 
-impl From<CustomerFields<'_>> for Customer {
-    fn from(f: CustomerFields<'_>) -> Customer {
-        Customer::new(f)
-    }
-}
-
 // Shown as its fields, as a plain struct would be, so test failures read the same.
 impl fmt::Debug for Customer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -107,7 +107,7 @@ async fn plan_backfill<R: Resource>(
 }
 
 /// Splits `[min, max]` into `n` ranges covering all of i64 (ids outside appear later too).
-fn split_ids(min: i64, max: i64, n: u32) -> Vec<BackfillRange> {
+pub fn split_ids(min: i64, max: i64, n: u32) -> Vec<BackfillRange> {
     let n = i64::from(n.max(1));
     let span = (max.saturating_sub(min) / n).max(1);
     let mut ranges = Vec::new();

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use backfill::backfill_pass;
+pub use backfill::{backfill_pass, split_ids};
 pub use incremental::incremental_pass;
 pub use writer::MAX_PAGES_PER_COMMIT;
 
