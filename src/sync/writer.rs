@@ -12,8 +12,10 @@ use crate::warehouse::{
     BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
 };
 
-/// At most this many queued pages are committed in one transaction.
-pub const MAX_PAGES_PER_COMMIT: usize = 8;
+/// Queued pages are taken into one transaction until it holds this many records (the last
+/// page taken may go past it). Counted in records, not pages, so that small pages share
+/// commits as much as large ones.
+pub const MAX_ROWS_PER_COMMIT: usize = 8000;
 
 /// What the fetch side sends the writer.
 pub(super) enum Msg<T> {
@@ -94,10 +96,14 @@ where
         let result = match msg {
             Msg::Batch(batch) => {
                 // Queued pages go into the same transaction, each with its own advance.
+                let mut rows = batch.rows();
                 let mut batches = vec![batch];
-                while batches.len() < MAX_PAGES_PER_COMMIT {
+                while rows < MAX_ROWS_PER_COMMIT {
                     match rx.try_recv() {
-                        Ok(Msg::Batch(next)) => batches.push(next),
+                        Ok(Msg::Batch(next)) => {
+                            rows += next.rows();
+                            batches.push(next);
+                        }
                         Ok(other) => {
                             pending = Some(other);
                             break;
@@ -161,5 +167,65 @@ pub(super) async fn join_writer<W>(
         ),
         // The writer owns the warehouse; a panic there is a bug, and the process must stop.
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::resource::Customers;
+    use crate::warehouse::sqlite::testutil::customer;
+    use crate::warehouse::{Advance, Confirmed, SqliteWarehouse};
+
+    /// The records of each transaction, in commit order.
+    #[derive(Default)]
+    struct Commits(Mutex<Vec<u64>>);
+
+    impl Progress for Commits {
+        fn committed(&self, _stream: &'static str, stats: &RowStats) {
+            self.0.lock().unwrap().push(stats.fetched);
+        }
+    }
+
+    /// Queued pages share a transaction until it holds [`MAX_ROWS_PER_COMMIT`] records, however
+    /// many pages that takes: three large pages pass it, a hundred small ones do not.
+    #[test]
+    fn queued_pages_share_a_commit_up_to_a_row_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
+        let sizes: Vec<usize> = [3000; 9].into_iter().chain([10; 100]).collect();
+        let (tx, rx) = mpsc::channel(sizes.len() + 1);
+        let mut id = 0;
+        for (k, &n) in sizes.iter().enumerate() {
+            // One instant per page, later for each page: every page moves the mark.
+            let md = format!("2023-01-01T00:00:00.{k:06}Z");
+            let records = (0..n)
+                .map(|_| {
+                    id += 1;
+                    customer(id, &md, "n")
+                })
+                .collect();
+            let advance = Advance::Mark(Mark::at(md, Confirmed::UpToId(id)));
+            let batch = Batch {
+                records,
+                bad: vec![],
+                advance,
+            };
+            assert!(tx.try_send(Msg::Batch(batch)).is_ok());
+        }
+        assert!(tx.try_send(Msg::Finish(RunStatus::Succeeded, None)).is_ok());
+        let (spent, _freed) = std::sync::mpsc::channel();
+        let (init, _) = oneshot::channel();
+        let commits = Arc::new(Commits::default());
+        let (_wh, written) =
+            writer::<Customers, _>(wh, RunKind::Incremental, rx, spent, init, commits.clone());
+        let Ok(written) = written else {
+            panic!("the writer failed")
+        };
+        assert_eq!(written.stats.inserted, 28_000);
+        assert_eq!(written.pages, 109);
+        assert_eq!(*commits.0.lock().unwrap(), [9000, 9000, 9000, 1000]);
     }
 }

@@ -213,6 +213,13 @@ pub struct Batch<T> {
     pub advance: Advance,
 }
 
+impl<T> Batch<T> {
+    /// Records in the batch, stored or quarantined.
+    pub fn rows(&self) -> usize {
+        self.records.len() + self.bad.len()
+    }
+}
+
 /// What applying batches did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowStats {

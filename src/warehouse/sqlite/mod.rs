@@ -289,7 +289,7 @@ where
 }
 
 #[cfg(test)]
-pub(super) mod testutil {
+pub(crate) mod testutil {
     use super::*;
     use crate::resource::{Customer, CustomerFields, Customers};
     use crate::warehouse::Advance;
