@@ -12,7 +12,7 @@ use crate::resource::customers::{FIELDS, Field};
 
 /// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`,
 /// with the customers `ids` of `store` as `results` (from its cache of their JSON when the
-/// datetimes are in UTC, see [`Store::write_json`]).
+/// datetimes are in UTC, see [`Store::write_json_list`]).
 pub(super) fn write_page(
     count: i64,
     next: Option<&str>,

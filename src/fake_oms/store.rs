@@ -322,15 +322,9 @@ impl Store {
         self.all().cloned().collect()
     }
 
-    /// Appends customer `id` as JSON with UTC datetimes: written once, then copied until the
-    /// row changes. `false` (and nothing written) if there is no such customer.
-    pub(crate) fn write_json(&mut self, buf: &mut Vec<u8>, id: i64) -> bool {
-        self.write_json_list(buf, &[id])
-    }
-
-    /// Appends customers `ids`, in that order, as a comma-separated list of JSON objects (see
-    /// [`Store::write_json`]). `false` if one of them does not exist (`buf` then holds part of
-    /// the list). Ascending ids (a page sorted by id) are found in one walk of the map rather
+    /// Appends customers `ids`, in that order, as a comma-separated list of JSON objects with
+    /// UTC datetimes: each written once, then copied until the row changes. `false` if one of
+    /// them does not exist (`buf` then holds part of the list). Ascending ids (a page sorted by id) are found in one walk of the map rather
     /// than one search each: in a store of 1M rows each search misses the cache, and on
     /// loopback the server shares the cores of the client under test.
     pub(crate) fn write_json_list(&mut self, buf: &mut Vec<u8>, ids: &[i64]) -> bool {
@@ -450,7 +444,7 @@ mod tests {
     /// The JSON a store writes for `id`, and what the writer makes of its row now.
     fn json_of(s: &mut Store, id: i64) -> (Vec<u8>, Vec<u8>) {
         let mut cached = Vec::new();
-        assert_eq!(s.write_json(&mut cached, id), s.get(id).is_some());
+        assert_eq!(s.write_json_list(&mut cached, &[id]), s.get(id).is_some());
         let mut fresh = Vec::new();
         if let Some(c) = s.get(id) {
             super::super::json::write_customer(&mut fresh, c, None);
@@ -507,7 +501,7 @@ mod tests {
                 (1..=40).map(|k| FakeCustomer::new(2 * k, t(k))).collect(),
             );
             for id in warm {
-                s.write_json(&mut Vec::new(), id);
+                s.write_json_list(&mut Vec::new(), &[id]);
             }
             let mut ids = wanted;
             if ascending {
