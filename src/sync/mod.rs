@@ -53,7 +53,7 @@ pub const CHANNEL_MIN_PAGES: usize = 4;
 
 /// The channel's capacity in pages for `page_size`: [`CHANNEL_ROWS`] rows, at least
 /// [`CHANNEL_MIN_PAGES`] pages. Memory stays bounded by the rows, not by the page count.
-pub fn channel_pages(page_size: u32) -> usize {
+fn channel_pages(page_size: u32) -> usize {
     CHANNEL_ROWS
         .div_ceil(page_size.max(1) as usize)
         .max(CHANNEL_MIN_PAGES)
@@ -247,5 +247,21 @@ where
 fn no_progress(detail: impl Into<String>) -> SyncError {
     SyncError::NoProgress {
         detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue holds about `CHANNEL_ROWS` records whatever the page size, and never fewer
+    /// than `CHANNEL_MIN_PAGES` pages.
+    #[test]
+    fn the_queue_is_sized_in_records() {
+        assert_eq!(channel_pages(100), 40);
+        assert_eq!(channel_pages(1000), CHANNEL_MIN_PAGES);
+        assert_eq!(channel_pages(5000), CHANNEL_MIN_PAGES);
+        assert_eq!(channel_pages(3), 1334);
+        assert_eq!(channel_pages(0), CHANNEL_ROWS);
     }
 }
