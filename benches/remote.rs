@@ -6,6 +6,7 @@
 //! cargo bench --bench remote                          # N = 200,000 at 50 ms and 150 ms
 //! cargo bench --bench remote -- --n 50000 --latency 50
 //! cargo bench --bench remote -- --full                # concurrency 1 and 2 at N too (~8 min more)
+//! cargo bench --bench remote -- --latency 50 --gap     # ids with a gap (see below)
 //! ```
 //!
 //! Settings (argument, else environment, else default):
@@ -15,6 +16,9 @@
 //! - `--full` / `OMS_REMOTE_FULL=1`: run concurrency 1 and 2 on all N customers. Without it they
 //!   run on N/10 and their wall time is scaled by 10 (they are bound by pages × latency, so
 //!   that is what they would take; the table says which rows were scaled).
+//! - `--gap` / `OMS_REMOTE_GAP=1`: the newest 1% of customers get ids 1,000,000,000 higher, as
+//!   a later block of ids (an import, a sequence moved on) leaves them: an even split of the
+//!   id span would put 99% of the customers in the first range.
 //!
 //! For each run it prints wall time, requests the server answered, rows/s, the child's peak
 //! RSS (`VmHWM`, see `common::child_backfill`), and the sequential bound: requests × mean
@@ -38,7 +42,11 @@ struct Settings {
     latencies: Vec<u64>,
     jitter: u64,
     full: bool,
+    gap: bool,
 }
+
+/// How far `--gap` moves the newest 1% of ids.
+const GAP: i64 = 1_000_000_000;
 
 fn settings() -> Settings {
     let args: Vec<String> = std::env::args().collect();
@@ -60,11 +68,14 @@ fn settings() -> Settings {
     let jitter = get("--jitter", "OMS_REMOTE_JITTER").map_or(0, |v| num(&v));
     let full = args.iter().any(|a| a == "--full")
         || std::env::var("OMS_REMOTE_FULL").is_ok_and(|v| v == "1");
+    let gap = args.iter().any(|a| a == "--gap")
+        || std::env::var("OMS_REMOTE_GAP").is_ok_and(|v| v == "1");
     Settings {
         n: n.max(PAGE as usize * 20),
         latencies,
         jitter,
         full,
+        gap,
     }
 }
 
@@ -80,13 +91,20 @@ fn main() {
     rt.block_on(run(s));
 }
 
-async fn server(n: usize, latency: Duration, jitter: Duration) -> FakeOms {
+async fn server(n: usize, latency: Duration, jitter: Duration, gap: bool) -> FakeOms {
+    let mut customers = synthetic_customers(n, SEED);
+    if gap {
+        // The ids come in ascending order: the last 1% are the newest.
+        for c in &mut customers[n - n / 100..] {
+            c.id += GAP;
+        }
+    }
     let oms = FakeOms::start(
         FakeOmsConfig {
             max_limit: PAGE as usize,
             ..FakeOmsConfig::default()
         },
-        synthetic_customers(n, SEED),
+        customers,
     )
     .await
     .expect("fake OMS");
@@ -101,8 +119,13 @@ async fn server(n: usize, latency: Duration, jitter: Duration) -> FakeOms {
 async fn run(s: Settings) {
     let dir = tempfile::tempdir().expect("temp dir");
     println!(
-        "oms-sync remote backfill benchmark: N = {} customers, server cap {PAGE}, jitter {} ms, {} CPUs{}",
+        "oms-sync remote backfill benchmark: N = {} customers{}, server cap {PAGE}, jitter {} ms, {} CPUs{}",
         rate(s.n as f64),
+        if s.gap {
+            " (the newest 1% with ids 1,000,000,000 higher)"
+        } else {
+            ""
+        },
         s.jitter,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
         if s.full {
@@ -119,11 +142,11 @@ async fn run(s: Settings) {
         let latency = Duration::from_millis(ms);
         let jitter = Duration::from_millis(s.jitter);
         let mean = latency + jitter / 2;
-        let full = server(s.n, latency, jitter).await;
+        let full = server(s.n, latency, jitter, s.gap).await;
         let small = if s.full {
             None
         } else {
-            Some(server(small_n, latency, jitter).await)
+            Some(server(small_n, latency, jitter, s.gap).await)
         };
         let mut base_rate = None;
         for conc in CONCURRENCY {

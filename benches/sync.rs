@@ -41,6 +41,7 @@ use oms_sync::config::{
 };
 use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::resource::{Customer, Customers, Row};
+use oms_sync::sync::plan::RangePlanner;
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
 use oms_sync::warehouse::sqlite::{UpsertSql, build_secondary_indexes};
@@ -135,8 +136,8 @@ fn raw_limit(records: &[&Customer], dir: &Path, defer_indexes: bool, sql: &Upser
 }
 
 /// `records` (in id order) in the order a backfill with `concurrency` ranges and pages of
-/// `page` stores them: the ranges the product plans (`sync::split_ids`), their pages taken in
-/// turn. At concurrency > 1 every range but the last inserts in
+/// `page` stores them: the ranges the product plans (`sync::plan::RangePlanner`, answered from
+/// these records as the API would), their pages taken in turn. At concurrency > 1 every range but the last inserts in
 /// the middle of the table, which costs SQLite more than appending (it rebalances full pages
 /// with their siblings); a raw loop in this order is the same SQL in the same order.
 fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Customer> {
@@ -146,7 +147,19 @@ fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Cust
     // Each range holds the ids in (lo, hi]; the last one has no upper end.
     let mut ranges: Vec<&[Customer]> = Vec::new();
     let mut rest = records;
-    for r in sync::split_ids(first.id, last.id, concurrency) {
+    let pages = (records.len() as u64).div_ceil(page.max(1) as u64);
+    let mut planner = RangePlanner::new(first.id, last.id, concurrency.min(pages as u32), pages);
+    loop {
+        for (lo, hi) in planner.wanted() {
+            let a = records.partition_point(|c| c.id <= lo);
+            let b = records.partition_point(|c| c.id <= hi);
+            planner.counted(lo, hi, (b - a) as u64, (b > a).then(|| records[b - 1].id));
+        }
+        if !planner.refine() {
+            break;
+        }
+    }
+    for r in planner.ranges() {
         let cut =
             r.hi.map_or(rest.len(), |hi| rest.partition_point(|c| c.id <= hi));
         let (range, tail) = rest.split_at(cut);

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
+use super::plan::RangePlanner;
 use super::writer::Msg;
 use super::{Fetch, PassReport, Progress, SyncError, SyncOptions, no_progress, run_pass};
 use crate::api::{ApiClient, ListQuery};
@@ -87,7 +89,8 @@ async fn plan_backfill<R: Resource>(
         cursor: i64::MIN,
         done: false,
     }];
-    if concurrency > 1 && newest.count > u64::from(f.page_size) {
+    let pages = newest.count.div_ceil(u64::from(f.page_size.max(1)));
+    if concurrency > 1 && pages > 1 {
         let first = f
             .get_limited(ListQuery::new().with("sort", "id"), 1)
             .await?;
@@ -95,7 +98,8 @@ async fn plan_backfill<R: Resource>(
             .get_limited(ListQuery::new().with("sort", "-id"), 1)
             .await?;
         if let (Some(min), Some(max)) = (first.max_id, last.max_id) {
-            ranges = split_ids(min, max, concurrency);
+            let wanted = u32::try_from(pages).map_or(concurrency, |p| p.min(concurrency));
+            ranges = balanced_ranges(f, min, max, wanted, pages, concurrency).await?;
         }
     }
     Ok(BackfillState {
@@ -106,35 +110,52 @@ async fn plan_backfill<R: Resource>(
     })
 }
 
-/// Splits `[min, max]` into `n` ranges covering all of i64 (ids outside appear later too).
-pub fn split_ids(min: i64, max: i64, n: u32) -> Vec<BackfillRange> {
-    let n = i64::from(n.max(1));
-    let span = (max.saturating_sub(min) / n).max(1);
-    let mut ranges = Vec::new();
-    let mut lo = i64::MIN;
-    for k in 0..n {
-        let hi = if k == n - 1 {
-            None
-        } else {
-            Some(min.saturating_add(span.saturating_mul(k + 1)))
-        };
-        if let Some(h) = hi
-            && h <= lo
-        {
-            continue;
+/// Up to `wanted` ranges over the ids `min..=max` holding about as many rows each, from the
+/// API's counts of the pieces [`RangePlanner`] asks about (`concurrency` requests at a time).
+/// Ids outside `min..=max` that appear later are covered too: the first range starts at
+/// `i64::MIN`, the last has no upper end.
+async fn balanced_ranges<R: Resource>(
+    f: &Fetch<'_, R>,
+    min: i64,
+    max: i64,
+    wanted: u32,
+    pages: u64,
+    concurrency: u32,
+) -> Result<Vec<BackfillRange>, SyncError> {
+    let mut planner = RangePlanner::new(min, max, wanted, pages);
+    let mut counted = 0usize;
+    loop {
+        let pieces = planner.wanted();
+        counted += pieces.len();
+        let counts: Vec<_> = stream::iter(pieces)
+            .map(|(lo, hi)| async move {
+                let mut q = ListQuery::new()
+                    .with("sort", "-id")
+                    .with("id__lte", hi.to_string());
+                if lo != i64::MIN {
+                    q = q.with("id__gt", lo.to_string());
+                }
+                let page = f.get_limited(q, 1).await?;
+                Ok::<_, SyncError>((lo, hi, page.count, page.max_id))
+            })
+            .buffer_unordered(concurrency.max(1) as usize)
+            .try_collect()
+            .await?;
+        for (lo, hi, count, highest) in counts {
+            planner.counted(lo, hi, count, highest);
         }
-        ranges.push(BackfillRange {
-            range_no: k,
-            lo,
-            hi,
-            cursor: lo,
-            done: false,
-        });
-        if let Some(h) = hi {
-            lo = h;
+        if !planner.refine() {
+            break;
         }
     }
-    ranges
+    let ranges = planner.ranges();
+    tracing::debug!(
+        ranges = ranges.len(),
+        count_requests = counted,
+        budget_ran_out = planner.exhausted(),
+        "planned the backfill's id ranges"
+    );
+    Ok(ranges)
 }
 
 /// Walks one id range to its end by `id__gt` keyset.
@@ -191,24 +212,5 @@ async fn walk_ids<R: Resource>(
         }))
         .await?;
         cursor = max;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_covers_all_ids_without_overlap() {
-        let r = split_ids(1, 1000, 4);
-        assert_eq!(r.len(), 4);
-        assert_eq!(r[0].lo, i64::MIN);
-        assert_eq!(r.last().unwrap().hi, None);
-        for w in r.windows(2) {
-            assert_eq!(w[0].hi, Some(w[1].lo));
-        }
-        let one = split_ids(5, 5, 3);
-        assert_eq!(one[0].lo, i64::MIN);
-        assert_eq!(one.last().unwrap().hi, None);
     }
 }

@@ -26,6 +26,7 @@
 
 mod backfill;
 mod incremental;
+pub mod plan;
 mod writer;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use backfill::{backfill_pass, split_ids};
+pub use backfill::backfill_pass;
 pub use incremental::incremental_pass;
 pub use writer::MAX_ROWS_PER_COMMIT;
 
