@@ -21,6 +21,53 @@ mod basics {
         path = "/tmp/x.db"
     "#;
 
+    /// The example config and the packaged one show the defaults they document: a value
+    /// left over from an older default (both said `concurrency = 1` after the default became
+    /// 8) would change every install started from them.
+    #[test]
+    fn shipped_configs_state_the_defaults() {
+        for (name, text) in [
+            (
+                "config/oms-sync.example.toml",
+                include_str!("../../config/oms-sync.example.toml"),
+            ),
+            (
+                "packaging/oms-sync.toml",
+                include_str!("../../packaging/oms-sync.toml"),
+            ),
+        ] {
+            // The token files they name exist only on a configured host.
+            let text: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("token_file"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let c = load(&text, &[("OMS_SYNC__API__TOKEN", "abc123")])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got = (
+                c.api.page_size,
+                c.api.timeout,
+                c.api.max_retries,
+                c.api.retry_min_delay,
+                c.api.retry_max_delay,
+                c.api.concurrency,
+                c.sync.interval,
+                c.sync.lookback,
+            );
+            let want = (
+                DEFAULT_PAGE_SIZE,
+                DEFAULT_TIMEOUT,
+                DEFAULT_MAX_RETRIES,
+                DEFAULT_RETRY_MIN_DELAY,
+                DEFAULT_RETRY_MAX_DELAY,
+                DEFAULT_CONCURRENCY,
+                DEFAULT_INTERVAL,
+                DEFAULT_LOOKBACK,
+            );
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
     #[test]
     fn defaults_apply() {
         let c = load(MINIMAL, &[]).unwrap();
