@@ -77,8 +77,8 @@ async fn queued_pages_of_different_ranges_share_a_transaction() {
     {
         let (held, locker) = (held.clone(), locker.clone());
         // At the 27th request, hold the write lock for 400 ms from another connection; the
-        // writer waits for it (busy timeout). The plan takes the first 15 (the newest row, the
-        // lowest and highest ids, 4 counts per range: even ids need no more), so by then every
+        // writer waits for it (busy timeout). The plan takes the first 9 (the newest row, the
+        // lowest and highest ids, 2 counts per range: even ids need no more), so by then every
         // range has fetched a page or more.
         oms.set_before_request(Box::new(move |seq, _| {
             if seq == 27 && !held.swap(true, Ordering::SeqCst) {

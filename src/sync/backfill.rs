@@ -149,11 +149,12 @@ async fn balanced_ranges<R: Resource>(
         }
     }
     let ranges = planner.ranges();
-    tracing::debug!(
+    // One line per backfill: how the work was split, and what splitting it cost.
+    tracing::info!(
         ranges = ranges.len(),
         count_requests = counted,
         budget_ran_out = planner.exhausted(),
-        "planned the backfill's id ranges"
+        "planned the backfill's id ranges from the API's counts"
     );
     Ok(ranges)
 }

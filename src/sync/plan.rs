@@ -14,13 +14,14 @@
 
 use crate::warehouse::BackfillRange;
 
-/// Pieces counted at first for each range wanted.
-pub const PIECES_PER_RANGE: u64 = 4;
+/// Pieces counted at first for each range wanted, and the pieces a range's share of rows is
+/// cut into when a piece holds too many.
+pub const PIECES_PER_RANGE: u64 = 2;
 /// Count requests a plan may make: one per this many pages of the backfill (its cost stays a
 /// small part of it) ...
 pub const PAGES_PER_COUNT: u64 = 8;
-/// ... but at least this many per range wanted (enough to find a gap in a few rounds) ...
-pub const MIN_COUNTS_PER_RANGE: u64 = 8;
+/// ... but at least this many per range wanted (the first round and one more) ...
+pub const MIN_COUNTS_PER_RANGE: u64 = 4;
 /// ... and at most this many (and never more than the backfill's pages).
 pub const MAX_COUNTS_PER_RANGE: u64 = 64;
 
@@ -104,12 +105,13 @@ impl RangePlanner {
         }
     }
 
-    /// Cuts again every counted piece holding more than half a range's share of the rows, so
-    /// that grouping can balance the ranges. Returns whether there are new pieces to count.
+    /// Cuts again every counted piece holding more than three quarters of a range's share of
+    /// the rows, so that grouping can balance the ranges (the first round's pieces, half a
+    /// share each when ids are even, stay). Returns whether there are new pieces to count.
     pub fn refine(&mut self) -> bool {
         let total: u64 = self.pieces.iter().filter_map(|p| p.count).sum();
         let share = total / self.ranges;
-        let limit = (share / 2).max(1);
+        let limit = (share * 3 / 4).max(1);
         let mut out = Vec::with_capacity(self.pieces.len());
         let mut added = false;
         for p in &self.pieces {
@@ -119,10 +121,10 @@ impl RangePlanner {
                 out.push(*p);
                 continue;
             }
-            // Enough pieces that each would be under the limit if the rows were even.
+            // Pieces of about half a share each if the rows were even.
             let k = (count * PIECES_PER_RANGE)
                 .div_ceil(share.max(1))
-                .clamp(2, PIECES_PER_RANGE * self.ranges);
+                .clamp(2, 2 * PIECES_PER_RANGE * self.ranges);
             let mut k = k.min(u64::try_from(span).unwrap_or(u64::MAX));
             if k > self.budget {
                 // As many as are left: the next round may still cut where the rows are.
@@ -296,12 +298,12 @@ mod tests {
         );
     }
 
-    /// Even ids need no more than the first pieces: 4 count requests per range.
+    /// Even ids need no more than the first pieces: 2 count requests per range.
     #[test]
     fn even_ids_are_counted_once() {
         let ids: Vec<i64> = (1..=100_000).map(|i| i * 3).collect();
         let mut p = RangePlanner::new(ids[0], ids[ids.len() - 1], 8, 1_000);
-        assert_eq!(p.wanted().len(), 32);
+        assert_eq!(p.wanted().len(), 16);
         let mut p2 = p.clone();
         p = plan(&ids, 8, 1_000);
         let c = counts(&ids, &p.ranges());
@@ -315,18 +317,20 @@ mod tests {
         assert!(!p2.refine(), "nothing to cut again");
     }
 
-    /// Count requests: one per 8 pages, at least 8 and at most 64 per range, never more than
-    /// the pages; the first round asks 4 per range.
+    /// Count requests: one per 8 pages, at least 4 and at most 64 per range, never more than
+    /// the pages; the first round asks 2 per range.
     #[test]
     fn the_count_budget_follows_the_backfill() {
         let p = RangePlanner::new(1, 2_000, 8, 20);
-        assert_eq!((p.wanted().len(), p.budget), (20, 0));
+        assert_eq!((p.wanted().len(), p.budget), (16, 4));
         let p = RangePlanner::new(1, 2_000, 2, 2);
         assert_eq!((p.wanted().len(), p.budget), (2, 0));
+        let p = RangePlanner::new(1, 2_000, 8, 120);
+        assert_eq!((p.wanted().len(), p.budget), (16, 16));
         let p = RangePlanner::new(1, 2_000_000, 8, 2_000);
-        assert_eq!((p.wanted().len(), p.budget), (32, 218));
+        assert_eq!((p.wanted().len(), p.budget), (16, 234));
         let p = RangePlanner::new(1, 2_000_000, 8, 100_000);
-        assert_eq!((p.wanted().len(), p.budget), (32, 480));
+        assert_eq!((p.wanted().len(), p.budget), (16, 496));
     }
 
     /// A small backfill with a gap in its ids: the budget runs out, yet the ranges it could
@@ -361,7 +365,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
         /// Whatever the ids: the ranges cover every id once, and unless the count budget ran
-        /// out no range holds more than a share and a half (plus one).
+        /// out no range holds more than a share and three quarters (plus one): pieces hold at
+        /// most three quarters of a share, and each cut is within half a piece of its share.
         #[test]
         fn ranges_cover_all_ids_and_are_balanced(ids in id_sets(), n in 1u32..17) {
             let p = plan(&ids, n, 1_000);
@@ -371,7 +376,7 @@ mod tests {
             prop_assert_eq!(c.iter().sum::<usize>(), ids.len());
             prop_assert!(ranges.len() <= n as usize);
             if !p.exhausted() {
-                let bound = (3 * ids.len()).div_ceil(2 * n as usize) + 1;
+                let bound = (7 * ids.len()).div_ceil(4 * n as usize) + 1;
                 prop_assert!(c.iter().all(|&k| k <= bound), "{:?} over {}", c, bound);
             }
         }
