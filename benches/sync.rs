@@ -136,10 +136,11 @@ fn raw_limit(records: &[&Customer], dir: &Path, defer_indexes: bool, sql: &Upser
 }
 
 /// `records` (in id order) in the order a backfill with `concurrency` ranges and pages of
-/// `page` stores them: the ranges the product plans (`sync::plan::RangePlanner`, answered from
-/// these records as the API would), their pages taken in turn. At concurrency > 1 every range but the last inserts in
-/// the middle of the table, which costs SQLite more than appending (it rebalances full pages
-/// with their siblings); a raw loop in this order is the same SQL in the same order.
+/// `page` stores them: the ranges the product plans (`sync::plan::RangePlanner`, counted in
+/// these records as the API would count them), their pages taken in turn. At concurrency > 1
+/// every range but the last inserts in the middle of the table, which costs SQLite more than
+/// appending (it rebalances full pages with their siblings); a raw loop in this order is the
+/// same SQL in the same order.
 fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Customer> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Vec::new();
@@ -148,17 +149,8 @@ fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Cust
     let mut ranges: Vec<&[Customer]> = Vec::new();
     let mut rest = records;
     let pages = (records.len() as u64).div_ceil(page.max(1) as u64);
-    let mut planner = RangePlanner::new(first.id, last.id, concurrency.min(pages as u32), pages);
-    loop {
-        for (lo, hi) in planner.wanted() {
-            let a = records.partition_point(|c| c.id <= lo);
-            let b = records.partition_point(|c| c.id <= hi);
-            planner.counted(lo, hi, (b - a) as u64, (b > a).then(|| records[b - 1].id));
-        }
-        if !planner.refine() {
-            break;
-        }
-    }
+    let planner = RangePlanner::new(first.id, last.id, concurrency.min(pages as u32), pages)
+        .count_in(records, |c| c.id);
     for r in planner.ranges() {
         let cut =
             r.hi.map_or(rest.len(), |hi| rest.partition_point(|c| c.id <= hi));

@@ -147,6 +147,22 @@ impl RangePlanner {
         added
     }
 
+    /// Runs the whole plan against ids held in memory (`sorted` ascending by `id`), counting
+    /// each piece as the API would: the benchmark's stand-in for the backfill's requests.
+    pub fn count_in<T>(mut self, sorted: &[T], id: impl Fn(&T) -> i64) -> Self {
+        loop {
+            for (lo, hi) in self.wanted() {
+                let a = sorted.partition_point(|x| id(x) <= lo);
+                let b = sorted.partition_point(|x| id(x) <= hi);
+                let highest = (b > a).then(|| id(&sorted[b - 1]));
+                self.counted(lo, hi, (b - a) as u64, highest);
+            }
+            if !self.refine() {
+                return self;
+            }
+        }
+    }
+
     /// Whether the count budget ran out (a piece may have stayed too large).
     pub fn exhausted(&self) -> bool {
         self.exhausted
@@ -238,21 +254,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Answers the planner from sorted ids, as the API would.
+    /// The plan for sorted `ids`, counted as the API would.
     fn plan(ids: &[i64], ranges: u32, pages: u64) -> RangePlanner {
-        let (min, max) = (ids[0], ids[ids.len() - 1]);
-        let mut p = RangePlanner::new(min, max, ranges, pages);
-        loop {
-            for (lo, hi) in p.wanted() {
-                let a = ids.partition_point(|&x| x <= lo);
-                let b = ids.partition_point(|&x| x <= hi);
-                let highest = (b > a).then(|| ids[b - 1]);
-                p.counted(lo, hi, (b - a) as u64, highest);
-            }
-            if !p.refine() {
-                return p;
-            }
-        }
+        RangePlanner::new(ids[0], ids[ids.len() - 1], ranges, pages).count_in(ids, |&x| x)
     }
 
     fn counts(ids: &[i64], ranges: &[BackfillRange]) -> Vec<usize> {
@@ -304,17 +308,15 @@ mod tests {
         let ids: Vec<i64> = (1..=100_000).map(|i| i * 3).collect();
         let mut p = RangePlanner::new(ids[0], ids[ids.len() - 1], 8, 1_000);
         assert_eq!(p.wanted().len(), 16);
-        let mut p2 = p.clone();
-        p = plan(&ids, 8, 1_000);
+        for (lo, hi) in p.wanted() {
+            let a = ids.partition_point(|&x| x <= lo);
+            let b = ids.partition_point(|&x| x <= hi);
+            p.counted(lo, hi, (b - a) as u64, (b > a).then(|| ids[b - 1]));
+        }
+        assert!(!p.refine(), "nothing to cut again");
         let c = counts(&ids, &p.ranges());
         assert_eq!(c.len(), 8);
         assert!(c.iter().all(|&n| n.abs_diff(12_500) <= 100), "{c:?}");
-        for (lo, hi) in p2.wanted() {
-            let a = ids.partition_point(|&x| x <= lo);
-            let b = ids.partition_point(|&x| x <= hi);
-            p2.counted(lo, hi, (b - a) as u64, (b > a).then(|| ids[b - 1]));
-        }
-        assert!(!p2.refine(), "nothing to cut again");
     }
 
     /// Count requests: one per 8 pages, at least 4 and at most 64 per range, never more than
