@@ -975,3 +975,43 @@ fn quarantined(reader: &mut PgReader) -> i64 {
         .unwrap()
         .quarantined
 }
+
+/// A failure between a migration's SQL and its history row (what a kill there does) leaves
+/// nothing half-applied, the server's reason reaches the user, and the next open migrates and
+/// succeeds. Applied in two transactions (refinery's default), the tables stayed without
+/// their row and every later open failed re-creating them.
+#[test]
+fn a_migration_is_applied_with_its_history_row_or_not_at_all() {
+    let Some(db) = TestDb::new("migration_atomic") else {
+        return;
+    };
+    // The history table exists already (as refinery makes it) and refuses its first row.
+    db.admin()
+        .batch_execute(&format!(
+            "CREATE SCHEMA {s};
+             SET search_path TO {s};
+             CREATE TABLE refinery_schema_history (version INT4 PRIMARY KEY,
+                 name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255));
+             CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'history row refused'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON refinery_schema_history
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+            s = db.cfg.schema
+        ))
+        .unwrap();
+    let err = PgWarehouse::open(&db.cfg).expect_err("the history row was refused");
+    assert!(
+        matches!(err, WarehouseError::PgMigration { .. })
+            && err.to_string().contains("history row refused"),
+        "{err}"
+    );
+    assert_eq!(
+        db.one("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'customers'"),
+        "0",
+        "a migration was applied without its history row"
+    );
+    db.sql("DROP TRIGGER refuse ON refinery_schema_history");
+    let mut wh = db.open();
+    assert_eq!(Warehouse::<Customers>::mark(&mut wh).unwrap(), Mark::Start);
+    assert_ne!(db.one("SELECT count(*) FROM refinery_schema_history"), "0");
+}

@@ -152,7 +152,11 @@ pub(super) fn take_lock(
     }
 }
 
-/// Applies the pending migrations in the schema (refinery keeps its history table there).
+/// Applies the pending migrations in the schema (refinery keeps its history table there), all
+/// of them with their history rows in one transaction. Refinery's default commits a
+/// migration's SQL and its history row in two transactions: a process killed between the two
+/// (a first start stopped early) left the tables without the row, and every later start failed
+/// re-creating them. PostgreSQL's DDL is transactional, so one transaction leaves all or none.
 pub(super) fn migrate(cfg: &PgConfig, client: &mut Client) -> Result<(), WarehouseError> {
     let migrations = MIGRATIONS
         .as_ref()
@@ -161,12 +165,29 @@ pub(super) fn migrate(cfg: &PgConfig, client: &mut Client) -> Result<(), Warehou
             reason: e.clone(),
         })?;
     Runner::new(migrations)
+        .set_grouped(true)
         .run(client)
         .map_err(|e| WarehouseError::PgMigration {
             location: cfg.location(),
-            reason: e.to_string(),
+            reason: error_chain(&e),
         })?;
     Ok(())
+}
+
+/// An error and its causes in one line: refinery's own says only "db error"; the server's
+/// message is further down the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
