@@ -109,9 +109,9 @@ impl RangePlanner {
     /// the rows, so that grouping can balance the ranges (the first round's pieces, half a
     /// share each when ids are even, stay). Returns whether there are new pieces to count.
     pub fn refine(&mut self) -> bool {
-        let total: u64 = self.pieces.iter().filter_map(|p| p.count).sum();
+        let total = self.total();
         let share = total / self.ranges;
-        let limit = (share * 3 / 4).max(1);
+        let limit = (share.saturating_mul(3) / 4).max(1);
         let mut out = Vec::with_capacity(self.pieces.len());
         let mut added = false;
         for p in &self.pieces {
@@ -122,7 +122,8 @@ impl RangePlanner {
                 continue;
             }
             // Pieces of about half a share each if the rows were even.
-            let k = (count * PIECES_PER_RANGE)
+            let k = count
+                .saturating_mul(PIECES_PER_RANGE)
                 .div_ceil(share.max(1))
                 .clamp(2, 2 * PIECES_PER_RANGE * self.ranges);
             let mut k = k.min(u64::try_from(span).unwrap_or(u64::MAX));
@@ -163,6 +164,14 @@ impl RangePlanner {
         }
     }
 
+    /// The rows counted so far (saturating: the counts come from the network).
+    fn total(&self) -> u64 {
+        self.pieces
+            .iter()
+            .filter_map(|p| p.count)
+            .fold(0, u64::saturating_add)
+    }
+
     /// Whether the count budget ran out (a piece may have stayed too large).
     pub fn exhausted(&self) -> bool {
         self.exhausted
@@ -171,7 +180,7 @@ impl RangePlanner {
     /// Consecutive pieces grouped into up to `ranges` ranges of about equal counts, covering
     /// all of i64: the first starts at `i64::MIN`, the last has no upper end.
     pub fn ranges(&self) -> Vec<BackfillRange> {
-        let total: u64 = self.pieces.iter().filter_map(|p| p.count).sum();
+        let total = self.total();
         // Range k ends where the rows seen so far come closest to k shares: after the piece
         // that reaches k shares, or before it when that is nearer.
         let n = u128::from(self.ranges);
@@ -180,7 +189,7 @@ impl RangePlanner {
         let mut seen_at_cut = 0u64;
         for (i, p) in self.pieces.iter().enumerate() {
             let before = seen;
-            seen += p.count.unwrap_or(0);
+            seen = seen.saturating_add(p.count.unwrap_or(0));
             let next = cuts.len() as u128 + 1;
             let goal = next * u128::from(total);
             if next >= n || i + 1 == self.pieces.len() || u128::from(seen) * n < goal {
@@ -345,6 +354,24 @@ mod tests {
         let c = counts(&ids, &p.ranges());
         assert_eq!(c.len(), 2);
         assert!(c.iter().all(|&n| n.abs_diff(2_500) <= 700), "{c:?}");
+    }
+
+    /// Counts no server could have (a broken or hostile one) plan without a panic, and the
+    /// ranges still cover every id once.
+    #[test]
+    fn absurd_counts_still_give_a_cover() {
+        let mut p = RangePlanner::new(1, 1_000_000, 8, 10_000);
+        for round in 0..4 {
+            for (lo, hi) in p.wanted() {
+                p.counted(lo, hi, u64::MAX - round, Some(hi));
+            }
+            if !p.refine() {
+                break;
+            }
+        }
+        let ranges = p.ranges();
+        assert_covers(&ranges);
+        assert!(ranges.len() <= 8);
     }
 
     fn id_sets() -> impl Strategy<Value = Vec<i64>> {
