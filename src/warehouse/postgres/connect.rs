@@ -169,25 +169,22 @@ pub(super) fn migrate(cfg: &PgConfig, client: &mut Client) -> Result<(), Warehou
         .run(client)
         .map_err(|e| WarehouseError::PgMigration {
             location: cfg.location(),
-            reason: error_chain(&e),
+            reason: migration_error(&e),
         })?;
     Ok(())
 }
 
-/// An error and its causes in one line: refinery's own says only "db error"; the server's
-/// message is further down the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
+/// Refinery's error with the server's message and SQLSTATE ([`describe`]) from further down
+/// its chain: its own text says only "db error".
+fn migration_error(e: &refinery::Error) -> String {
+    let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+        if let Some(pg) = c.downcast_ref::<postgres::Error>() {
+            return format!("{e}: {}", describe(pg));
         }
         cause = c.source();
     }
-    out
+    e.to_string()
 }
 
 fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
