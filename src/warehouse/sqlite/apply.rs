@@ -219,12 +219,12 @@ pub(super) fn apply_batches<R>(
     path: &Path,
     quarantined: &mut i64,
     run: i64,
+    sql: &UpsertSql,
     batches: &[Batch<R::Record>],
 ) -> Result<RowStats, WarehouseError>
 where
     R: Resource,
 {
-    let sql = UpsertSql::new(R::TABLE, <R::Record as Row>::COLUMNS);
     let now = timefmt::now_canonical();
     let before = *quarantined;
     // The quarantine's new size, when a batch may have changed it.
@@ -234,29 +234,29 @@ where
         let mut count: Option<i64> = None;
         for batch in batches {
             let had_quarantine = count.unwrap_or(before) > 0;
-            let (stats, q) = apply_one::<R>(&tx, &sql, &now, batch, had_quarantine)?;
+            let (stats, q) = apply_one::<R>(&tx, sql, &now, batch, had_quarantine)?;
             total.add(&stats);
             count = q.or(count);
         }
         let stats = total;
         let pages = batches.len() as u64;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE sync_runs SET pages = pages + ?2, rows_fetched = rows_fetched + ?3,
                      rows_inserted = rows_inserted + ?4, rows_updated = rows_updated + ?5,
                      rows_unchanged = rows_unchanged + ?6, rows_deleted = rows_deleted + ?7,
                      rows_quarantined = rows_quarantined + ?8
                  WHERE id = ?1",
-            params![
-                run,
-                pages as i64,
-                stats.fetched as i64,
-                stats.inserted as i64,
-                stats.updated as i64,
-                stats.unchanged as i64,
-                stats.deleted as i64,
-                stats.quarantined as i64
-            ],
-        )?;
+        )?
+        .execute(params![
+            run,
+            pages as i64,
+            stats.fetched as i64,
+            stats.inserted as i64,
+            stats.updated as i64,
+            stats.unchanged as i64,
+            stats.deleted as i64,
+            stats.quarantined as i64
+        ])?;
         tx.commit()?;
         Ok((stats, count))
     };
@@ -287,30 +287,32 @@ fn apply_one<R: Resource>(
     match &batch.advance {
         Advance::Mark(mark) => write_mark_if_greater(tx, R::NAME, mark)?,
         Advance::Backfill { range_no, from, to } => {
-            let hi: Option<i64> = tx.query_row(
-                "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
-                params![R::NAME, range_no],
-                |r| r.get(0),
-            )?;
+            // The range's own upper bound is only needed by its last page.
+            let upper = match to {
+                Some(t) => Some(*t),
+                None => tx
+                    .prepare_cached(
+                        "SELECT hi FROM backfill_ranges WHERE stream = ?1 AND range_no = ?2",
+                    )?
+                    .query_row(params![R::NAME, range_no], |r| r.get(0))?,
+            };
             let listed = batch
                 .records
                 .iter()
                 .map(|r| r.id())
                 .chain(batch.bad.iter().filter_map(|b| b.id));
-            let upper = match to {
-                Some(t) => Some(*t),
-                None => hi,
-            };
             stats.deleted = mark_deleted(tx, R::TABLE, *from, upper, listed, now)?;
             match to {
-                Some(t) => tx.execute(
-                    "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
-                    params![R::NAME, range_no, t],
-                )?,
-                None => tx.execute(
-                    "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
-                    params![R::NAME, range_no],
-                )?,
+                Some(t) => tx
+                    .prepare_cached(
+                        "UPDATE backfill_ranges SET cursor_id = ?3 WHERE stream = ?1 AND range_no = ?2",
+                    )?
+                    .execute(params![R::NAME, range_no, t])?,
+                None => tx
+                    .prepare_cached(
+                        "UPDATE backfill_ranges SET done = 1 WHERE stream = ?1 AND range_no = ?2",
+                    )?
+                    .execute(params![R::NAME, range_no])?,
             };
         }
     }

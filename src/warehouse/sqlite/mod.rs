@@ -19,6 +19,7 @@ mod lock;
 mod reader;
 mod state;
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, SECONDARY_INDEXES, build_s
 pub use reader::SqliteReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
-use crate::resource::Resource;
+use crate::resource::{Resource, Row};
 use crate::timefmt;
 use checkpoint::Checkpointer;
 use connection::{MIGRATIONS, classify, open_error};
@@ -58,6 +59,8 @@ pub struct SqliteWarehouse {
     _lock: WriterLock,
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
     quarantined: i64,
+    /// Each record table's upsert statements, built once instead of at every commit.
+    upserts: HashMap<&'static str, UpsertSql>,
 }
 
 impl std::fmt::Debug for SqliteWarehouse {
@@ -127,6 +130,7 @@ impl SqliteWarehouse {
             checkpointer,
             _lock: lock,
             quarantined: 0,
+            upserts: HashMap::new(),
         };
         // A backfill into an empty table drops the secondary indexes until its end; if it was
         // killed, they come back here (taking a few seconds per million rows).
@@ -260,11 +264,16 @@ where
         run: i64,
         batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
+        let sql = self
+            .upserts
+            .entry(R::TABLE)
+            .or_insert_with(|| UpsertSql::new(R::TABLE, <R::Record as Row>::COLUMNS));
         let stats = apply::apply_batches::<R>(
             &mut self.conn,
             &self.path,
             &mut self.quarantined,
             run,
+            sql,
             batches,
         )?;
         self.checkpointer.after_commit();

@@ -7,11 +7,11 @@ use crate::timefmt;
 use crate::warehouse::{BackfillRange, BackfillState, Mark};
 
 pub(super) fn read_mark(conn: &Connection, stream: &str) -> rusqlite::Result<Mark> {
-    conn.query_row(
+    // Cached: an incremental pass reads and writes the mark once per page.
+    conn.prepare_cached(
         "SELECT mark_modified_date, mark_after_id FROM sync_state WHERE stream = ?1",
-        [stream],
-        |r| Ok(Mark::from_columns(r.get(0)?, r.get(1)?)),
-    )
+    )?
+    .query_row([stream], |r| Ok(Mark::from_columns(r.get(0)?, r.get(1)?)))
     .optional()
     .map(|m| m.unwrap_or(Mark::Start))
 }
@@ -26,13 +26,13 @@ pub(super) fn write_mark_if_greater(
         return Ok(());
     }
     let (md, after) = mark.to_columns();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO sync_state (stream, mark_modified_date, mark_after_id, updated_at)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(stream) DO UPDATE SET mark_modified_date = excluded.mark_modified_date,
              mark_after_id = excluded.mark_after_id, updated_at = excluded.updated_at",
-        params![stream, md, after, timefmt::now_canonical()],
-    )?;
+    )?
+    .execute(params![stream, md, after, timefmt::now_canonical()])?;
     Ok(())
 }
 
