@@ -49,6 +49,8 @@ pub const FILE_MODE: u32 = 0o600;
 /// SQLite page cache of the writer connection (KiB). The default 2 MiB makes every insert
 /// into the `email` index read pages back from the OS once the index outgrows it.
 pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// Prepared statements the writer connection keeps (about a dozen per record table).
+const WRITER_STATEMENTS: usize = 64;
 
 pub struct SqliteWarehouse {
     conn: Connection,
@@ -123,6 +125,9 @@ impl SqliteWarehouse {
         })?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(|e| open_error(path, &e))?;
+        // The writer's per-page statements stay prepared; rusqlite's default of 16 would evict
+        // (and re-prepare) the upsert once a few more tables share the cache.
+        conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
         let checkpointer = Checkpointer::start(&conn, path)?;
         let mut wh = SqliteWarehouse {
             conn,
