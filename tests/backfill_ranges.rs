@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use common::*;
 use oms_sync::fake_oms::FakeCustomer;
+use oms_sync::resource::{Customer, CustomerFields, Customers};
+use oms_sync::warehouse::{
+    Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, RunKind, Warehouse,
+};
 
 /// 99% of the ids dense, the newest 1% a billion higher (a later block of ids). An even split
 /// of the id span gave the first of 4 ranges 99% of the pages; the planned ranges, counted by
@@ -56,4 +60,60 @@ async fn ranges_share_the_rows_when_ids_have_a_gap_on() {
         counts <= total / 8,
         "{counts} count requests for {total} pages"
     );
+}
+
+/// A range's last page (`to` None) marks deleted only the unlisted ids up to the range's own
+/// upper end: the rows of the range above it stay live, whether or not it walked them yet.
+#[tokio::test]
+async fn a_ranges_last_page_marks_only_its_own_ids_deleted() {
+    each_backend(a_ranges_last_page_marks_only_its_own_ids_deleted_on).await;
+}
+
+async fn a_ranges_last_page_marks_only_its_own_ids_deleted_on() {
+    let t = "2023-01-01T00:00:01.000000Z";
+    let tw = TestWarehouse::fresh();
+    let mut wh = tw.open();
+    let stored = |id| {
+        Customer::new(CustomerFields {
+            id,
+            modified_date: t,
+            ..CustomerFields::default()
+        })
+    };
+    let run = Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+    let rows = Batch {
+        records: vec![stored(50), stored(150)],
+        bad: vec![],
+        advance: Advance::Mark(Mark::at(t, Confirmed::Nothing)),
+    };
+    Warehouse::<Customers>::apply(&mut wh, run, &[rows]).unwrap();
+    let range = |range_no: i64, lo: i64, hi: Option<i64>| BackfillRange {
+        range_no,
+        lo,
+        hi,
+        cursor: lo,
+        done: false,
+    };
+    let state = BackfillState {
+        run_id: Some(run),
+        started_at: t.into(),
+        high_water_date: Some(t.into()),
+        ranges: vec![range(0, i64::MIN, Some(100)), range(1, 100, None)],
+    };
+    Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+    // Range 0 ends on an empty page after id 10; range 1 has not listed 150 yet.
+    let last = Batch::<Customer> {
+        records: vec![],
+        bad: vec![],
+        advance: Advance::Backfill {
+            range_no: 0,
+            from: 10,
+            to: None,
+        },
+    };
+    let s = Warehouse::<Customers>::apply(&mut wh, run, &[last]).unwrap();
+    assert_eq!(s.deleted, 1, "{s:?}");
+    drop(wh);
+    let deleted: Vec<(i64, bool)> = tw.rows().iter().map(|(id, r)| (*id, r.deleted)).collect();
+    assert_eq!(deleted, [(50, true), (150, false)]);
 }

@@ -208,7 +208,7 @@ fn apply_one<R: Resource>(
     had_quarantine: bool,
 ) -> Result<(RowStats, Option<i64>), postgres::Error> {
     let mut stats = RowStats {
-        fetched: (batch.records.len() + batch.bad.len()) as u64,
+        fetched: batch.rows() as u64,
         ..RowStats::default()
     };
     // The checkpoint first (same transaction): deletion marking then sees only the rows
@@ -216,12 +216,16 @@ fn apply_one<R: Resource>(
     match &batch.advance {
         Advance::Mark(mark) => write_mark_if_greater(&mut *tx, R::NAME, mark)?,
         Advance::Backfill { range_no, from, to } => {
-            let hi: Option<i64> = tx
-                .query_one(
-                    "SELECT hi FROM backfill_ranges WHERE stream = $1 AND range_no = $2",
-                    &[&R::NAME, range_no],
-                )?
-                .try_get(0)?;
+            // The range's own upper bound is only needed by its last page (a round trip).
+            let hi: Option<i64> = match to {
+                Some(_) => None,
+                None => tx
+                    .query_one(
+                        "SELECT hi FROM backfill_ranges WHERE stream = $1 AND range_no = $2",
+                        &[&R::NAME, range_no],
+                    )?
+                    .try_get(0)?,
+            };
             let listed: Vec<i64> = batch
                 .records
                 .iter()

@@ -278,7 +278,7 @@ fn apply_one<R: Resource>(
 ) -> rusqlite::Result<(RowStats, Option<i64>)> {
     let now_param = <R::Record as Row>::COLUMNS.len() + 1;
     let mut stats = RowStats {
-        fetched: (batch.records.len() + batch.bad.len()) as u64,
+        fetched: batch.rows() as u64,
         ..RowStats::default()
     };
     let mut quarantine_delta = 0i64;
