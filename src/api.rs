@@ -408,7 +408,7 @@ fn detail_of(body: &[u8]) -> String {
 
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)]);
-    crate::notify::one_line(&s)
+    crate::text::one_line(&s)
 }
 
 /// Sum of the backoff delays (min doubling up to max) for the whole retry budget.

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -170,6 +171,33 @@ pub fn log_pass(r: &PassReport) {
     );
 }
 
+/// Longest error text put in `STATUS=` (systemctl shows one line).
+const STATUS_ERROR_CHARS: usize = 300;
+
+/// `STATUS=` text after a pass of `stream`: its outcome, time and figures (shown by
+/// `systemctl status`).
+pub fn pass_status(stream: &str, r: &Result<PassReport, String>, now: DateTime<Utc>) -> String {
+    let at = now.format("%Y-%m-%dT%H:%M:%SZ");
+    match r {
+        Ok(p) => format!(
+            "last pass succeeded at {at} ({stream}): {} fetched, {} inserted, {} updated, {} deleted, {} quarantined; checkpoint {}",
+            p.stats.fetched,
+            p.stats.inserted,
+            p.stats.updated,
+            p.stats.deleted,
+            p.stats.quarantined,
+            p.mark_after
+        ),
+        Err(e) => {
+            let e: String = crate::text::one_line(e)
+                .chars()
+                .take(STATUS_ERROR_CHARS)
+                .collect();
+            format!("last pass failed at {at} ({stream}): {e}; retrying with backoff")
+        }
+    }
+}
+
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -203,18 +231,26 @@ pub async fn serve(
                     reason: e.to_string(),
                 })?;
             let m = Arc::new(Metrics::new());
-            // Lag and last success are known from the warehouse before the first pass ends.
+            // Each stream's lag and last success are known from the warehouse before its
+            // first pass ends.
             let wh_cfg = cfg.warehouse.clone();
             let read = tokio::task::spawn_blocking(move || {
-                crate::warehouse::open_reader(&wh_cfg)
-                    .and_then(|mut r| status::read(r.as_mut(), Stream::Customers))
+                crate::warehouse::open_reader(&wh_cfg).and_then(|mut r| status::read(r.as_mut()))
             })
             .await;
-            if let Ok(Ok(s)) = read {
-                m.seed(
-                    s.newest_modified_date.as_deref(),
-                    s.last_success_at.as_deref(),
-                );
+            match read {
+                Ok(Ok(report)) => {
+                    for s in &report.streams {
+                        m.seed(
+                            s.stream,
+                            s.newest_modified_date.as_deref(),
+                            s.last_success_at.as_deref(),
+                        );
+                    }
+                }
+                // The first passes set the gauges anyway; the pass itself reports a real fault.
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics not seeded from the warehouse"),
+                Err(e) => tracing::debug!(error = %e, "metrics seeding task failed"),
             }
             tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
             tokio::spawn(metrics::serve(listener, m.clone(), cancel.clone()));
@@ -239,7 +275,7 @@ pub async fn serve(
             if let Some(m) = &metrics {
                 m.observe_pass(stream, r);
             }
-            notifier.status(&notify::pass_status(r, chrono::Utc::now()));
+            notifier.status(&pass_status(stream, r, Utc::now()));
         })
     };
     let progress: Arc<dyn Progress> = match &metrics {
@@ -278,7 +314,10 @@ pub async fn serve(
     watchdog_stop.cancel();
     match &r {
         Ok(()) => notifier.stopping("stopping on request"),
-        Err(e) => notifier.stopping(&format!("stopping: {}", notify::one_line(&e.to_string()))),
+        Err(e) => notifier.stopping(&format!(
+            "stopping: {}",
+            crate::text::one_line(&e.to_string())
+        )),
     }
     r?;
     tracing::info!("stopped");
@@ -322,5 +361,38 @@ mod tests {
         }
         assert!(next_delay(i, 3) >= Duration::from_secs(216));
         assert!(next_delay(i, 30) <= MAX_FAILURE_BACKOFF.mul_f64(1.0 + JITTER));
+    }
+
+    #[test]
+    fn status_line_has_outcome_and_figures_on_one_line() {
+        use crate::warehouse::{Confirmed, Mark};
+        let now = chrono::DateTime::parse_from_rfc3339("2024-03-01T09:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .expect("valid time");
+        let ok = Ok(PassReport {
+            stream: "customers",
+            kind: RunKind::Incremental,
+            run_id: 3,
+            requests: 2,
+            pages: 2,
+            stats: RowStats {
+                fetched: 150,
+                inserted: 100,
+                updated: 50,
+                ..RowStats::default()
+            },
+            mark_before: Mark::Start,
+            mark_after: Mark::at("2024-03-01T08:59:00.000000Z", Confirmed::UpToId(77)),
+            elapsed: Duration::from_millis(10),
+        });
+        assert_eq!(
+            pass_status("customers", &ok, now),
+            "last pass succeeded at 2024-03-01T09:00:00Z (customers): 150 fetched, 100 inserted, 50 updated, 0 deleted, 0 quarantined; checkpoint 2024-03-01T08:59:00.000000Z (ids up to 77 at this instant stored; higher ids read next pass)"
+        );
+        let long = format!("HTTP 502\n{}", "x".repeat(1000));
+        let s = pass_status("customers", &Err(long), now);
+        assert!(s.starts_with("last pass failed at 2024-03-01T09:00:00Z (customers): HTTP 502 xx"));
+        assert!(!s.contains('\n'));
+        assert!(s.len() < 400, "{}", s.len());
     }
 }

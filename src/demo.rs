@@ -172,14 +172,16 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
     drop(wh);
     let t = target.clone();
     let status = tokio::task::spawn_blocking(move || {
-        open_reader(&t).and_then(|mut r| crate::status::read(r.as_mut(), Stream::Customers))
+        open_reader(&t).and_then(|mut r| crate::status::read(r.as_mut()))
     })
     .await??;
     let server = oms.with_store(|s| s.len());
+    let (live, deleted) = status
+        .stream(Stream::Customers.name())
+        .map_or((0, 0), |c| (c.live, c.deleted));
     writeln!(
         out,
-        "\nwarehouse: {} live customers (the OMS lists {server}), {} marked deleted",
-        status.customers_live, status.customers_deleted
+        "\nwarehouse: {live} live customers (the OMS lists {server}), {deleted} marked deleted"
     )?;
     oms.shutdown().await;
     match target {

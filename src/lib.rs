@@ -1,4 +1,5 @@
-//! oms-sync keeps a local SQLite warehouse in step with the customers of an Akinon OMS.
+//! oms-sync keeps a warehouse (a SQLite file or a PostgreSQL schema) in step with the
+//! customers of an Akinon OMS.
 //!
 //! Layout, one module per concern:
 //! - [`config`]: the TOML file plus `OMS_SYNC__*` environment, validated into [`config::Config`].
@@ -6,12 +7,14 @@
 //! - [`resource`]: what is specific to one OMS resource (customers): path, record shape, columns.
 //! - [`stream`]: the streams the commands run, one per resource.
 //! - [`timefmt`]: the one canonical text form of an instant (UTC, microseconds).
-//! - [`warehouse`]: the backend-neutral storage interface (writer, reader, snapshot) and the
-//!   SQLite backend.
+//! - [`text`]: text helpers (one-line messages) for errors, logs and status lines.
+//! - [`warehouse`]: the backend-neutral storage interface (writer, reader, snapshot) and its
+//!   SQLite and PostgreSQL backends.
 //! - [`sync`]: the engine: incremental keyset passes and id-keyset backfills, with the writer.
 //! - [`daemon`]: the scheduler loop, its service plumbing and signal handling.
 //! - [`metrics`]: the Prometheus endpoint.
-//! - [`notify`]: systemd readiness, status and watchdog (sd_notify).
+//! - [`notify`]: systemd readiness, status and watchdog (sd_notify); what the status says is
+//!   the daemon's.
 //! - [`status`]: the read-only `status` report.
 //! - [`progress`]: backfill progress (a bar on a terminal, log lines otherwise).
 //! - [`cli`]: argument parsing, the commands (`check` among them) and exit codes.
@@ -33,5 +36,6 @@ pub mod resource;
 pub mod status;
 pub mod stream;
 pub mod sync;
+pub mod text;
 pub mod timefmt;
 pub mod warehouse;

@@ -9,10 +9,16 @@
 //! - `request_duration_seconds`: histogram of HTTP attempts to the OMS (retries included).
 //! - `request_errors_total{status="500"|...|"transport"}`: attempts that did not get a 2xx
 //!   (the usual statuses are present at zero from the start).
-//! - `last_success_timestamp_seconds`: Unix time the last successful pass ended (0: none yet).
-//! - `lag_seconds`: now minus the newest `modified_date` in the warehouse, computed at scrape
-//!   time (absent until the warehouse holds a row).
+//! - `last_success_timestamp_seconds{stream}`: Unix time the stream's last successful pass
+//!   ended (0: none yet).
+//! - `lag_seconds{stream}`: now minus the newest `modified_date` of the stream's table,
+//!   computed at scrape time (absent until that table holds a row).
+//!
+//! Every stream of [`Stream::ALL`] has its own series wherever a figure is per stream, so a
+//! stalled stream shows beside a healthy one. Request metrics are the client's: all streams
+//! share one client and one rate limiter.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -25,6 +31,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -54,29 +61,45 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
 
-/// The newest stored `modified_date`, shared with the scrape-time lag collector.
+/// The newest stored `modified_date` per stream, shared with the scrape-time lag collector.
 #[derive(Debug, Default)]
-struct Newest(Mutex<Option<DateTime<Utc>>>);
+struct Newest(Mutex<BTreeMap<&'static str, DateTime<Utc>>>);
+
+impl Newest {
+    #[cfg(test)]
+    fn get(&self, stream: &str) -> Option<DateTime<Utc>> {
+        self.0.lock().ok()?.get(stream).copied()
+    }
+}
 
 impl Collector for Newest {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let newest = self.0.lock().map(|g| *g).unwrap_or(None);
-        let Some(newest) = newest else {
+        let newest = self.0.lock().map(|g| g.clone()).unwrap_or_default();
+        // No descriptor either while no stream holds a row: an absent series, not a made-up 0.
+        if newest.is_empty() {
             return Ok(());
-        };
-        let lag = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
-        let gauge = ConstGauge::new(lag);
-        let m = encoder.encode_descriptor(
+        }
+        let now = Utc::now();
+        let mut m = encoder.encode_descriptor(
             "lag",
-            "Now minus the newest modified_date stored in the warehouse.",
+            "Now minus the newest modified_date stored in the stream's table.",
             Some(&Unit::Seconds),
-            gauge.metric_type(),
+            MetricType::Gauge,
         )?;
-        gauge.encode(m)
+        for (stream, t) in newest {
+            let lag = (now - t).num_milliseconds() as f64 / 1000.0;
+            ConstGauge::new(lag).encode(m.encode_family(&StreamLabels { stream })?)?;
+        }
+        Ok(())
     }
 }
 
@@ -88,7 +111,7 @@ pub struct Metrics {
     rows: Family<KindLabels, Counter>,
     request_duration: Histogram,
     request_errors: Family<StatusLabels, Counter>,
-    last_success: Gauge<f64, AtomicU64>,
+    last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     newest: Arc<Newest>,
 }
 
@@ -123,16 +146,18 @@ impl Metrics {
             "HTTP attempts without a 2xx answer, by status (\"transport\": no answer)",
             request_errors.clone(),
         );
-        let last_success = Gauge::<f64, AtomicU64>::default();
+        let last_success = Family::<StreamLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "last_success_timestamp_seconds",
-            "Unix time the last successful pass ended (0: none since start and none stored)",
+            "Unix time the stream's last successful pass ended (0: none since start and none stored)",
             last_success.clone(),
         );
         let newest = Arc::new(Newest::default());
         registry.register_collector(Box::new(newest.clone()));
-        // Make both outcomes visible from the start, so `rate()` and alerts see a zero.
+        // Make both outcomes visible from the start, so `rate()` and alerts see a zero; and
+        // each stream's last success, so a stream that never succeeds reads as 0, not absent.
         for stream in Stream::ALL.iter().map(|s| s.name()) {
+            let _ = last_success.get_or_create(&StreamLabels { stream });
             for outcome in ["succeeded", "failed"] {
                 let _ = passes.get_or_create(&OutcomeLabels { stream, outcome });
             }
@@ -158,21 +183,29 @@ impl Metrics {
         }
     }
 
-    /// Seeds the gauges from what the warehouse already holds (canonical timestamps).
-    pub fn seed(&self, newest_modified: Option<&str>, last_success: Option<&str>) {
+    /// Seeds a stream's gauges from what the warehouse already holds (canonical timestamps).
+    pub fn seed(
+        &self,
+        stream: &'static str,
+        newest_modified: Option<&str>,
+        last_success: Option<&str>,
+    ) {
         if let Some(t) = newest_modified.and_then(timefmt::parse_api) {
-            self.raise_newest(t);
+            self.raise_newest(stream, t);
         }
         if let Some(t) = last_success.and_then(timefmt::parse_api) {
-            self.last_success.set(t.timestamp_millis() as f64 / 1000.0);
+            self.last_success
+                .get_or_create(&StreamLabels { stream })
+                .set(t.timestamp_millis() as f64 / 1000.0);
         }
     }
 
-    fn raise_newest(&self, t: DateTime<Utc>) {
-        if let Ok(mut g) = self.newest.0.lock()
-            && g.is_none_or(|cur| t > cur)
-        {
-            *g = Some(t);
+    fn raise_newest(&self, stream: &'static str, t: DateTime<Utc>) {
+        if let Ok(mut g) = self.newest.0.lock() {
+            let cur = g.entry(stream).or_insert(t);
+            if t > *cur {
+                *cur = t;
+            }
         }
     }
 
@@ -209,13 +242,14 @@ impl Metrics {
                     })
                     .inc();
                 self.last_success
+                    .get_or_create(&StreamLabels { stream })
                     .set(Utc::now().timestamp_millis() as f64 / 1000.0);
                 if let Some(t) = report
                     .mark_after
                     .modified_date()
                     .and_then(timefmt::parse_api)
                 {
-                    self.raise_newest(t);
+                    self.raise_newest(stream, t);
                 }
             }
             Err(_) => {
@@ -336,7 +370,10 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(
-            value(&text, "oms_sync_last_success_timestamp_seconds"),
+            value(
+                &text,
+                "oms_sync_last_success_timestamp_seconds{stream=\"customers\"}"
+            ),
             Some(0.0)
         );
         assert!(!text.contains("oms_sync_lag_seconds"), "{text}");
@@ -392,20 +429,45 @@ mod tests {
             1.0
         );
         assert!(!text.contains("status=\"200\""), "{text}");
-        assert!(v("oms_sync_last_success_timestamp_seconds") > 1.7e9);
+        assert!(v("oms_sync_last_success_timestamp_seconds{stream=\"customers\"}") > 1.7e9);
         // The mark is from 2024: the lag is large and positive.
-        assert!(v("oms_sync_lag_seconds") > 86_400.0);
+        assert!(v("oms_sync_lag_seconds{stream=\"customers\"}") > 86_400.0);
     }
 
     #[test]
     fn newest_never_moves_back() {
         let m = Metrics::new();
-        m.seed(Some("2024-03-02T00:00:00.000000Z"), None);
+        m.seed("customers", Some("2024-03-02T00:00:00.000000Z"), None);
         m.observe_pass("customers", &Ok(report("2024-03-01T00:00:00.000000Z")));
-        let newest = m.newest.0.lock().map(|g| *g).unwrap_or(None);
+        let newest = m.newest.get("customers");
         assert_eq!(
             newest.map(|t| timefmt::canonical(&t)),
             Some("2024-03-02T00:00:00.000000Z".to_string())
+        );
+    }
+
+    /// Two streams, one stalled: each has its own last success and lag, so the stalled one
+    /// is not hidden by the other (stream names here are labels only).
+    #[test]
+    fn last_success_and_lag_are_per_stream() {
+        let m = Metrics::new();
+        m.seed(
+            "customers",
+            Some("2024-03-01T00:00:00.000000Z"),
+            Some("2024-03-01T00:05:00.000000Z"),
+        );
+        m.observe_pass("widgets", &Ok(report("2099-01-01T00:00:00.000000Z")));
+        let text = m.encode();
+        let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
+        let stalled = v("oms_sync_last_success_timestamp_seconds{stream=\"customers\"}");
+        assert_eq!(stalled, 1_709_251_500.0);
+        assert!(v("oms_sync_last_success_timestamp_seconds{stream=\"widgets\"}") > stalled);
+        assert!(v("oms_sync_lag_seconds{stream=\"customers\"}") > 86_400.0);
+        assert!(v("oms_sync_lag_seconds{stream=\"widgets\"}") < 0.0);
+        assert_eq!(
+            text.matches("# TYPE oms_sync_lag_seconds").count(),
+            1,
+            "{text}"
         );
     }
 }

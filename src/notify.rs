@@ -13,12 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sd_notify::NotifyState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::sync::PassReport;
 
 /// Sends sd_notify messages when running under systemd.
 #[derive(Debug, Clone)]
@@ -62,34 +59,6 @@ impl Notifier {
         // pinger needs NOTIFY_SOCKET for the life of the process).
         if let Err(e) = sd_notify::notify(false, states) {
             tracing::warn!(error = %e, "cannot notify systemd");
-        }
-    }
-}
-
-/// Longest error text put in `STATUS=` (systemctl shows one line).
-const STATUS_ERROR_CHARS: usize = 300;
-
-/// Collapses whitespace (newlines included) so a message fits `STATUS=` and one log line.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `STATUS=` text after a pass: its outcome, time and figures (shown by `systemctl status`).
-pub fn pass_status(r: &Result<PassReport, String>, now: DateTime<Utc>) -> String {
-    let at = now.format("%Y-%m-%dT%H:%M:%SZ");
-    match r {
-        Ok(p) => format!(
-            "last pass succeeded at {at}: {} fetched, {} inserted, {} updated, {} deleted, {} quarantined; checkpoint {}",
-            p.stats.fetched,
-            p.stats.inserted,
-            p.stats.updated,
-            p.stats.deleted,
-            p.stats.quarantined,
-            p.mark_after
-        ),
-        Err(e) => {
-            let e: String = one_line(e).chars().take(STATUS_ERROR_CHARS).collect();
-            format!("last pass failed at {at}: {e}; retrying with backoff")
         }
     }
 }
@@ -214,39 +183,6 @@ mod tests {
         assert_eq!(parse_watchdog(Some("0"), None, 7), None);
         assert_eq!(parse_watchdog(Some("soon"), None, 7), None);
         assert_eq!(parse_watchdog(None, Some("7"), 7), None);
-    }
-
-    #[test]
-    fn status_line_has_outcome_and_figures_on_one_line() {
-        use crate::warehouse::{Confirmed, Mark, RowStats, RunKind};
-        let now = chrono::DateTime::parse_from_rfc3339("2024-03-01T09:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .expect("valid time");
-        let ok = Ok(PassReport {
-            stream: "customers",
-            kind: RunKind::Incremental,
-            run_id: 3,
-            requests: 2,
-            pages: 2,
-            stats: RowStats {
-                fetched: 150,
-                inserted: 100,
-                updated: 50,
-                ..RowStats::default()
-            },
-            mark_before: Mark::Start,
-            mark_after: Mark::at("2024-03-01T08:59:00.000000Z", Confirmed::UpToId(77)),
-            elapsed: Duration::from_millis(10),
-        });
-        assert_eq!(
-            pass_status(&ok, now),
-            "last pass succeeded at 2024-03-01T09:00:00Z: 150 fetched, 100 inserted, 50 updated, 0 deleted, 0 quarantined; checkpoint 2024-03-01T08:59:00.000000Z (ids up to 77 at this instant stored; higher ids read next pass)"
-        );
-        let long = format!("HTTP 502\n{}", "x".repeat(1000));
-        let s = pass_status(&Err(long), now);
-        assert!(s.starts_with("last pass failed at 2024-03-01T09:00:00Z: HTTP 502 xx"));
-        assert!(!s.contains('\n'));
-        assert!(s.len() < 400, "{}", s.len());
     }
 
     /// Counts pings in each window of paused time.

@@ -14,23 +14,78 @@ use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
 /// Recent runs shown.
 pub const RECENT_RUNS: usize = 5;
 
+/// `status --json`: the warehouse, a total over every stream, and each stream's status
+/// (an object keyed by stream name, in the order passes run).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub warehouse: String,
+    pub total: Total,
+    #[serde(serialize_with = "by_name")]
+    pub streams: Vec<Status>,
+}
+
+/// Every stream together.
+#[derive(Debug, Serialize)]
+pub struct Total {
+    pub live: i64,
+    pub deleted: i64,
+    pub quarantined: i64,
+    /// The stalest stream's lag, among streams that hold rows (null: none holds a row).
+    pub lag_seconds: Option<f64>,
+    /// The stalest stream's time since its last successful pass; null while any stream has
+    /// never had one, so a health check on it cannot pass before every stream has synced.
+    pub since_last_success_seconds: Option<f64>,
+}
+
+/// One stream.
 #[derive(Debug, Serialize)]
 pub struct Status {
-    pub warehouse: String,
     pub stream: &'static str,
+    pub table: &'static str,
     /// The incremental mark: `(modified_date, id)`.
     pub checkpoint: Checkpoint,
     pub backfill_in_progress: Option<BackfillSummary>,
-    pub customers_live: i64,
-    pub customers_deleted: i64,
+    pub live: i64,
+    pub deleted: i64,
     pub quarantined: i64,
     pub newest_modified_date: Option<String>,
     /// Now minus the newest stored `modified_date`.
     pub lag_seconds: Option<f64>,
     pub last_success_at: Option<String>,
-    /// Now minus the end of the last successful pass.
+    /// Now minus the end of the last successful pass (null: none ever succeeded).
     pub since_last_success_seconds: Option<f64>,
     pub recent_runs: Vec<RunRow>,
+}
+
+fn by_name<S: serde::Serializer>(streams: &[Status], ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_map(streams.iter().map(|s| (s.stream, s)))
+}
+
+impl Report {
+    /// The status of the stream named `name`.
+    pub fn stream(&self, name: &str) -> Option<&Status> {
+        self.streams.iter().find(|s| s.stream == name)
+    }
+}
+
+fn max_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.reduce(f64::max)
+}
+
+impl Total {
+    fn of(streams: &[Status]) -> Total {
+        let since: Option<Vec<f64>> = streams
+            .iter()
+            .map(|s| s.since_last_success_seconds)
+            .collect();
+        Total {
+            live: streams.iter().map(|s| s.live).sum(),
+            deleted: streams.iter().map(|s| s.deleted).sum(),
+            quarantined: streams.iter().map(|s| s.quarantined).sum(),
+            lag_seconds: max_of(streams.iter().filter_map(|s| s.lag_seconds)),
+            since_last_success_seconds: since.and_then(|v| max_of(v.into_iter())),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -56,20 +111,20 @@ fn seconds_since(ts: &Option<String>) -> Option<f64> {
 }
 
 /// The status of one stream, from a snapshot.
-pub fn from_snapshot(location: String, stream: &'static str, s: Snapshot) -> Status {
+pub fn from_snapshot(stream: Stream, s: Snapshot) -> Status {
     let (modified_date, after_id) = s.mark.to_columns();
     let checkpoint = Checkpoint {
         modified_date: modified_date.map(str::to_owned),
         after_id,
         in_words: match s.mark {
-            Mark::Start => "none yet (next pass starts from the oldest customer)".into(),
+            Mark::Start => "none yet (next pass starts from the oldest record)".into(),
             ref m => m.to_string(),
         },
         updated_at: s.mark_updated_at,
     };
     Status {
-        warehouse: location,
-        stream,
+        stream: stream.name(),
+        table: stream.table(),
         lag_seconds: seconds_since(&s.newest_modified_date),
         since_last_success_seconds: seconds_since(&s.last_success_at),
         checkpoint,
@@ -79,8 +134,8 @@ pub fn from_snapshot(location: String, stream: &'static str, s: Snapshot) -> Sta
             ranges_done: b.ranges.iter().filter(|r| r.done).count(),
             ranges: b.ranges.len(),
         }),
-        customers_live: s.live,
-        customers_deleted: s.deleted,
+        live: s.live,
+        deleted: s.deleted,
         quarantined: s.quarantined,
         newest_modified_date: s.newest_modified_date,
         last_success_at: s.last_success_at,
@@ -88,15 +143,28 @@ pub fn from_snapshot(location: String, stream: &'static str, s: Snapshot) -> Sta
     }
 }
 
-/// Reads the status of the customers stream through `reader`.
-pub fn read(reader: &mut dyn Reader, stream: Stream) -> Result<Status, WarehouseError> {
+/// Reads the status of one stream through `reader`.
+pub fn read_stream(reader: &mut dyn Reader, stream: Stream) -> Result<Status, WarehouseError> {
     let snapshot = reader.snapshot(stream.name(), stream.table(), RECENT_RUNS)?;
-    Ok(from_snapshot(reader.location(), stream.name(), snapshot))
+    Ok(from_snapshot(stream, snapshot))
 }
 
-/// Reads the status of the customers stream of the SQLite warehouse at `path`.
-pub fn read_path(path: &Path) -> Result<Status, WarehouseError> {
-    read(&mut SqliteReader::open(path)?, Stream::Customers)
+/// Reads the status of every stream through `reader`.
+pub fn read(reader: &mut dyn Reader) -> Result<Report, WarehouseError> {
+    let streams = Stream::ALL
+        .iter()
+        .map(|s| read_stream(reader, *s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Report {
+        warehouse: reader.location(),
+        total: Total::of(&streams),
+        streams,
+    })
+}
+
+/// Reads the status of the SQLite warehouse at `path`.
+pub fn read_path(path: &Path) -> Result<Report, WarehouseError> {
+    read(&mut SqliteReader::open(path)?)
 }
 
 fn human_secs(s: Option<f64>) -> String {
@@ -109,11 +177,21 @@ fn human_secs(s: Option<f64>) -> String {
     }
 }
 
-/// Renders the status for people.
-pub fn render(s: &Status) -> String {
+/// Renders the status for people: the warehouse, then one block per stream.
+pub fn render(r: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "warehouse   {}", s.warehouse);
+    let _ = writeln!(out, "warehouse   {}", r.warehouse);
+    for s in &r.streams {
+        out.push_str(&render_stream(s));
+    }
+    out
+}
+
+fn render_stream(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "stream      {} (table {})", s.stream, s.table);
     let _ = writeln!(out, "checkpoint  {}", s.checkpoint.in_words);
     if let Some(b) = &s.backfill_in_progress {
         let _ = writeln!(
@@ -124,11 +202,11 @@ pub fn render(s: &Status) -> String {
     }
     let _ = writeln!(
         out,
-        "customers   {} live, {} deleted, {} quarantined",
-        s.customers_live, s.customers_deleted, s.quarantined
+        "rows        {} live, {} deleted, {} quarantined",
+        s.live, s.deleted, s.quarantined
     );
     let newest = match s.lag_seconds {
-        None => "no customers stored yet".to_string(),
+        None => "no rows stored yet".to_string(),
         lag => format!("newest modified_date {} ago", human_secs(lag)),
     };
     let last = match s.since_last_success_seconds {
@@ -166,29 +244,25 @@ pub fn render(s: &Status) -> String {
             r.rows_quarantined,
             r.error
                 .as_deref()
-                .map(|e| format!("\n         error: {}", crate::notify::one_line(e)))
+                .map(|e| format!("\n         error: {}", crate::text::one_line(e)))
                 .unwrap_or_default()
         );
     }
     out
 }
 
-/// `status` / `status --json` on stdout. A closed stdout is an `io::Error` (`BrokenPipe`),
-/// never a panic.
-///
-/// Every stream is reported; `--json` prints one object per stream (today one: customers).
+/// `status` / `status --json` on stdout: every stream, and their total. A closed stdout is an
+/// `io::Error` (`BrokenPipe`), never a panic.
 pub fn print(reader: &mut dyn Reader, json: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut text = String::new();
-    for stream in Stream::ALL {
-        let s = read(reader, *stream)?;
-        if json {
-            text.push_str(&serde_json::to_string_pretty(&s)?);
-            text.push('\n');
-        } else {
-            text.push_str(&render(&s));
-        }
-    }
+    let report = read(reader)?;
+    let text = if json {
+        let mut t = serde_json::to_string_pretty(&report)?;
+        t.push('\n');
+        t
+    } else {
+        render(&report)
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -1,12 +1,12 @@
-//! The streams oms-sync keeps in step, one per OMS resource. The daemon, `--once`, `--backfill`
-//! and `status` walk [`Stream::ALL`] instead of naming a resource; adding a resource is one
-//! variant here and one file under `resource/`.
+//! The streams oms-sync keeps in step, one per OMS resource. The daemon, `--once`, `--backfill`,
+//! `status`, `check` and the metrics walk [`Stream::ALL`] instead of naming a resource; adding a
+//! resource is one variant here and one file under `resource/`.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::ApiClient;
+use crate::api::{ApiClient, ApiError, ListQuery};
 use crate::resource::{Customers, Resource};
 use crate::sync::{PassReport, Progress, SyncError, SyncOptions, backfill_pass, incremental_pass};
 use crate::warehouse::{RunKind, Warehouse};
@@ -39,6 +39,21 @@ impl Stream {
         }
     }
 
+    /// Its OMS list endpoint, relative to `api.base_url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Stream::Customers => Customers::PATH,
+        }
+    }
+
+    /// One request for one record (`limit=1`) with `client`: proves the token may list this
+    /// stream (what `check` runs for each stream).
+    pub async fn probe(self, client: &ApiClient) -> Result<Probe, ApiError> {
+        match self {
+            Stream::Customers => probe::<Customers>(client).await,
+        }
+    }
+
     /// One pass of this stream: incremental, or a backfill (resuming an unfinished one).
     pub async fn pass<W: StreamWarehouse>(
         self,
@@ -58,4 +73,24 @@ impl Stream {
             }
         }
     }
+}
+
+/// What a [`Stream::probe`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Elements in the page (0 or 1).
+    pub listed: usize,
+    /// The server's count of the whole list.
+    pub count: u64,
+}
+
+async fn probe<R: Resource>(client: &ApiClient) -> Result<Probe, ApiError> {
+    let query = ListQuery::new()
+        .with("sort", "modified_date")
+        .with("limit", "1");
+    let page = client.list::<R>(&query).await?;
+    Ok(Probe {
+        listed: page.len,
+        count: page.count,
+    })
 }

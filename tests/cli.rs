@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oms_sync::fake_oms::FakeOms;
+use oms_sync::stream::Stream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
 
@@ -419,11 +420,92 @@ async fn status_works_without_the_token() {
     let r = run(args(&cfg, &["status", "--json"]), vec![]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["customers_live"], 120);
+    assert_eq!(v["streams"]["customers"]["live"], 120);
     // The daemon itself still refuses such a config, naming the key.
     let r = run(args(&cfg, &["--once"]), vec![]).await;
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("api.token_file"), "{}", r.stderr);
+}
+
+/// `status --json` is one object: the warehouse, a total over every stream and each stream of
+/// `Stream::ALL` by name. Before any pass succeeded the freshness fields are null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_reports_every_stream_and_their_total() {
+    let names: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
+    let status = |cfg: PathBuf| async move {
+        let r = run(args(&cfg, &["status", "--json"]), vec![]).await;
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["streams", "total", "warehouse"], "{v}");
+        v
+    };
+    let streams_of = |v: &serde_json::Value| -> Vec<String> {
+        v["streams"]
+            .as_object()
+            .expect("streams by name")
+            .keys()
+            .cloned()
+            .collect()
+    };
+
+    // Nothing ever succeeded: a pass failed against a closed port.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(dir.path(), &url, "t", "max_retries = 0", "");
+    assert_eq!(run(args(&cfg, &["--once"]), vec![]).await.code, Some(4));
+    let v = status(cfg).await;
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(streams_of(&v), sorted);
+    for stream in Stream::ALL {
+        let s = &v["streams"][stream.name()];
+        assert_eq!(s["stream"], stream.name(), "{s}");
+        assert_eq!(s["table"], stream.table(), "{s}");
+        assert_eq!(s["live"], 0, "{s}");
+        assert!(s["last_success_at"].is_null(), "{s}");
+        assert!(s["since_last_success_seconds"].is_null(), "{s}");
+        assert!(s["lag_seconds"].is_null(), "{s}");
+    }
+    assert_eq!(
+        v["streams"]["customers"]["recent_runs"][0]["status"],
+        "failed"
+    );
+    assert_eq!(v["total"]["live"], 0);
+    assert!(v["total"]["since_last_success_seconds"].is_null(), "{v}");
+    assert!(v["total"]["lag_seconds"].is_null(), "{v}");
+
+    // After a pass: the total is the sum (and the stalest) of the streams.
+    let oms = fake().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
+    assert_eq!(run(args(&cfg, &["--once"]), vec![]).await.code, Some(0));
+    let v = status(cfg).await;
+    assert_eq!(streams_of(&v), sorted);
+    assert_eq!(v["streams"]["customers"]["live"], 120);
+    let each = |k: &str| -> Vec<serde_json::Value> {
+        names.iter().map(|n| v["streams"][n][k].clone()).collect()
+    };
+    let live: i64 = each("live").iter().filter_map(|x| x.as_i64()).sum();
+    assert_eq!(v["total"]["live"].as_i64(), Some(live));
+    let since: Vec<f64> = each("since_last_success_seconds")
+        .iter()
+        .map(|x| x.as_f64().expect("every stream succeeded"))
+        .collect();
+    let total_since = v["total"]["since_last_success_seconds"]
+        .as_f64()
+        .expect("a number");
+    assert_eq!(Some(total_since), since.iter().copied().reduce(f64::max));
+    assert!((0.0..60.0).contains(&total_since), "{total_since}");
+    assert!(
+        v["total"]["lag_seconds"].as_f64().is_some_and(|l| l > 0.0),
+        "{v}"
+    );
 }
 
 // ---- Issue 11: operator-facing defects, each through the real binary ----
@@ -753,8 +835,19 @@ async fn check_passes_every_step_against_a_healthy_setup() {
             r.stdout
         );
     }
-    // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request.
-    assert_eq!(oms.total_requests(), 2);
+    // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request per
+    // stream, each on its own `auth` line naming the stream and its endpoint.
+    assert_eq!(oms.total_requests(), 1 + Stream::ALL.len() as u64);
+    let auth: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("auth"))
+        .collect();
+    assert_eq!(auth.len(), Stream::ALL.len(), "{}", r.stdout);
+    for (line, stream) in auth.iter().zip(Stream::ALL) {
+        let says = format!("may list {} (GET {} ", stream.name(), stream.path());
+        assert!(line.starts_with("ok") && line.contains(&says), "{line}");
+    }
     // `check FILE` after the command works too.
     let r = run(
         vec!["check".into(), "--config".into(), cfg.display().to_string()],

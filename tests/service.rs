@@ -328,8 +328,10 @@ async fn second_instance_is_refused_and_status_works_while_the_daemon_runs() {
         st.max_modified_date()
             .map(|t| oms_sync::timefmt::canonical(&t))
     });
-    assert_eq!(v["customers_live"], 120);
-    assert_eq!(v["customers_deleted"], 0);
+    assert_eq!(v["total"]["live"], 120);
+    let v = &v["streams"]["customers"];
+    assert_eq!(v["live"], 120);
+    assert_eq!(v["deleted"], 0);
     assert_eq!(v["quarantined"], 0);
     assert_eq!(v["checkpoint"]["modified_date"].as_str(), newest.as_deref());
     assert_eq!(v["newest_modified_date"].as_str(), newest.as_deref());
@@ -668,10 +670,34 @@ async fn metrics_endpoint_counts_passes_rows_and_requests() {
         0.0
     );
     let now = chrono::Utc::now().timestamp() as f64;
-    let last = v("oms_sync_last_success_timestamp_seconds");
+    let last = v("oms_sync_last_success_timestamp_seconds{stream=\"customers\"}");
     assert!((now - 60.0..=now + 1.0).contains(&last), "{last} vs {now}");
     // The fake's customers are dated 2024: the lag is large.
-    assert!(v("oms_sync_lag_seconds") > 86_400.0);
+    assert!(v("oms_sync_lag_seconds{stream=\"customers\"}") > 86_400.0);
+    // Every per-stream series of every stream carries its stream label, and no unlabelled one
+    // could hide a stalled stream behind another.
+    for stream in oms_sync::stream::Stream::ALL {
+        let label = format!("{{stream=\"{}\"", stream.name());
+        for metric in [
+            "oms_sync_last_success_timestamp_seconds",
+            "oms_sync_passes_total",
+        ] {
+            assert!(
+                text.contains(&format!("{metric}{label}")),
+                "{metric}{label} in\n{text}"
+            );
+        }
+    }
+    for metric in [
+        "oms_sync_last_success_timestamp_seconds",
+        "oms_sync_lag_seconds",
+        "oms_sync_passes_total",
+        "oms_sync_rows_total",
+    ] {
+        for line in text.lines().filter(|l| l.starts_with(metric)) {
+            assert!(line.contains("{stream=\""), "unlabelled: {line}");
+        }
+    }
     daemon.signal("TERM");
     let st = daemon.wait(Duration::from_secs(5)).await;
     assert_eq!(st.code(), Some(0), "{}", daemon.stderr());

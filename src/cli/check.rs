@@ -1,6 +1,6 @@
 //! `oms-sync check`: the first command an operator runs, and an `ExecStartPre=` candidate.
 //! It validates the config, resolves the API host, connects (TCP, then TLS and HTTP), makes one
-//! authenticated `limit=1` request, and opens the warehouse (lock, migrations, a write rolled
+//! authenticated `limit=1` request per stream, and opens the warehouse (lock, migrations, a write rolled
 //! back), printing each step as ok or FAILED with its fix. The exit code is the first failed
 //! step's kind ([`ExitKind`]); later API steps are skipped once one fails, the warehouse step
 //! always runs.
@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::api::{self, ApiClient, ApiError, CONNECT_TIMEOUT, ListQuery};
+use crate::api::{self, ApiClient, ApiError, CONNECT_TIMEOUT};
 use crate::config::{Config, WarehouseConfig};
-use crate::resource::{Customers, Resource};
+use crate::stream::Stream;
 
 use super::exit::{ExitKind, Failure};
 
@@ -83,7 +83,6 @@ pub async fn run(config: Option<&Path>) -> Result<(), Failure> {
         ("dns", Step::Dns),
         ("connect", Step::Connect),
         (tls_name(&cfg), Step::Tls),
-        ("auth", Step::Auth),
     ] {
         let outcome = if ok {
             step.run(&cfg).await
@@ -91,6 +90,17 @@ pub async fn run(config: Option<&Path>) -> Result<(), Failure> {
             Outcome::Skipped
         };
         ok = report.step(name, outcome).map_err(io)?;
+    }
+    // One `auth` step per stream: a token may be allowed one endpoint and not another, so
+    // every stream is asked even when an earlier one is refused.
+    let client = ok.then(|| auth_client(&cfg));
+    for stream in Stream::ALL {
+        let outcome = match &client {
+            None => Outcome::Skipped,
+            Some(Err(e)) => Outcome::Failed(ExitKind::Other, e.to_string()),
+            Some(Ok(c)) => auth(c, *stream).await,
+        };
+        report.step("auth", outcome).map_err(io)?;
     }
     let outcome = warehouse(&cfg.warehouse).await;
     report.step("warehouse", outcome).map_err(io)?;
@@ -132,7 +142,6 @@ enum Step {
     Dns,
     Connect,
     Tls,
-    Auth,
 }
 
 impl Step {
@@ -192,7 +201,6 @@ impl Step {
                 )
             }
             Step::Tls => probe(cfg).await,
-            Step::Auth => auth(cfg).await,
         }
     }
 }
@@ -255,24 +263,23 @@ fn with_fix(err: &ApiError) -> String {
     }
 }
 
-/// One authenticated request for one customer, without retries.
-async fn auth(cfg: &Config) -> Outcome {
+/// The client of the `auth` steps: the configured one, without retries.
+fn auth_client(cfg: &Config) -> Result<ApiClient, ApiError> {
     let mut api_cfg = cfg.api.clone();
     api_cfg.max_retries = 0;
     api_cfg.timeout = api_cfg.timeout.min(STEP_TIMEOUT.max(CONNECT_TIMEOUT));
-    let client = match ApiClient::new(&api_cfg) {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(ExitKind::Other, e.to_string()),
-    };
-    let query = ListQuery::new()
-        .with("sort", "modified_date")
-        .with("limit", "1");
-    match client.list::<Customers>(&query).await {
-        Ok(page) => Outcome::Ok(format!(
-            "the token may list customers (GET {} with limit=1: {} of {} listed)",
-            Customers::PATH,
-            page.len,
-            page.count
+    ApiClient::new(&api_cfg)
+}
+
+/// One authenticated request for one record of `stream`.
+async fn auth(client: &ApiClient, stream: Stream) -> Outcome {
+    match stream.probe(client).await {
+        Ok(p) => Outcome::Ok(format!(
+            "the token may list {} (GET {} with limit=1: {} of {} listed)",
+            stream.name(),
+            stream.path(),
+            p.listed,
+            p.count
         )),
         Err(e) => {
             let e = match e {
@@ -280,7 +287,7 @@ async fn auth(cfg: &Config) -> Outcome {
                 other => other,
             };
             let kind = ExitKind::from(&e);
-            Outcome::Failed(kind, with_fix(&e))
+            Outcome::Failed(kind, format!("{}: {}", stream.name(), with_fix(&e)))
         }
     }
 }

@@ -131,7 +131,7 @@ impl Failure {
             }
             msg.push_str(&text);
         }
-        crate::notify::one_line(&msg)
+        crate::text::one_line(&msg)
     }
 }
 

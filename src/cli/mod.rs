@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the config, the API (DNS, TCP, TLS, one authenticated request) and the warehouse,
+    /// Check the config, the API (DNS, TCP, TLS, one authenticated request per stream) and the warehouse,
     /// printing each step as ok or failed with its fix. Changes nothing but creating the
     /// warehouse file if it is missing.
     Check {

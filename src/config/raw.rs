@@ -115,5 +115,5 @@ fn scrub(message: &str) -> String {
         return "`api.token` has the wrong type (expected a string)".to_string();
     }
     // One line: TOML parse errors come with a multi-line excerpt.
-    crate::notify::one_line(message)
+    crate::text::one_line(message)
 }
