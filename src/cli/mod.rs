@@ -59,9 +59,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the config, the API (DNS, TCP, TLS, one authenticated request per stream) and the warehouse,
-    /// printing each step as ok or failed with its fix. Changes nothing but creating the
-    /// warehouse file if it is missing.
+    /// Check the config, the API (DNS, TCP, TLS, one authenticated request per stream) and the
+    /// warehouse, printing each step as ok or failed with its fix. Changes nothing but creating
+    /// the warehouse file if it is missing.
     Check {
         /// Configuration file; OMS_SYNC__SECTION__KEY environment variables override it.
         #[arg(long, short = 'c', value_name = "FILE")]
