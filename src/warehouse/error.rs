@@ -4,10 +4,16 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
+    /// `pid`: the process holding the lock, as it wrote in the lock file.
     #[error(
-        "warehouse {path} is in use by another oms-sync process (lock {lock}); fix: stop the other instance, or point warehouse.path elsewhere"
+        "warehouse {path} is in use by another oms-sync process ({}lock {lock}); fix: stop the other instance, or point warehouse.path elsewhere",
+        .pid.map(|p| format!("PID {p}, ")).unwrap_or_default()
     )]
-    Locked { path: PathBuf, lock: PathBuf },
+    Locked {
+        path: PathBuf,
+        lock: PathBuf,
+        pid: Option<u32>,
+    },
     #[error("warehouse {path} cannot be opened: {reason}; fix: {fix}")]
     Open {
         path: PathBuf,

@@ -1,17 +1,52 @@
 //! The writer lock: an exclusive `flock` on `<db>.lock`, so a second oms-sync process never
-//! writes the same file.
+//! writes the same file. The lock is named after the file's real path (symlinks and `..`
+//! resolved), so two paths that name one file take one lock; it holds the PID of its owner, for
+//! the error the next process gives.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::FILE_MODE;
 use crate::warehouse::WarehouseError;
 
+/// Symlinks followed at most while resolving a path (Linux's own limit, ELOOP).
+const MAX_SYMLINKS: usize = 40;
+
+/// `<real path of the database>.lock`.
 pub(super) fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
+    let mut p = real_path(path).into_os_string();
     p.push(".lock");
     PathBuf::from(p)
+}
+
+/// The file `path` names, with every symlink and `..` resolved, also when the file does not
+/// exist yet (its directory is resolved, and a dangling symlink is followed to where the file
+/// will be created). Falls back to `path` itself when even the directory cannot be resolved:
+/// opening the file fails then anyway.
+pub(super) fn real_path(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            return real;
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match std::fs::read_link(&p) {
+            // A dangling symlink: creating the file creates its target.
+            Ok(target) => p = dir.join(target),
+            Err(_) => {
+                return match (std::fs::canonicalize(&dir), p.file_name()) {
+                    (Ok(d), Some(name)) => d.join(name),
+                    _ => path.to_path_buf(),
+                };
+            }
+        }
+    }
+    path.to_path_buf()
 }
 
 /// The exclusive writer lock (`flock` on `<db>.lock`).
@@ -32,6 +67,7 @@ impl Drop for WriterLock {
 pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
     let lock = lock_path(path);
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
@@ -43,9 +79,15 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
             fix: "create the directory and make it writable by the oms-sync user",
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(WriterLock(file)),
+        Ok(()) => {
+            let mut held = WriterLock(file);
+            // Best effort: the lock works without it, only the next process's error is vaguer.
+            let _ = write_pid(&mut held.0);
+            Ok(held)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked {
             path: path.to_path_buf(),
+            pid: read_pid(&file),
             lock,
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(WarehouseError::Open {
@@ -54,6 +96,19 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
             fix: "put the warehouse on a local file system that supports locks",
         }),
     }
+}
+
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())
+}
+
+/// The PID the lock's owner wrote; None if it is not there (yet) or not a number.
+fn read_pid(mut file: &File) -> Option<u32> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -69,6 +124,36 @@ mod tests {
         let err = SqliteWarehouse::open(&p).unwrap_err();
         assert!(matches!(err, WarehouseError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("another oms-sync process"));
+        let pid = format!("PID {}", std::process::id());
+        assert!(err.to_string().contains(&pid), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_and_a_dotted_path_take_the_lock_of_the_file_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let _first = SqliteWarehouse::open(&p).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink("w.db", &link).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for other in [link.clone(), dir.path().join("sub/../w.db")] {
+            let err = SqliteWarehouse::open(&other).unwrap_err();
+            assert!(matches!(err, WarehouseError::Locked { .. }), "{err}");
+        }
+        assert!(!dir.path().join("link.db.lock").exists());
+    }
+
+    #[test]
+    fn a_dangling_symlink_resolves_to_the_file_it_will_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink("new.db", &link).unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap().join("new.db");
+        assert_eq!(super::real_path(&link), real);
+        assert_eq!(
+            super::real_path(&dir.path().join("absent.db")),
+            real.with_file_name("absent.db")
+        );
     }
 
     /// A child forked elsewhere in the process (any `Command` spawn) holds a copy of the lock

@@ -1,0 +1,239 @@
+//! The SQLite warehouse as its readers and its one writer see it, through the real binary (and
+//! the real `sqlite3` CLI where installed): one writer per file whatever path names it, files
+//! that are not a warehouse left untouched, and read access for an unprivileged BI user.
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
+
+/// Longest a run may take before the test fails (and the process is killed).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// What to run: the program, its arguments and environment, and the (uid, gid) to run it as.
+struct Cmd<'a> {
+    program: &'a str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    ids: Option<(u32, u32)>,
+}
+
+impl<'a> Cmd<'a> {
+    fn oms_sync(args: &[&str]) -> Cmd<'a> {
+        Cmd {
+            program: BIN,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            ids: None,
+        }
+    }
+
+    fn env(mut self, env: Vec<(&'static str, String)>) -> Self {
+        self.env.extend(env);
+        self
+    }
+
+    /// Runs it as this uid and gid, with no supplementary group (std drops them when the
+    /// parent is root): the tests run as root, a BI reader is not.
+    fn as_user(mut self, uid: u32, gid: u32) -> Self {
+        self.ids = Some((uid, gid));
+        self
+    }
+
+    fn spawn(&self, out: &Path, err: &Path) -> Child {
+        let mut cmd = Command::new(self.program);
+        for k in ["RUST_LOG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(k);
+        }
+        if let Some((uid, gid)) = self.ids {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.args(&self.args)
+            .envs(self.env.iter().cloned())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(File::create(out).expect("stdout file"))
+            .stderr(File::create(err).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.program))
+    }
+
+    /// Runs to completion; output goes to files. Async waits: the fake OMS serves from this
+    /// runtime meanwhile.
+    async fn run(&self) -> Run {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+        let mut child = self.spawn(&out, &err);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if started.elapsed() > RUN_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} {:?} still running after {RUN_LIMIT:?}",
+                    self.program, self.args
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let r = Run {
+            code: status.code(),
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        };
+        assert!(!r.stderr.contains("panicked"), "panic:\n{}", r.stderr);
+        r
+    }
+}
+
+/// The environment that points the binary at `oms` and the warehouse `db` (no config file).
+fn env(oms: &oms_sync::fake_oms::FakeOms, db: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("OMS_SYNC__API__BASE_URL", oms.base_url()),
+        ("OMS_SYNC__API__TOKEN", oms.token()),
+        ("OMS_SYNC__API__RETRY_MIN_DELAY", "10ms".into()),
+        ("OMS_SYNC__API__RETRY_MAX_DELAY", "50ms".into()),
+        ("OMS_SYNC__WAREHOUSE__PATH", db.display().to_string()),
+    ]
+}
+
+/// The error lines (`error: ...`) of stderr.
+fn errors(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("error")).collect()
+}
+
+/// A daemon of the real binary, stopped with SIGTERM when dropped.
+struct Daemon(Child, tempfile::TempDir);
+
+impl Daemon {
+    fn start(env: Vec<(&'static str, String)>) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cmd = Cmd::oms_sync(&[]).env(env).env(vec![
+            ("OMS_SYNC__SYNC__INTERVAL", "1h".into()),
+            ("OMS_SYNC__LOG__LEVEL", "info".into()),
+        ]);
+        let child = cmd.spawn(&dir.path().join("out"), &dir.path().join("err"));
+        Daemon(child, dir)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.1.path().join("err")).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds (bounded); the daemon must still run meanwhile.
+    async fn wait_for(&mut self, what: &str, check: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !check() {
+            if let Some(st) = self.0.try_wait().expect("try_wait") {
+                panic!("daemon exited ({st}) before {what}:\n{}", self.stderr());
+            }
+            assert!(
+                started.elapsed() < RUN_LIMIT,
+                "no {what} after {RUN_LIMIT:?}:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (bounded).
+    async fn stop(mut self) {
+        self.terminate().await;
+    }
+
+    async fn terminate(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        while self.0.try_wait().expect("try_wait").is_none() {
+            if started.elapsed() > RUN_LIMIT {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                panic!("daemon ignored SIGTERM:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn lock_of(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Issue 24.4: with the daemon on wh.db, `--once` on a symlink to it used to run beside it
+/// (its lock was link.db.lock). The lock is the file's; the error names the daemon's PID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_on_a_symlink_to_a_running_daemons_file_is_refused_naming_its_pid() {
+    let oms = common::fake(common::distinct(50)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wh = dir.path().join("wh.db");
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink("wh.db", &link).expect("symlink");
+    let mut daemon = Daemon::start(env(&oms, &wh));
+    let pid = daemon.pid().to_string();
+    let lock = lock_of(&wh);
+    daemon
+        .wait_for("lock file with the daemon's PID", || {
+            std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid)
+        })
+        .await;
+
+    let r = Cmd::oms_sync(&["--once"]).env(env(&oms, &link)).run().await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let errs = errors(&r.stderr);
+    assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(
+        errs[0].contains("in use by another oms-sync process"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].contains(&format!("PID {pid}")), "{}", errs[0]);
+    assert!(!lock_of(&link).exists(), "a lock of the symlink's own name");
+    // Through a path with `..` in it too.
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    let dotted = dir.path().join("sub/../wh.db");
+    let r = Cmd::oms_sync(&["--once"])
+        .env(env(&oms, &dotted))
+        .run()
+        .await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("PID {pid}")), "{}", r.stderr);
+
+    daemon.stop().await;
+    let r = Cmd::oms_sync(&["--once"]).env(env(&oms, &link)).run().await;
+    assert_eq!(
+        r.code,
+        Some(0),
+        "the lock is free once the daemon stopped: {}",
+        r.stderr
+    );
+}
