@@ -44,13 +44,6 @@ impl<'a> Cmd<'a> {
         self
     }
 
-    /// Runs it as this uid and gid, with no supplementary group (std drops them when the
-    /// parent is root): the tests run as root, a BI reader is not.
-    fn as_user(mut self, uid: u32, gid: u32) -> Self {
-        self.ids = Some((uid, gid));
-        self
-    }
-
     fn spawn(&self, out: &Path, err: &Path) -> Child {
         let mut cmd = Command::new(self.program);
         for k in ["RUST_LOG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
@@ -236,4 +229,82 @@ async fn a_writer_on_a_symlink_to_a_running_daemons_file_is_refused_naming_its_p
         "the lock is free once the daemon stopped: {}",
         r.stderr
     );
+}
+
+/// A file's bytes and whether SQLite's side files or our lock file appeared beside it.
+fn fingerprint(db: &Path) -> (Vec<u8>, Vec<String>) {
+    let bytes = std::fs::read(db).expect("read file");
+    let name = db.file_name().unwrap().to_string_lossy().into_owned();
+    let mut beside: Vec<String> = std::fs::read_dir(db.parent().unwrap())
+        .expect("read dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&name) && *n != name)
+        .collect();
+    beside.sort();
+    (bytes, beside)
+}
+
+/// Issue 24.3: a database of another application used to be taken over (our tables added,
+/// switched to WAL) or, with a `customers` table of its own, to fail with a line of 3,335
+/// characters of migration SQL. Both are refused in one short line and left byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_applications_database_is_refused_in_one_line_and_left_unchanged() {
+    let oms = common::fake(common::distinct(20)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "shop.db",
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);
+             INSERT INTO orders VALUES (1, 9.5), (2, 12.0);",
+        ),
+        (
+            "crm.db",
+            "CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT, score REAL);
+             INSERT INTO customers VALUES ('a', 'Ada', 1.5);
+             PRAGMA user_version = 3;",
+        ),
+    ];
+    for (name, sql) in cases {
+        let db = dir.path().join(name);
+        rusqlite::Connection::open(&db)
+            .expect("create")
+            .execute_batch(sql)
+            .expect("fill");
+        let before = fingerprint(&db);
+        assert!(before.1.is_empty(), "{:?}", before.1);
+        for cmd in [
+            Cmd::oms_sync(&["--once"]).env(env(&oms, &db)),
+            Cmd::oms_sync(&["--backfill"]).env(env(&oms, &db)),
+            Cmd::oms_sync(&["status", "--db", &db.display().to_string()]),
+        ] {
+            let r = cmd.run().await;
+            assert_eq!(r.code, Some(5), "{name} {:?}: {}", cmd.args, r.stderr);
+            let errs = errors(&r.stderr);
+            assert_eq!(errs.len(), 1, "{}", r.stderr);
+            let line = errs[0];
+            assert!(line.contains(&db.display().to_string()), "{line}");
+            assert!(line.contains("is not an oms-sync warehouse"), "{line}");
+            assert!(line.contains("fix: point warehouse.path"), "{line}");
+            assert!(line.len() < 400, "{} characters: {line}", line.len());
+            assert_eq!(fingerprint(&db), before, "{name} changed by {:?}", cmd.args);
+        }
+    }
+}
+
+/// A 0-byte file (e.g. made by `touch` or an installer) becomes a warehouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_becomes_a_warehouse() {
+    let oms = common::fake(common::distinct(20)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("warehouse.db");
+    File::create(&db).expect("touch");
+    let status = Cmd::oms_sync(&["status", "--db", &db.display().to_string()]);
+    let r = status.run().await;
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(r.stderr.contains("holds no warehouse yet"), "{}", r.stderr);
+    let r = Cmd::oms_sync(&["--once"]).env(env(&oms, &db)).run().await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = status.run().await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("20 live"), "{}", r.stdout);
 }

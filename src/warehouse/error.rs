@@ -14,6 +14,11 @@ pub enum WarehouseError {
         lock: PathBuf,
         pid: Option<u32>,
     },
+    /// An existing file of something else: refused before anything is written to it.
+    #[error(
+        "warehouse {path} is not an oms-sync warehouse ({reason}); it was left unchanged; fix: point warehouse.path (or --db) at an oms-sync warehouse or at a new file"
+    )]
+    NotAWarehouse { path: PathBuf, reason: String },
     #[error("warehouse {path} cannot be opened: {reason}; fix: {fix}")]
     Open {
         path: PathBuf,

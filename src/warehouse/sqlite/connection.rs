@@ -1,5 +1,5 @@
-//! Opening SQLite connections: the one place PRAGMAs are set, migrations applied, and SQLite
-//! errors sorted into the warehouse's error kinds.
+//! Opening SQLite connections: the one place PRAGMAs are set, migrations applied, files that
+//! are not a warehouse refused, and SQLite errors sorted into the warehouse's error kinds.
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -15,6 +15,112 @@ use crate::warehouse::WarehouseError;
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
 pub(super) static MIGRATIONS: LazyLock<Result<Migrations<'static>, String>> =
     LazyLock::new(|| Migrations::from_directory(&MIGRATIONS_DIR).map_err(|e| e.to_string()));
+
+/// `PRAGMA application_id` of a warehouse ("OMSS"): the header says whose file it is.
+pub const APPLICATION_ID: i32 = 0x4F4D_5353;
+/// Tables every warehouse has had since its first migration.
+const WAREHOUSE_TABLES: [&str; 3] = ["customers", "sync_state", "sync_runs"];
+
+/// What an existing file holds, as far as oms-sync is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Contents {
+    /// No file, a 0-byte one, or a SQLite database with no table: a warehouse can be made.
+    Empty,
+    Warehouse,
+}
+
+/// Refuses a file that is neither empty nor an oms-sync warehouse, reading it only (a
+/// read-only connection writes nothing to a database that is not in WAL mode), so that a
+/// database of another application is left exactly as it was.
+pub(super) fn inspect(path: &Path) -> Result<Contents, WarehouseError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => return Ok(Contents::Empty),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::Empty),
+        _ => {}
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(path, &e))?;
+    let read = || -> rusqlite::Result<(i32, i64, Vec<String>)> {
+        let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )?;
+        let tables = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((app, version, tables))
+    };
+    let (app, version, tables) = read().map_err(|e| open_error(path, &e))?;
+    let ours = WAREHOUSE_TABLES
+        .iter()
+        .all(|t| tables.iter().any(|have| have == t));
+    let not_ours = |reason: String| WarehouseError::NotAWarehouse {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match app {
+        APPLICATION_ID => Ok(Contents::Warehouse),
+        0 if tables.is_empty() && version == 0 => Ok(Contents::Empty),
+        // Warehouses written before the application id was set.
+        0 if ours && version > 0 => Ok(Contents::Warehouse),
+        0 => {
+            let mut names = tables
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if tables.len() > 3 {
+                names.push_str(", …");
+            }
+            Err(not_ours(if tables.is_empty() {
+                format!("a SQLite database with schema version {version} and no table")
+            } else {
+                format!("a SQLite database of other tables: {names}")
+            }))
+        }
+        other => Err(not_ours(format!(
+            "a SQLite database of another application (application_id {other:#x})"
+        ))),
+    }
+}
+
+/// Applies the pending migrations and stamps the application id. A failure names the
+/// statement's error, not the migration's whole SQL.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), WarehouseError> {
+    let migrations = MIGRATIONS.as_ref().map_err(|e| WarehouseError::Migration {
+        path: path.to_path_buf(),
+        reason: e.clone(),
+    })?;
+    migrations.to_latest(conn).map_err(|e| match e {
+        rusqlite_migration::Error::RusqliteError {
+            err: rusqlite::Error::SqlInputError { msg, .. },
+            ..
+        } => WarehouseError::Migration {
+            path: path.to_path_buf(),
+            reason: msg,
+        },
+        rusqlite_migration::Error::RusqliteError { err, .. } => {
+            classify(path, "applying migrations", err)
+        }
+        other => WarehouseError::Migration {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })?;
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| classify(path, "reading the application id", e))?;
+    if app != APPLICATION_ID {
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| classify(path, "setting the application id", e))?;
+    }
+    Ok(())
+}
 
 /// Opens a connection with the PRAGMAs every connection needs.
 pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, WarehouseError> {
@@ -106,6 +212,26 @@ pub(super) fn classify(path: &Path, context: &str, e: rusqlite::Error) -> Wareho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_warehouse_carries_the_application_id_and_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        drop(super::super::SqliteWarehouse::open(&p).unwrap());
+        let conn = Connection::open(&p).unwrap();
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        assert_eq!(inspect(&p).unwrap(), Contents::Warehouse);
+        // One written before the id was set is recognised by its tables.
+        conn.pragma_update(None, "application_id", 0).unwrap();
+        assert_eq!(inspect(&p).unwrap(), Contents::Warehouse);
+        // Another application's id is refused whatever the tables.
+        conn.pragma_update(None, "application_id", 7).unwrap();
+        let err = inspect(&p).unwrap_err();
+        assert!(err.to_string().contains("application_id 0x7"), "{err}");
+    }
 
     #[test]
     fn migrations_validate() {

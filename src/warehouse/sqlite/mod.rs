@@ -37,7 +37,7 @@ use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse,
 use crate::resource::{Resource, Row};
 use crate::timefmt;
 use checkpoint::Checkpointer;
-use connection::{MIGRATIONS, classify, open_error};
+use connection::{classify, open_error};
 use indexes::drop_secondary_indexes_if_empty;
 use lock::{WriterLock, lock_path, take_lock};
 use state::{read_backfill, read_mark, write_mark_if_greater};
@@ -96,6 +96,8 @@ impl SqliteWarehouse {
     }
 
     fn open_locked(path: &Path, lock: WriterLock) -> Result<Self, WarehouseError> {
+        // Before anything writes: another application's database is refused untouched.
+        connection::inspect(path)?;
         if !path.exists() {
             OpenOptions::new()
                 .write(true)
@@ -110,19 +112,7 @@ impl SqliteWarehouse {
                 })?;
         }
         let mut conn = open_connection(path, false)?;
-        let migrations = MIGRATIONS.as_ref().map_err(|e| WarehouseError::Migration {
-            path: path.to_path_buf(),
-            reason: e.clone(),
-        })?;
-        migrations.to_latest(&mut conn).map_err(|e| match e {
-            rusqlite_migration::Error::RusqliteError { err, .. } => {
-                classify(path, "applying migrations", err)
-            }
-            other => WarehouseError::Migration {
-                path: path.to_path_buf(),
-                reason: other.to_string(),
-            },
-        })?;
+        connection::migrate(&mut conn, path)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(|e| open_error(path, &e))?;
         // The writer's per-page statements stay prepared; rusqlite's default of 16 would evict

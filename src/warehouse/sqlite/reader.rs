@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::connection::open_connection;
+use super::connection::{Contents, inspect, open_connection};
 use super::state::read_backfill;
 use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
 
@@ -30,6 +30,13 @@ impl SqliteReader {
                 path: path.to_path_buf(),
                 reason: "it is a directory".into(),
                 fix: "name the warehouse file itself (warehouse.path or --db), e.g. DIR/warehouse.db",
+            });
+        }
+        if inspect(path)? == Contents::Empty {
+            return Err(WarehouseError::Open {
+                path: path.to_path_buf(),
+                reason: "it holds no warehouse yet".into(),
+                fix: "run oms-sync --once or --backfill first, or check warehouse.path",
             });
         }
         Ok(SqliteReader {
