@@ -235,6 +235,11 @@ impl ApiClient {
         self.observer = Some(observer);
     }
 
+    /// The rate limiter every clone shares (for the metrics: the limit in force).
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.limiter.clone()
+    }
+
     /// Fetches and parses one page, retrying transient faults within the retry budget.
     pub async fn list<R: Resource>(&self, query: &ListQuery) -> Result<Page<R::Record>, ApiError> {
         let endpoint = endpoint_of(&self.base);

@@ -231,6 +231,7 @@ pub async fn serve(
                     reason: e.to_string(),
                 })?;
             let m = Arc::new(Metrics::new());
+            m.watch_rate_limit(client.limiter());
             // Each stream's lag and last success are known from the warehouse before its
             // first pass ends.
             let wh_cfg = cfg.warehouse.clone();

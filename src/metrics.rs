@@ -13,6 +13,9 @@
 //!   ended (0: none yet).
 //! - `lag_seconds{stream}`: now minus the newest `modified_date` of the stream's table,
 //!   computed at scrape time (absent until that table holds a row).
+//! - `rate_limit_requests_per_second`: the client's request-rate limit in force (the
+//!   configured `api.max_requests_per_second`, or lower after a 429), read at scrape time
+//!   (absent while unlimited).
 //!
 //! Every stream of [`Stream::ALL`] has its own series wherever a figure is per stream, so a
 //! stalled stream shows beside a healthy one. Request metrics are the client's: all streams
@@ -39,6 +42,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::RateLimiter;
 use crate::stream::Stream;
 use crate::sync::{PassReport, Progress};
 use crate::timefmt;
@@ -103,6 +107,27 @@ impl Collector for Newest {
     }
 }
 
+/// The rate limit in force, read from the client's limiter at scrape time.
+#[derive(Debug, Default)]
+struct RateLimit(Mutex<Option<Arc<RateLimiter>>>);
+
+impl Collector for RateLimit {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let limiter = self.0.lock().ok().and_then(|g| g.clone());
+        let Some(rate) = limiter.and_then(|l| l.current_rate()) else {
+            return Ok(());
+        };
+        let gauge = ConstGauge::new(rate);
+        let m = encoder.encode_descriptor(
+            "rate_limit_requests_per_second",
+            "Request-rate limit in force: api.max_requests_per_second, or lower after a 429 (absent: unlimited)",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(m)
+    }
+}
+
 /// The daemon's metrics; cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
@@ -113,6 +138,7 @@ pub struct Metrics {
     request_errors: Family<StatusLabels, Counter>,
     last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     newest: Arc<Newest>,
+    rate_limit: Arc<RateLimit>,
 }
 
 impl Default for Metrics {
@@ -154,6 +180,8 @@ impl Metrics {
         );
         let newest = Arc::new(Newest::default());
         registry.register_collector(Box::new(newest.clone()));
+        let rate_limit = Arc::new(RateLimit::default());
+        registry.register_collector(Box::new(rate_limit.clone()));
         // Make both outcomes visible from the start, so `rate()` and alerts see a zero; and
         // each stream's last success, so a stream that never succeeds reads as 0, not absent.
         for stream in Stream::ALL.iter().map(|s| s.name()) {
@@ -180,6 +208,14 @@ impl Metrics {
             request_errors,
             last_success,
             newest,
+            rate_limit,
+        }
+    }
+
+    /// Reports the limit of `limiter` (the client's) at each scrape.
+    pub fn watch_rate_limit(&self, limiter: Arc<RateLimiter>) {
+        if let Ok(mut g) = self.rate_limit.0.lock() {
+            *g = Some(limiter);
         }
     }
 
@@ -334,140 +370,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::warehouse::{Confirmed, Mark, RunKind};
-
-    fn report(mark: &str) -> PassReport {
-        PassReport {
-            stream: "customers",
-            kind: RunKind::Incremental,
-            run_id: 1,
-            requests: 1,
-            pages: 1,
-            stats: RowStats::default(),
-            mark_before: Mark::Start,
-            mark_after: Mark::at(mark, Confirmed::Nothing),
-            elapsed: Duration::from_millis(5),
-        }
-    }
-
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-    }
-
-    #[test]
-    fn exposition_carries_every_metric() {
-        let m = Metrics::new();
-        let text = m.encode();
-        // Before anything happened: counters at zero, no lag yet, no success yet.
-        assert_eq!(
-            value(
-                &text,
-                "oms_sync_passes_total{stream=\"customers\",outcome=\"failed\"}"
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                "oms_sync_last_success_timestamp_seconds{stream=\"customers\"}"
-            ),
-            Some(0.0)
-        );
-        assert!(!text.contains("oms_sync_lag_seconds"), "{text}");
-        for status in PRESET_ERROR_STATUSES {
-            let series = format!("oms_sync_request_errors_total{{status=\"{status}\"}}");
-            assert_eq!(value(&text, &series), Some(0.0), "{series} in\n{text}");
-        }
-
-        m.observe_request(Some(200), Duration::from_millis(20));
-        m.observe_request(Some(503), Duration::from_millis(20));
-        m.observe_request(None, Duration::from_secs(1));
-        m.committed(
-            "customers",
-            &RowStats {
-                fetched: 5,
-                inserted: 3,
-                updated: 2,
-                ..RowStats::default()
-            },
-        );
-        m.observe_pass("customers", &Ok(report("2024-03-01T09:00:00.000000Z")));
-        m.observe_pass("customers", &Err("boom".into()));
-        let text = m.encode();
-        let v = |s| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
-        assert_eq!(
-            v("oms_sync_passes_total{stream=\"customers\",outcome=\"succeeded\"}"),
-            1.0
-        );
-        assert_eq!(
-            v("oms_sync_passes_total{stream=\"customers\",outcome=\"failed\"}"),
-            1.0
-        );
-        assert_eq!(
-            v("oms_sync_rows_total{stream=\"customers\",kind=\"fetched\"}"),
-            5.0
-        );
-        assert_eq!(
-            v("oms_sync_rows_total{stream=\"customers\",kind=\"inserted\"}"),
-            3.0
-        );
-        assert_eq!(
-            v("oms_sync_rows_total{stream=\"customers\",kind=\"updated\"}"),
-            2.0
-        );
-        assert_eq!(
-            v("oms_sync_rows_total{stream=\"customers\",kind=\"deleted\"}"),
-            0.0
-        );
-        assert_eq!(v("oms_sync_request_duration_seconds_count"), 3.0);
-        assert_eq!(v("oms_sync_request_errors_total{status=\"503\"}"), 1.0);
-        assert_eq!(
-            v("oms_sync_request_errors_total{status=\"transport\"}"),
-            1.0
-        );
-        assert!(!text.contains("status=\"200\""), "{text}");
-        assert!(v("oms_sync_last_success_timestamp_seconds{stream=\"customers\"}") > 1.7e9);
-        // The mark is from 2024: the lag is large and positive.
-        assert!(v("oms_sync_lag_seconds{stream=\"customers\"}") > 86_400.0);
-    }
-
-    #[test]
-    fn newest_never_moves_back() {
-        let m = Metrics::new();
-        m.seed("customers", Some("2024-03-02T00:00:00.000000Z"), None);
-        m.observe_pass("customers", &Ok(report("2024-03-01T00:00:00.000000Z")));
-        let newest = m.newest.get("customers");
-        assert_eq!(
-            newest.map(|t| timefmt::canonical(&t)),
-            Some("2024-03-02T00:00:00.000000Z".to_string())
-        );
-    }
-
-    /// Two streams, one stalled: each has its own last success and lag, so the stalled one
-    /// is not hidden by the other (stream names here are labels only).
-    #[test]
-    fn last_success_and_lag_are_per_stream() {
-        let m = Metrics::new();
-        m.seed(
-            "customers",
-            Some("2024-03-01T00:00:00.000000Z"),
-            Some("2024-03-01T00:05:00.000000Z"),
-        );
-        m.observe_pass("widgets", &Ok(report("2099-01-01T00:00:00.000000Z")));
-        let text = m.encode();
-        let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
-        let stalled = v("oms_sync_last_success_timestamp_seconds{stream=\"customers\"}");
-        assert_eq!(stalled, 1_709_251_500.0);
-        assert!(v("oms_sync_last_success_timestamp_seconds{stream=\"widgets\"}") > stalled);
-        assert!(v("oms_sync_lag_seconds{stream=\"customers\"}") > 86_400.0);
-        assert!(v("oms_sync_lag_seconds{stream=\"widgets\"}") < 0.0);
-        assert_eq!(
-            text.matches("# TYPE oms_sync_lag_seconds").count(),
-            1,
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -331,3 +331,40 @@ fn installed_path_follows_cargo_deb_directory_rule() {
     );
     assert_eq!(installed_path("a/b.conf", "etc/x/c.conf"), "/etc/x/c.conf");
 }
+
+/// The dashboard and the alert rules (with their promtool tests) ship under
+/// /usr/share/oms-sync, where the README says to import them from.
+#[test]
+fn dashboard_and_alert_rules_are_packaged() {
+    let assets = assets();
+    for dir in ["packaging/grafana", "packaging/prometheus"] {
+        let mut n = 0;
+        for e in std::fs::read_dir(root().join(dir)).expect(dir) {
+            let name = e.expect("dir entry").file_name();
+            let src = format!("{dir}/{}", name.to_string_lossy());
+            let (_, dest, mode) = assets
+                .iter()
+                .find(|(s, _, _)| s == &src)
+                .unwrap_or_else(|| panic!("{src} is not packaged"));
+            let installed = installed_path(&src, dest);
+            let sub = dir.trim_start_matches("packaging/");
+            assert_eq!(
+                installed,
+                format!("/usr/share/oms-sync/{sub}/{}", name.to_string_lossy())
+            );
+            assert_eq!(mode, "644", "{src}");
+            n += 1;
+        }
+        assert!(n > 0, "{dir} is empty");
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    for path in [
+        "/usr/share/oms-sync/grafana/oms-sync-dashboard.json",
+        "/usr/share/oms-sync/prometheus/oms-sync-alerts.yml",
+    ] {
+        assert!(
+            readme.contains(path),
+            "the README does not say where {path} is"
+        );
+    }
+}
