@@ -485,7 +485,7 @@ async fn status_json_reports_every_stream_and_their_total() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
     assert_eq!(run(args(&cfg, &["--once"]), vec![]).await.code, Some(0));
-    let v = status(cfg).await;
+    let v = status(cfg.clone()).await;
     assert_eq!(streams_of(&v), sorted);
     assert_eq!(v["streams"]["customers"]["live"], 120);
     let each = |k: &str| -> Vec<serde_json::Value> {
@@ -506,6 +506,15 @@ async fn status_json_reports_every_stream_and_their_total() {
         v["total"]["lag_seconds"].as_f64().is_some_and(|l| l > 0.0),
         "{v}"
     );
+
+    // For people: one block per stream, each naming its stream and table.
+    let r = run(args(&cfg, &["status"]), vec![]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for stream in Stream::ALL {
+        let head = format!("stream      {} (table {})", stream.name(), stream.table());
+        assert_eq!(r.stdout.matches(&head).count(), 1, "{}", r.stdout);
+    }
+    assert_eq!(r.stdout.matches("checkpoint  ").count(), Stream::ALL.len());
 }
 
 // ---- Issue 11: operator-facing defects, each through the real binary ----
