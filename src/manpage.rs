@@ -46,7 +46,7 @@ const FILES: [(&str, &str); 4] = [
     ),
     (
         "/usr/share/doc/oms-sync/README.md",
-        "the full manual: schema, guarantees, failure modes, queries",
+        "the manual (quick start, queries, configuration, operations); depth in docs/ beside it",
     ),
 ];
 

@@ -116,6 +116,36 @@ fn man_page_and_completions_generate_and_mention_backfill() {
     assert!(files["oms-sync-status.1"].contains(r"\-\-json"));
 }
 
+/// The README links its depth into `docs/` and says the package ships it beside the README:
+/// a page added there must not be left out of the package.
+#[test]
+fn every_docs_page_is_packaged_beside_the_readme() {
+    let assets = assets();
+    let mut pages = 0;
+    for e in std::fs::read_dir(root().join("docs")).expect("docs/") {
+        let name = e.expect("docs entry").file_name();
+        let name = name.to_str().expect("UTF-8 file name");
+        if !name.ends_with(".md") {
+            continue;
+        }
+        pages += 1;
+        let src = format!("docs/{name}");
+        let want = format!("/usr/share/doc/oms-sync/docs/{name}");
+        assert!(
+            assets
+                .iter()
+                .any(|(s, d, _)| s == &src && installed_path(s, d) == want),
+            "{src} is not packaged as {want}"
+        );
+    }
+    assert!(pages > 0, "docs/ holds no page");
+    assert!(
+        assets.iter().any(|(s, d, _)| s == "README.md"
+            && installed_path(s, d) == "/usr/share/doc/oms-sync/README.md"),
+        "README.md is not packaged"
+    );
+}
+
 #[test]
 fn deb_assets_point_at_files_that_exist() {
     let m = manifest();

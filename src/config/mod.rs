@@ -28,7 +28,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRIES: u32 = 8;
 pub const DEFAULT_RETRY_MIN_DELAY: Duration = Duration::from_millis(500);
 pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
-/// 8: see README, Performance (benches/remote.rs).
+/// 8: see docs/performance.md, "Remote OMS" (benches/remote.rs).
 pub const DEFAULT_CONCURRENCY: u32 = 8;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAX_CONCURRENCY: u32 = 16;

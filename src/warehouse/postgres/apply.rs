@@ -138,7 +138,7 @@ fn quarantine(
     }
 }
 
-/// How a batch's records reach the table (measured: see the README).
+/// How a batch's records reach the table (measured: see docs/postgresql.md, "Bulk path").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BulkPath {
     /// One `INSERT … SELECT FROM unnest($1::bigint[], …) ON CONFLICT … WHERE`.

@@ -1,7 +1,7 @@
 //! The other bulk path, kept measurable: binary `COPY` of a round into an UNLOGGED staging
 //! table (a regular table, not `ON COMMIT DROP` temp: CockroachDB and Citus lack those),
 //! then one `INSERT … SELECT … ON CONFLICT … WHERE` merge. Same statement shape and counts
-//! as the unnest path; see the README's figures for which is the default and why.
+//! as the unnest path; see docs/postgresql.md for which is the default and why.
 
 use postgres::Transaction;
 use postgres::binary_copy::BinaryCopyInWriter;
