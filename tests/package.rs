@@ -398,3 +398,100 @@ fn dashboard_and_alert_rules_are_packaged() {
         );
     }
 }
+
+/// `oms-sync --help` (the real binary) names where the config lives, as the package installs
+/// it, and the main keys with their defaults; a config that sets each of those keys to the
+/// default the help prints passes validation (`check` gets past its config step).
+#[test]
+fn long_help_names_config_locations_and_main_keys() {
+    let out = run_with_env(&["--help"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+    let installed: Vec<String> = assets()
+        .iter()
+        .map(|(s, d, _)| installed_path(s, d))
+        .collect();
+    for path in [
+        "/etc/oms-sync/oms-sync.toml",
+        "/usr/share/doc/oms-sync/oms-sync.example.toml",
+    ] {
+        assert!(help.contains(path), "--help does not name {path}:\n{help}");
+        assert!(
+            installed.contains(&path.to_owned()),
+            "{path} is not packaged"
+        );
+    }
+    let unit = std::fs::read_to_string(root().join("systemd/oms-sync.service")).expect("unit");
+    assert!(unit.contains("--config /etc/oms-sync/oms-sync.toml"));
+
+    // "  section.key   meaning (default)": the keys, and the defaults that are values.
+    let mut keys = Vec::new();
+    let mut defaults = Vec::new();
+    for line in help
+        .lines()
+        .skip_while(|l| !l.starts_with("Main keys"))
+        .skip(1)
+    {
+        let Some(rest) = line.strip_prefix("  ") else {
+            break;
+        };
+        let key = rest.split_whitespace().next().expect("a key");
+        keys.push(key.to_owned());
+        if let Some(open) = rest.rfind(" (") {
+            let value = rest[open + 2..].trim_end_matches(')');
+            if value.starts_with('"') || value.parse::<u64>().is_ok() {
+                defaults.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    for key in [
+        "api.base_url",
+        "api.token_file",
+        "warehouse.path",
+        "sync.interval",
+        "sync.lookback",
+        "api.concurrency",
+        "log.level",
+        "metrics.listen",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "--help lacks {key}:\n{help}");
+    }
+    assert!(defaults.len() >= 5, "too few defaults parsed: {defaults:?}");
+
+    // Every printed default is a valid value of its key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sections: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, value) in &defaults {
+        let (section, name) = key.split_once('.').expect("section.key");
+        sections
+            .entry(section.to_owned())
+            .or_default()
+            .push(format!("{name} = {value}"));
+    }
+    let api = sections.entry("api".into()).or_default();
+    // Nothing listens on port 9 of loopback: the API steps fail, after the config step.
+    api.push("base_url = \"http://127.0.0.1:9\"".into());
+    api.push("token = \"not-a-real-key\"".into());
+    sections
+        .entry("warehouse".into())
+        .or_default()
+        .push(format!(
+            "path = {:?}",
+            dir.path().join("wh.db").to_str().expect("UTF-8 path")
+        ));
+    let text: String = sections
+        .iter()
+        .map(|(s, lines)| format!("[{s}]\n{}\n", lines.join("\n")))
+        .collect();
+    let conf = dir.path().join("help-defaults.toml");
+    std::fs::write(&conf, &text).expect("write config");
+    let out = run_with_env(&["--config", conf.to_str().expect("UTF-8"), "check"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("config")),
+        "the help's defaults do not validate:\n{text}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,9 +1,11 @@
 //! The command line: parses arguments (clap), rejects conflicting ones, loads the config, sets
 //! up logging and runs one of the commands. Exit codes and the final error line live in
-//! [`exit`]; `oms-sync check` in [`check`]; the daemon's assembly in [`crate::daemon`].
+//! [`exit`]; `oms-sync check` in [`check`]; the long help's config summary in [`help`]; the
+//! daemon's assembly in [`crate::daemon`].
 
 pub mod check;
 pub mod exit;
+pub mod help;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -28,7 +30,8 @@ pub use exit::{ExitKind, Failure};
     name = "oms-sync",
     version,
     about = "Keeps a local SQLite warehouse in step with Akinon OMS customers",
-    after_help = "Without --once, --backfill or a command, runs as a daemon: one incremental pass every sync.interval until SIGTERM/SIGINT.\nWithout --config, every key comes from OMS_SYNC__SECTION__KEY variables."
+    after_help = "Without --once, --backfill or a command, runs as a daemon: one incremental pass every sync.interval until SIGTERM/SIGINT.\nWithout --config, every key comes from OMS_SYNC__SECTION__KEY variables. --help lists the config file's locations and main keys.",
+    after_long_help = help::after_long_help()
 )]
 pub struct Cli {
     /// Configuration file (TOML); OMS_SYNC__SECTION__KEY environment variables override it.
