@@ -21,7 +21,9 @@ struct Run {
     stderr: String,
 }
 
-/// What to run: the program, its arguments and environment, and the (uid, gid) to run it as.
+/// What to run: the program, its arguments and environment, and the (uid, gid) to run it as
+/// (with no supplementary group: std drops them when the parent is root; the tests run as
+/// root, a BI reader is not).
 struct Cmd<'a> {
     program: &'a str,
     args: Vec<String>,
@@ -114,11 +116,16 @@ struct Daemon(Child, tempfile::TempDir);
 
 impl Daemon {
     fn start(env: Vec<(&'static str, String)>) -> Daemon {
+        Daemon::start_as(env, None)
+    }
+
+    fn start_as(env: Vec<(&'static str, String)>, ids: Option<(u32, u32)>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cmd = Cmd::oms_sync(&[]).env(env).env(vec![
+        let mut cmd = Cmd::oms_sync(&[]).env(env).env(vec![
             ("OMS_SYNC__SYNC__INTERVAL", "1h".into()),
             ("OMS_SYNC__LOG__LEVEL", "info".into()),
         ]);
+        cmd.ids = ids;
         let child = cmd.spawn(&dir.path().join("out"), &dir.path().join("err"));
         Daemon(child, dir)
     }
@@ -307,4 +314,162 @@ async fn an_empty_file_becomes_a_warehouse() {
     let r = status.run().await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("20 live"), "{}", r.stdout);
+}
+
+/// The writer's user and group (the units' `oms-sync`), and a BI tool's user in that group.
+const WRITER: (u32, u32) = (64_201, 64_200);
+const READER: (u32, u32) = (64_202, 64_200);
+
+/// A directory for the warehouse owned by the writer, 0750: the README's read-access recipe.
+/// The binary is linked (or copied) into it: the build's own directory may not be open to
+/// other users.
+fn shared_dir() -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("oms-sync");
+    if std::fs::hard_link(BIN, &bin).is_err() {
+        std::fs::copy(BIN, &bin).expect("copy the binary");
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(dir.path(), Some(WRITER.0), Some(WRITER.1)).expect("chown");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    (dir, bin.display().to_string())
+}
+
+/// What a BI reader gets from the real `sqlite3 -readonly` (None when the CLI is not
+/// installed; `.ci/run` installs it) and from `oms-sync status --db`, as the reader's user.
+async fn read_as_bi_user(bin: &str, db: &Path) -> (Option<Run>, Run) {
+    let db_arg = db.display().to_string();
+    let cli = if Command::new("sqlite3").arg("-version").output().is_ok() {
+        let cmd = Cmd {
+            program: "sqlite3",
+            args: vec![
+                "-readonly".into(),
+                db_arg.clone(),
+                "SELECT count(*) FROM live_customers".into(),
+            ],
+            env: vec![],
+            ids: Some(READER),
+        };
+        Some(cmd.run().await)
+    } else {
+        eprintln!("sqlite3 not installed: only oms-sync status reads as the BI user");
+        None
+    };
+    let status = Cmd {
+        program: bin,
+        args: vec!["status".into(), "--db".into(), db_arg],
+        env: vec![],
+        ids: Some(READER),
+    }
+    .run()
+    .await;
+    (cli, status)
+}
+
+async fn assert_bi_user_reads(bin: &str, db: &Path, live: u64, when: &str) {
+    let (cli, status) = read_as_bi_user(bin, db).await;
+    if let Some(r) = cli {
+        assert_eq!(r.code, Some(0), "sqlite3 {when}: {}", r.stderr);
+        assert_eq!(r.stdout.trim(), live.to_string(), "sqlite3 {when}");
+    }
+    assert_eq!(status.code, Some(0), "status {when}: {}", status.stderr);
+    assert!(
+        status.stdout.contains(&format!("{live} live")),
+        "status {when}: {}",
+        status.stdout
+    );
+}
+
+/// Issue 24.1: with the directory 0750 and the file 0640 for the BI group, a reader could query
+/// only while a writer ran: SQLite deleted the -wal and -shm files when the writer exited, and
+/// a reader that may not create them failed with "attempt to write a readonly database". They
+/// are kept now, with the database's mode and group, so the reader (a uid of its own, only
+/// in the group) reads after `--once`, while the daemon runs, after it stopped, and after it
+/// was killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bi_user_with_group_read_access_reads_with_and_without_a_writer() {
+    use std::os::unix::fs::MetadataExt;
+    let oms = common::fake(common::distinct(40)).await;
+    let (dir, bin) = shared_dir();
+    let db = dir.path().join("warehouse.db");
+    let once = |oms: &oms_sync::fake_oms::FakeOms| Cmd {
+        program: &bin,
+        args: vec!["--once".into()],
+        env: env(oms, &db),
+        ids: Some(WRITER),
+    };
+
+    // First run: the file is private (0600) as the units make it; the reader is refused, by
+    // the operating system, with the file named.
+    let r = once(&oms).run().await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let (_, status) = read_as_bi_user(&bin, &db).await;
+    assert_eq!(status.code, Some(5), "a private warehouse is not readable");
+
+    // The README's recipe: the file 0640, then the writer starts again. The -wal and -shm
+    // files, kept since the first run with 0600, take the database's mode at that start.
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .expect("chmod");
+    let r = once(&oms).run().await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.path().join(format!("warehouse.db{suffix}"));
+        let meta = std::fs::metadata(&side)
+            .unwrap_or_else(|e| panic!("{} kept after the writer exited: {e}", side.display()));
+        assert_eq!(meta.mode() & 0o777, 0o640, "{suffix}");
+        assert_eq!((meta.uid(), meta.gid()), WRITER, "{suffix}");
+    }
+    assert_eq!(
+        std::fs::metadata(dir.path().join("warehouse.db-wal"))
+            .unwrap()
+            .len(),
+        0,
+        "a clean exit checkpoints and empties the WAL"
+    );
+    assert_bi_user_reads(&bin, &db, 40, "after --once exited").await;
+
+    // While the daemon runs (connection open, WAL in use), and after changes it wrote.
+    oms.with_store(|s| {
+        for id in 41..=45 {
+            s.upsert(oms_sync::fake_oms::FakeCustomer::new(id, common::at(1, id)));
+        }
+    });
+    let mut daemon = Daemon::start_as(env(&oms, &db), Some(WRITER));
+    let probe = db.clone();
+    daemon
+        .wait_for("the daemon's first pass", move || {
+            rusqlite::Connection::open_with_flags(
+                &probe,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)))
+            .is_ok_and(|n: i64| n == 45)
+        })
+        .await;
+    assert_bi_user_reads(&bin, &db, 45, "while the daemon runs").await;
+    daemon.terminate().await;
+    assert_bi_user_reads(&bin, &db, 45, "after the daemon stopped").await;
+
+    // Killed mid-life: the WAL may hold frames no checkpoint copied; readers still read them.
+    oms.with_store(|s| {
+        for id in 46..=50 {
+            s.upsert(oms_sync::fake_oms::FakeCustomer::new(id, common::at(2, id)));
+        }
+    });
+    let mut daemon = Daemon::start_as(env(&oms, &db), Some(WRITER));
+    let probe = db.clone();
+    daemon
+        .wait_for("the daemon's pass", move || {
+            rusqlite::Connection::open_with_flags(
+                &probe,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)))
+            .is_ok_and(|n: i64| n == 50)
+        })
+        .await;
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    assert_bi_user_reads(&bin, &db, 50, "after the daemon was killed").await;
 }

@@ -1,6 +1,7 @@
 //! Opening SQLite connections: the one place PRAGMAs are set, migrations applied, files that
 //! are not a warehouse refused, and SQLite errors sorted into the warehouse's error kinds.
 
+use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -149,6 +150,8 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(path, &e))?;
+        keep_wal_files(&conn).map_err(|e| open_error(path, &e))?;
+        align_wal_files(path);
         // The warehouse's writer replaces this with its background checkpoints (see
         // `checkpoint`); any other writing connection checkpoints at the same size itself.
         conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
@@ -162,6 +165,65 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
         .map_err(|e| open_error(path, &e))?;
     }
     Ok(conn)
+}
+
+/// WAL size (bytes) past which a restarting WAL is cut back; above the background checkpoint's
+/// threshold (about 40 MiB), so it only bounds a WAL a long reader made grow.
+pub const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes (persistent WAL), emptied
+/// (`journal_size_limit` makes the closing checkpoint truncate the WAL to 0 bytes).
+///
+/// A reader that may not write the directory (a BI group with read access only) can open a
+/// WAL database read-only only while both files exist: SQLite deletes them when its last
+/// connection closes, and without a running writer every read then failed with "attempt to
+/// write a readonly database". Each writing connection sets this, so whichever closes last
+/// keeps them.
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    let mut on: c_int = 1;
+    // SAFETY: the handle is this open connection's; SQLITE_FCNTL_PERSIST_WAL reads and writes
+    // the one int `on` points to, which outlives the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast::<c_void>(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot keep the WAL files (SQLITE_FCNTL_PERSIST_WAL)".into()),
+        ));
+    }
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+}
+
+/// Gives the `-wal` and `-shm` files the database file's permission bits and group, so a reader
+/// allowed to read the database may read them too. SQLite creates them so, but they now
+/// outlive the process: a `chmod`/`chgrp` of the database after they were made is carried
+/// over at the next writer's start. Best effort: a group this user is not in stays as it is
+/// (the reader then fails with its own error, which names the file).
+fn align_wal_files(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(db) = std::fs::metadata(path) else {
+        return;
+    };
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let Ok(meta) = std::fs::metadata(&side) else {
+            continue;
+        };
+        if meta.mode() & 0o777 != db.mode() & 0o777 {
+            let _ =
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(db.mode() & 0o777));
+        }
+        if meta.gid() != db.gid() {
+            let _ = std::os::unix::fs::chown(&side, None, Some(db.gid()));
+        }
+    }
 }
 
 pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> WarehouseError {
