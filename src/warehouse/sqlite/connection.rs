@@ -33,29 +33,31 @@ pub(super) enum Contents {
 /// Refuses a file that is neither empty nor an oms-sync warehouse, reading it only (a
 /// read-only connection writes nothing to a database that is not in WAL mode), so that a
 /// database of another application is left exactly as it was.
-pub(super) fn inspect(path: &Path) -> Result<Contents, WarehouseError> {
+///
+/// One exception, for the `writer`: a hot journal (a transaction interrupted by a crash, e.g.
+/// a first start killed while switching a new file to WAL) cannot be read through a
+/// read-only connection. The writer rolls it back first, as any SQLite program opening the
+/// file would, and then looks.
+pub(super) fn inspect(path: &Path, writer: bool) -> Result<Contents, WarehouseError> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => return Ok(Contents::Empty),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::Empty),
         _ => {}
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    let (app, version, tables) = match read_identity(path) {
+        Err(e) if writer && is_hot_journal(&e) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .and_then(|_| read_identity(path)),
+        other => other,
+    }
     .map_err(|e| open_error(path, &e))?;
-    let read = || -> rusqlite::Result<(i32, i64, Vec<String>)> {
-        let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let mut stmt = conn.prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        )?;
-        let tables = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok((app, version, tables))
-    };
-    let (app, version, tables) = read().map_err(|e| open_error(path, &e))?;
     let ours = WAREHOUSE_TABLES
         .iter()
         .all(|t| tables.iter().any(|have| have == t));
@@ -88,6 +90,23 @@ pub(super) fn inspect(path: &Path) -> Result<Contents, WarehouseError> {
             "a SQLite database of another application (application_id {other:#x})"
         ))),
     }
+}
+
+/// The file's application id, schema version and tables, through a read-only connection.
+fn read_identity(path: &Path) -> rusqlite::Result<(i32, i64, Vec<String>)> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let tables = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((app, version, tables))
 }
 
 /// Applies the pending migrations and stamps the application id. A failure names the
@@ -226,6 +245,12 @@ fn align_wal_files(path: &Path) {
     }
 }
 
+/// A read-only connection met a transaction a crash left in a rollback journal.
+fn is_hot_journal(e: &rusqlite::Error) -> bool {
+    e.sqlite_error()
+        .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+}
+
 pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> WarehouseError {
     let (reason, fix) = match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => (
@@ -235,6 +260,11 @@ pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> WarehouseError {
         Some(ErrorCode::CannotOpen) => (
             e.to_string(),
             "create the directory and make it writable by the oms-sync user",
+        ),
+        Some(ErrorCode::ReadOnly) if is_hot_journal(e) => (
+            "a transaction interrupted by a crash must be rolled back first (hot journal)"
+                .to_string(),
+            "run oms-sync --once (or the program that wrote the file) once as a user who may write it",
         ),
         Some(ErrorCode::ReadOnly) => (
             e.to_string(),
@@ -285,13 +315,13 @@ mod tests {
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .unwrap();
         assert_eq!(app, APPLICATION_ID);
-        assert_eq!(inspect(&p).unwrap(), Contents::Warehouse);
+        assert_eq!(inspect(&p, false).unwrap(), Contents::Warehouse);
         // One written before the id was set is recognised by its tables.
         conn.pragma_update(None, "application_id", 0).unwrap();
-        assert_eq!(inspect(&p).unwrap(), Contents::Warehouse);
+        assert_eq!(inspect(&p, false).unwrap(), Contents::Warehouse);
         // Another application's id is refused whatever the tables.
         conn.pragma_update(None, "application_id", 7).unwrap();
-        let err = inspect(&p).unwrap_err();
+        let err = inspect(&p, false).unwrap_err();
         assert!(err.to_string().contains("application_id 0x7"), "{err}");
     }
 

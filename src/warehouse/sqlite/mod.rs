@@ -97,7 +97,7 @@ impl SqliteWarehouse {
 
     fn open_locked(path: &Path, lock: WriterLock) -> Result<Self, WarehouseError> {
         // Before anything writes: another application's database is refused untouched.
-        connection::inspect(path)?;
+        connection::inspect(path, true)?;
         if !path.exists() {
             OpenOptions::new()
                 .write(true)

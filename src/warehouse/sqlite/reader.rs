@@ -32,7 +32,7 @@ impl SqliteReader {
                 fix: "name the warehouse file itself (warehouse.path or --db), e.g. DIR/warehouse.db",
             });
         }
-        if inspect(path)? == Contents::Empty {
+        if inspect(path, false)? == Contents::Empty {
             return Err(WarehouseError::Open {
                 path: path.to_path_buf(),
                 reason: "it holds no warehouse yet".into(),
