@@ -30,7 +30,7 @@ mod common;
 use std::time::Duration;
 
 use common::{child_backfill, rate, run_by_cargo_bench, secs};
-use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+use fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
 
 const SEED: u64 = 20_240_301;
 /// The server's page cap (DRF `max_page_size`), and the page size asked for.

@@ -35,11 +35,11 @@ use common::pg::{self, RAW_PG_ROWS, RawPg};
 use common::{
     child_backfill, child_backfill_into, median, rate, remove_db, run_by_cargo_bench, secs,
 };
+use fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::api::ApiClient;
 use oms_sync::config::{
     ApiConfig, DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE, Secret, parse_base_url,
 };
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, synthetic_customers, touch_random};
 use oms_sync::resource::{Customer, Customers, Row};
 use oms_sync::sync::plan::RangePlanner;
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
@@ -645,7 +645,7 @@ async fn run(s: Settings) {
     }
     let t = Instant::now();
     let customers = synthetic_customers(n, SEED);
-    let records: Vec<Customer> = customers.iter().map(FakeCustomer::stored).collect();
+    let records: Vec<Customer> = customers.iter().map(common::stored).collect();
     let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
     let oms = FakeOms::start(
         FakeOmsConfig {

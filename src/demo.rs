@@ -13,12 +13,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::config::{ApiConfig, WarehouseConfig};
-use crate::fake_oms::{self, FakeOms, FakeOmsConfig};
+use crate::config::{ApiConfig, Secret, WarehouseConfig, parse_base_url};
 use crate::stream::Stream;
 use crate::sync::{NoProgress, PassReport, SyncOptions};
 use crate::warehouse::postgres::{PgConfig, drop_previous_demo};
 use crate::warehouse::{AnyWarehouse, RunKind, describe as describe_warehouse, open_reader};
+use fake_oms::{FakeOms, FakeOmsConfig};
 
 /// The schema a PostgreSQL demo writes, so it never touches the database's own tables.
 pub const DEMO_SCHEMA: &str = "oms_sync_demo";
@@ -123,12 +123,13 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
         "fake OMS with {customers} synthetic customers at {}",
         oms.base_url()
     )?;
+    let base_url = parse_base_url(&oms.base_url(), false).context("the fake OMS's address")?;
     let api = ApiConfig {
         page_size: 500,
         retry_min_delay: Duration::from_millis(100),
         retry_max_delay: Duration::from_secs(2),
         concurrency: 2,
-        ..oms.api_config()
+        ..ApiConfig::new(base_url, Secret::new(oms.token()))
     };
     let client = ApiClient::new(&api)?;
     let opts = SyncOptions {

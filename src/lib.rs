@@ -19,15 +19,15 @@
 //! - [`progress`]: backfill progress (a bar on a terminal, log lines otherwise).
 //! - [`cli`]: argument parsing, the commands (`check` among them) and exit codes.
 //! - [`manpage`]: the man pages and shell completions the package ships.
-//! - [`fake_oms`]: a faithful fake of the OMS endpoint for tests, the demo and benchmarks.
-//! - [`demo`]: the self-contained demo run.
+//! - [`demo`]: the self-contained demo run, against the fake OMS (the `fake-oms` crate of this
+//!   workspace) in-process; built with the default cargo feature `demo`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod fake_oms;
 pub mod manpage;
 pub mod metrics;
 pub mod notify;

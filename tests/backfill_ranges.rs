@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use oms_sync::fake_oms::FakeCustomer;
+use fake_oms::FakeCustomer;
 use oms_sync::resource::{Customer, CustomerFields, Customers};
 use oms_sync::warehouse::{
     Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, RunKind, Warehouse,

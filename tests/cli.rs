@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oms_sync::fake_oms::FakeOms;
+use fake_oms::FakeOms;
 use oms_sync::stream::Stream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use fake_oms::{FakeCustomer, FakeOms, Fault, RecordedRequest};
 use oms_sync::api::{ApiClient, ApiError, parse_page, parse_page_by_element};
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, Fault, RecordedRequest};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::timefmt;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{FixedOffset, TimeDelta};
 use common::*;
+use fake_oms::{FakeCustomer, bulk_update};
 use oms_sync::api::ApiError;
-use oms_sync::fake_oms::{FakeCustomer, bulk_update};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::warehouse::{Confirmed, Mark, Warehouse};
@@ -61,7 +61,7 @@ async fn g1_keyset_pagination_survives_changes_and_ignores_next_links_on() {
 
 /// During a pass, on requests 2..=6: update one row already read and one not yet read, and
 /// add a customer. With page numbers, each update shifts rows across page boundaries.
-fn change_during_pass(n: u64, s: &mut oms_sync::fake_oms::Store) {
+fn change_during_pass(n: u64, s: &mut fake_oms::Store) {
     if (2..=6).contains(&n) {
         let newest = s.max_modified_date().unwrap();
         let k = n as i64;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::*;
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, bulk_update};
+use fake_oms::{FakeCustomer, FakeOms, bulk_update};
 use oms_sync::timefmt;
 use oms_sync::warehouse::Mark;
 use rand::rngs::StdRng;

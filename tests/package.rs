@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+use fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
 

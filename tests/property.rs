@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
 use common::*;
+use fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, Store};
 use oms_sync::config::DEFAULT_LOOKBACK;
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig, Store};
 use oms_sync::resource::Customers;
 use oms_sync::sync::SyncError;
 use oms_sync::timefmt;

@@ -96,7 +96,7 @@ impl<'a> Cmd<'a> {
 }
 
 /// The environment that points the binary at `oms` and the warehouse `db` (no config file).
-fn env(oms: &oms_sync::fake_oms::FakeOms, db: &Path) -> Vec<(&'static str, String)> {
+fn env(oms: &fake_oms::FakeOms, db: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("OMS_SYNC__API__BASE_URL", oms.base_url()),
         ("OMS_SYNC__API__TOKEN", oms.token()),
@@ -393,7 +393,7 @@ async fn a_bi_user_with_group_read_access_reads_with_and_without_a_writer() {
     let oms = common::fake(common::distinct(40)).await;
     let (dir, bin) = shared_dir();
     let db = dir.path().join("warehouse.db");
-    let once = |oms: &oms_sync::fake_oms::FakeOms| Cmd {
+    let once = |oms: &fake_oms::FakeOms| Cmd {
         program: &bin,
         args: vec!["--once".into()],
         env: env(oms, &db),
@@ -432,7 +432,7 @@ async fn a_bi_user_with_group_read_access_reads_with_and_without_a_writer() {
     // While the daemon runs (connection open, WAL in use), and after changes it wrote.
     oms.with_store(|s| {
         for id in 41..=45 {
-            s.upsert(oms_sync::fake_oms::FakeCustomer::new(id, common::at(1, id)));
+            s.upsert(fake_oms::FakeCustomer::new(id, common::at(1, id)));
         }
     });
     let mut daemon = Daemon::start_as(env(&oms, &db), Some(WRITER));
@@ -454,7 +454,7 @@ async fn a_bi_user_with_group_read_access_reads_with_and_without_a_writer() {
     // Killed mid-life: the WAL may hold frames no checkpoint copied; readers still read them.
     oms.with_store(|s| {
         for id in 46..=50 {
-            s.upsert(oms_sync::fake_oms::FakeCustomer::new(id, common::at(2, id)));
+            s.upsert(fake_oms::FakeCustomer::new(id, common::at(2, id)));
         }
     });
     let mut daemon = Daemon::start_as(env(&oms, &db), Some(WRITER));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use oms_sync::fake_oms::{FakeOms, Fault, insert_new, touch_random};
+use fake_oms::{FakeOms, Fault, insert_new, touch_random};
 use rusqlite::{Connection, OpenFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");

@@ -1,6 +1,6 @@
 //! Helpers shared by the bench targets (`sync`, `remote`): number formatting, medians, removing
 //! a warehouse and its side files, and running the real `oms-sync --backfill` binary as a child
-//! process with its peak RSS; `pg`: the PostgreSQL leg (server, schemas, raw loop).
+//! process with its peak RSS, the record a fake customer becomes; `pg`: the PostgreSQL leg (server, schemas, raw loop).
 #![allow(dead_code)]
 
 pub mod pg;
@@ -9,7 +9,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oms_sync::fake_oms::FakeOms;
+use fake_oms::{FakeCustomer, FakeOms};
+use oms_sync::resource::{Customer, CustomerFields};
+
+/// The record the warehouse holds for a fake customer after a sync (canonical UTC instants,
+/// extra fields as one JSON object).
+pub fn stored(c: &FakeCustomer) -> Customer {
+    use oms_sync::timefmt::canonical;
+    let extra =
+        (!c.extra.is_empty()).then(|| serde_json::Value::Object(c.extra.clone()).to_string());
+    Customer::new(CustomerFields {
+        id: c.id,
+        created_date: Some(&canonical(&c.created_date)),
+        modified_date: &canonical(&c.modified_date),
+        omnitron_id: c.omnitron_id,
+        email: c.email.as_deref(),
+        first_name: c.first_name.as_deref(),
+        last_name: c.last_name.as_deref(),
+        phone_number: c.phone_number.as_deref(),
+        erp_code: c.erp_code.as_deref(),
+        channel: c.channel,
+        extra: extra.as_deref(),
+    })
+}
 
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -160,6 +160,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        #[cfg(feature = "demo")]
         Some(Command::Demo { db, customers }) => {
             init_logging(&LogConfig {
                 level: "warn".into(),
@@ -170,6 +171,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 .block_on(crate::demo::run(&target, customers))
                 .map_err(|e| Failure::new(ExitKind::Other, e))
         }
+        #[cfg(not(feature = "demo"))]
+        Some(Command::Demo { .. }) => Err(Failure::new(
+            ExitKind::Usage,
+            anyhow::anyhow!(
+                "this oms-sync was built without the demo; fix: build it with the default \
+                 features (cargo feature `demo`)"
+            ),
+        )),
         Some(Command::Status { config, db, json }) => {
             let location = match db {
                 Some(db) => WarehouseConfig::from_db_arg(&db)?,

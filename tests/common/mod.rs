@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
 use oms_sync::api::ApiClient;
-use oms_sync::config::{ApiConfig, WarehouseConfig};
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, FakeOmsConfig};
-use oms_sync::resource::Customers;
+use oms_sync::config::{ApiConfig, Secret, WarehouseConfig, parse_base_url};
+use oms_sync::resource::{Customer, CustomerFields, Customers};
 use oms_sync::stream::{Stream, StreamWarehouse};
 use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
 use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, Reader, Snapshot};
@@ -41,6 +41,14 @@ pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
         .expect("fake OMS starts")
 }
 
+/// A client config for the fake, every key the tests do not set at its default.
+pub fn fake_api_config(oms: &FakeOms) -> ApiConfig {
+    ApiConfig::new(
+        parse_base_url(&oms.base_url(), false).expect("the fake listens on a loopback http URL"),
+        Secret::new(oms.token()),
+    )
+}
+
 pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
     ApiConfig {
         page_size,
@@ -48,7 +56,7 @@ pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
         max_retries: 6,
         retry_min_delay: Duration::from_millis(1),
         retry_max_delay: Duration::from_millis(20),
-        ..oms.api_config()
+        ..fake_api_config(oms)
     }
 }
 
@@ -484,9 +492,30 @@ fn pg_rows(pg: &PgSchema) -> BTreeMap<i64, Row> {
         .collect()
 }
 
+/// The record the warehouse must hold for a server customer after a sync: the same instants in
+/// canonical UTC text, extra fields as one JSON object.
+pub fn stored(c: &FakeCustomer) -> Customer {
+    use oms_sync::timefmt::canonical;
+    let extra =
+        (!c.extra.is_empty()).then(|| serde_json::Value::Object(c.extra.clone()).to_string());
+    Customer::new(CustomerFields {
+        id: c.id,
+        created_date: Some(&canonical(&c.created_date)),
+        modified_date: &canonical(&c.modified_date),
+        omnitron_id: c.omnitron_id,
+        email: c.email.as_deref(),
+        first_name: c.first_name.as_deref(),
+        last_name: c.last_name.as_deref(),
+        phone_number: c.phone_number.as_deref(),
+        erp_code: c.erp_code.as_deref(),
+        channel: c.channel,
+        extra: extra.as_deref(),
+    })
+}
+
 /// What the warehouse should hold for a server customer.
 pub fn expected(c: &FakeCustomer) -> Row {
-    let s = c.stored();
+    let s = stored(c);
     let text = |v: Option<&str>| v.map(str::to_owned);
     Row {
         created_date: text(s.created_date()),

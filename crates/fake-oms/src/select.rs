@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 
-use super::store::{FakeCustomer, MdKey, Store, mix64};
+use super::customers::FakeCustomer;
+use super::store::{MdKey, Store, mix64};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SortKey {
@@ -226,7 +227,7 @@ mod tests {
 
     #[test]
     fn selection_matches_a_naive_model() {
-        use crate::fake_oms::store::tie_hash;
+        use crate::store::tie_hash;
         use chrono::{TimeDelta, TimeZone, Utc};
         use rand::seq::SliceRandom;
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+use fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
 
 #[derive(Debug, Parser)]
 #[command(

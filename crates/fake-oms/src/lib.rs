@@ -1,10 +1,14 @@
 //! A fake of Akinon OMS's `GET /api/v1/oms/customers/list-simple/` (a Django REST Framework
-//! list view with page-number pagination and django-filter filters), for integration tests,
-//! the demo, property tests and benchmarks.
+//! list view with page-number pagination and django-filter filters), for oms-sync's
+//! integration tests, property tests and benchmarks, its demo, and the `fake-oms` binary.
+//!
+//! The fake is an oracle written apart from the product: it describes the wire fields of what
+//! it serves itself ([`CUSTOMERS`], from the vendor's documentation) and depends on nothing of
+//! oms-sync, so a field the product gets wrong fails a test instead of agreeing with itself.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use oms_sync::fake_oms::{FakeOms, FakeOmsConfig, Fault, synthetic_customers};
+//! use fake_oms::{FakeOms, FakeOmsConfig, Fault, synthetic_customers};
 //! let oms = FakeOms::start(FakeOmsConfig::default(), synthetic_customers(500, 7)).await?;
 //! oms.push_fault(Fault::TooManyRequests { retry_after: "1".into() });
 //! oms.knobs(|k| k.max_limit = 100);
@@ -31,7 +35,7 @@
 //!   throttle (`Knobs::throttle_per_second`, 429 above N in any second), then the faults.
 //!
 //! Layout (one concern per file):
-//! - `mod.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
+//! - `lib.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
 //!   the request log ([`RecordedRequest`]).
 //! - `server`: the request pipeline and the shared, locked state; it only orders the steps below.
 //! - `throttle`: the latency and the throttle, the first steps of every request.
@@ -42,9 +46,13 @@
 //! - `links`: DRF's `next` / `previous` URLs.
 //! - `json`: the page and customer JSON, written by hand as DRF renders it.
 //! - `reply`: error bodies (DRF detail, Django and load-balancer HTML), 429, gzip.
+//! - `resource`: the description of a route's records ([`Resource`], [`Field`], [`Kind`]).
+//! - `customers`: the customers' description ([`CUSTOMERS`]) and row ([`FakeCustomer`]).
 //! - `store`, `data`, `dates`: the rows and their indexes, synthetic data, Django's datetimes.
+//! - `main.rs`: the `fake-oms` binary.
 
 mod auth;
+mod customers;
 mod data;
 mod dates;
 mod faults;
@@ -52,6 +60,7 @@ mod json;
 mod links;
 mod query;
 mod reply;
+mod resource;
 mod select;
 mod server;
 mod store;
@@ -67,16 +76,15 @@ use chrono::FixedOffset;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use customers::{CUSTOMERS, CUSTOMERS_PATH, FakeCustomer};
 pub use data::{ascii_fold, bulk_update, insert_new, synthetic_customers, touch_random};
 pub use dates::{format_drf_datetime, istanbul, parse_django_datetime, write_drf_datetime};
 pub use faults::Fault;
 pub use reply::lb_html;
-pub use store::{FakeCustomer, Store, trunc_micros};
+pub use resource::{Field, Kind, Resource};
+pub use store::{Store, trunc_micros};
 
 use server::Shared;
-
-/// The one route the fake serves.
-pub const CUSTOMERS_PATH: &str = "/api/v1/oms/customers/list-simple/";
 
 /// The hook run at the start of every authorized request (see [`FakeOms::set_before_request`]).
 pub type BeforeRequestHook = Box<dyn FnMut(u64, &mut Store) + Send>;
@@ -282,16 +290,6 @@ impl FakeOms {
     }
 
     /// The currently valid token.
-    /// A client config for this server, every other key at its default.
-    pub fn api_config(&self) -> crate::config::ApiConfig {
-        crate::config::ApiConfig::new(
-            // A loopback http URL with a port always parses.
-            crate::config::parse_base_url(&self.base_url(), false)
-                .expect("the fake OMS listens on a loopback http URL"),
-            crate::config::Secret::new(self.token()),
-        )
-    }
-
     pub fn token(&self) -> String {
         self.shared.lock().knobs.token.clone()
     }

@@ -4,7 +4,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::store::{FakeCustomer, Store};
+use super::customers::FakeCustomer;
+use super::store::Store;
 
 const FIRST_NAMES: &[&str] = &[
     "Ali", "Ayşe", "Mehmet", "Fatma", "Mustafa", "Emine", "Ahmet", "Hatice", "Hüseyin", "Zeynep",

@@ -6,9 +6,9 @@ use std::sync::LazyLock;
 
 use chrono::FixedOffset;
 
+use super::customers::{CUSTOMERS, FakeCustomer, Slot};
 use super::dates::write_drf_datetime;
-use super::store::{FakeCustomer, Store};
-use crate::resource::customers::{FIELDS, Field};
+use super::store::Store;
 
 /// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`,
 /// with the customers `ids` of `store` as `results` (from its cache of their JSON when the
@@ -47,7 +47,7 @@ pub(super) fn write_page(
 }
 
 /// Writes one customer as DRF would (`raw_override` verbatim if set): the documented fields in
-/// [`FIELDS`] order, an `extra` key naming one of them replacing its value in place, then the
+/// [`CUSTOMERS`] order, an `extra` key naming one of them replacing its value in place, then the
 /// other extra fields.
 pub(crate) fn write_customer(buf: &mut Vec<u8>, c: &FakeCustomer, offset: Option<FixedOffset>) {
     if let Some(raw) = &c.raw_override {
@@ -55,30 +55,30 @@ pub(crate) fn write_customer(buf: &mut Vec<u8>, c: &FakeCustomer, offset: Option
         return;
     }
     let ex = &c.extra;
-    for (&name, (key, slot)) in FIELDS.iter().zip(LAYOUT.iter()) {
+    for (name, (key, slot)) in CUSTOMERS.names().zip(LAYOUT.iter()) {
         buf.extend_from_slice(key);
         if let Some(v) = (!ex.is_empty()).then(|| ex.get(name)).flatten() {
             serde_json::to_writer(&mut *buf, v).expect("writing to a Vec cannot fail");
             continue;
         }
         match slot {
-            Some(Field::Id) => write_i64(buf, c.id),
-            Some(Field::CreatedDate) => write_datetime(buf, c.created_date, offset),
-            Some(Field::ModifiedDate) => write_datetime(buf, c.modified_date, offset),
-            Some(Field::OmnitronId) => write_opt_i64(buf, c.omnitron_id),
-            Some(Field::Email) => write_opt_str(buf, c.email.as_deref()),
-            Some(Field::FirstName) => write_opt_str(buf, c.first_name.as_deref()),
-            Some(Field::LastName) => write_opt_str(buf, c.last_name.as_deref()),
-            Some(Field::PhoneNumber) => write_opt_str(buf, c.phone_number.as_deref()),
-            Some(Field::ErpCode) => write_opt_str(buf, c.erp_code.as_deref()),
-            Some(Field::Channel) => write_opt_i64(buf, c.channel),
-            // A field added to FIELDS before the fake stores it: DRF writes a nullable
-            // column without a value as null.
+            Some(Slot::Id) => write_i64(buf, c.id),
+            Some(Slot::CreatedDate) => write_datetime(buf, c.created_date, offset),
+            Some(Slot::ModifiedDate) => write_datetime(buf, c.modified_date, offset),
+            Some(Slot::OmnitronId) => write_opt_i64(buf, c.omnitron_id),
+            Some(Slot::Email) => write_opt_str(buf, c.email.as_deref()),
+            Some(Slot::FirstName) => write_opt_str(buf, c.first_name.as_deref()),
+            Some(Slot::LastName) => write_opt_str(buf, c.last_name.as_deref()),
+            Some(Slot::PhoneNumber) => write_opt_str(buf, c.phone_number.as_deref()),
+            Some(Slot::ErpCode) => write_opt_str(buf, c.erp_code.as_deref()),
+            Some(Slot::Channel) => write_opt_i64(buf, c.channel),
+            // A field described before the fake stores it: DRF writes a nullable column
+            // without a value as null.
             None => buf.extend_from_slice(b"null"),
         }
     }
     for (k, v) in ex {
-        if FIELDS.contains(&k.as_str()) {
+        if CUSTOMERS.position(k).is_some() {
             continue;
         }
         buf.push(b',');
@@ -89,18 +89,18 @@ pub(crate) fn write_customer(buf: &mut Vec<u8>, c: &FakeCustomer, offset: Option
     buf.push(b'}');
 }
 
-/// Per [`FIELDS`] entry, its key as written (`{"id":` first, then `,"name":`) and its slot:
-/// derived once from FIELDS, so a record neither escapes its field names nor matches them as
-/// strings.
-static LAYOUT: LazyLock<Vec<(Vec<u8>, Option<Field>)>> = LazyLock::new(|| {
-    FIELDS
-        .iter()
+/// Per [`CUSTOMERS`] field, its key as written (`{"id":` first, then `,"name":`) and its
+/// slot: derived once from the description, so a record neither escapes its field names nor
+/// matches them as strings.
+static LAYOUT: LazyLock<Vec<(Vec<u8>, Option<Slot>)>> = LazyLock::new(|| {
+    CUSTOMERS
+        .names()
         .enumerate()
-        .map(|(i, &name)| {
+        .map(|(i, name)| {
             let mut key = vec![if i == 0 { b'{' } else { b',' }];
             write_json_str(&mut key, name);
             key.push(b':');
-            (key, Field::of(name))
+            (key, Slot::of(name))
         })
         .collect()
 });
@@ -296,7 +296,7 @@ mod tests {
             return;
         }
         let ex = &c.extra;
-        for (i, &name) in FIELDS.iter().enumerate() {
+        for (i, name) in CUSTOMERS.names().enumerate() {
             buf.push(if i == 0 { b'{' } else { b',' });
             write_json_str_reference(buf, name);
             buf.push(b':');
@@ -315,13 +315,13 @@ mod tests {
                 "phone_number" => write_opt_str(buf, c.phone_number.as_deref()),
                 "erp_code" => write_opt_str(buf, c.erp_code.as_deref()),
                 "channel" => write_opt_i64(buf, c.channel),
-                // A field added to FIELDS before the fake stores it: DRF writes a nullable
+                // A field described before the fake stores it: DRF writes a nullable
                 // column without a value as null.
                 _ => buf.extend_from_slice(b"null"),
             }
         }
         for (k, v) in ex {
-            if FIELDS.contains(&k.as_str()) {
+            if CUSTOMERS.position(k).is_some() {
                 continue;
             }
             buf.push(b',');
@@ -412,11 +412,11 @@ mod tests {
 
     #[test]
     fn every_field_has_its_own_slot() {
-        for (&name, (key, slot)) in FIELDS.iter().zip(LAYOUT.iter()) {
+        for (name, (key, slot)) in CUSTOMERS.names().zip(LAYOUT.iter()) {
             assert!(slot.is_some(), "{name}");
             assert!(key.ends_with(format!("\"{name}\":").as_bytes()), "{name}");
         }
-        assert_eq!(LAYOUT.len(), FIELDS.len());
+        assert_eq!(LAYOUT.len(), CUSTOMERS.fields.len());
     }
 
     #[test]
@@ -436,8 +436,8 @@ mod tests {
         let mut b = Vec::new();
         write_customer(&mut b, &c, None);
         let text = String::from_utf8(b).unwrap();
-        let keys: Vec<usize> = FIELDS
-            .iter()
+        let keys: Vec<usize> = CUSTOMERS
+            .names()
             .map(|f| text.find(&format!("\"{f}\":")).expect(f))
             .collect();
         assert!(keys.is_sorted(), "{text}");

@@ -4,9 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use oms_sync::fake_oms::{
-    CUSTOMERS_PATH, FakeCustomer, FakeOms, FakeOmsConfig, Fault, synthetic_customers,
-};
+use fake_oms::{CUSTOMERS_PATH, FakeCustomer, FakeOms, FakeOmsConfig, Fault, synthetic_customers};
 use serde_json::{Value, json};
 
 fn t0() -> DateTime<Utc> {
@@ -740,7 +738,7 @@ async fn serving_rate() {
         );
     }
     let started = Instant::now();
-    let changed = oms.with_store(|s| oms_sync::fake_oms::touch_random(s, 0.01, 2));
+    let changed = oms.with_store(|s| fake_oms::touch_random(s, 0.01, 2));
     println!("touched {} in {:?}", changed.len(), started.elapsed());
     oms.shutdown().await;
 }
