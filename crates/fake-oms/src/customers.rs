@@ -2,11 +2,13 @@
 //! typed row the fake stores for it ([`FakeCustomer`]), with the slots its hand-written JSON
 //! writer fills in the description's order.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
+use rand::Rng;
+use rand::rngs::StdRng;
 use serde_json::{Map, Value};
 
 use crate::resource::{Field, Resource};
-use crate::store::trunc_micros;
+use crate::store::{Exact, Row, trunc_micros};
 
 /// The route of Akinon OMS's customers list.
 pub const CUSTOMERS_PATH: &str = "/api/v1/oms/customers/list-simple/";
@@ -102,10 +104,71 @@ impl FakeCustomer {
         self.extra.insert(key.into(), value);
         self
     }
+}
 
-    pub(crate) fn normalize(&mut self) {
+impl Row for FakeCustomer {
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn modified_date(&self) -> DateTime<Utc> {
+        self.modified_date
+    }
+
+    fn set_id(&mut self, id: i64) {
+        self.id = id;
+    }
+
+    fn set_modified_date(&mut self, t: DateTime<Utc>) {
+        self.modified_date = t;
+    }
+
+    fn normalize(&mut self) {
         self.created_date = trunc_micros(self.created_date);
         self.modified_date = trunc_micros(self.modified_date);
+    }
+
+    fn matches(&self, field: usize, want: &Exact) -> bool {
+        let text = |v: &Option<String>| match want {
+            Exact::Text(w) => v.as_deref() == Some(w.as_str()),
+            _ => false,
+        };
+        let int = |v: Option<i64>| matches!(want, Exact::Integer(w) if v == Some(*w));
+        match crate::json::slot(field) {
+            Some(Slot::Id) => int(Some(self.id)),
+            Some(Slot::OmnitronId) => int(self.omnitron_id),
+            Some(Slot::Channel) => int(self.channel),
+            Some(Slot::Email) => text(&self.email),
+            Some(Slot::FirstName) => text(&self.first_name),
+            Some(Slot::LastName) => text(&self.last_name),
+            Some(Slot::PhoneNumber) => text(&self.phone_number),
+            Some(Slot::ErpCode) => text(&self.erp_code),
+            Some(Slot::CreatedDate | Slot::ModifiedDate) | None => false,
+        }
+    }
+
+    fn write_json(&self, buf: &mut Vec<u8>, offset: Option<FixedOffset>) {
+        crate::json::write_customer(buf, self, offset);
+    }
+
+    fn synthetic(
+        _: &'static Resource,
+        rng: &mut StdRng,
+        id: i64,
+        created: DateTime<Utc>,
+        modified: DateTime<Utc>,
+    ) -> FakeCustomer {
+        crate::data::person(
+            rng,
+            id,
+            created.timestamp_micros(),
+            modified.timestamp_micros(),
+        )
+    }
+
+    /// A new phone number.
+    fn edit(&mut self, rng: &mut StdRng) {
+        self.phone_number = Some(format!("05{:09}", rng.random_range(0..1_000_000_000u32)));
     }
 }
 

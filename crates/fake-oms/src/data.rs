@@ -1,11 +1,14 @@
-//! Synthetic customers (Turkish names, nulls, ties) and bulk changes for demos and benchmarks.
+//! Synthetic customers (Turkish names, nulls, ties) and records of any resource, and bulk
+//! changes of any store, for demos, tests and benchmarks.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::customers::FakeCustomer;
-use super::store::Store;
+use super::customers::{CUSTOMERS, FakeCustomer};
+use super::record::Record;
+use super::resource::Resource;
+use super::store::{Row, Store};
 
 const FIRST_NAMES: &[&str] = &[
     "Ali", "Ayşe", "Mehmet", "Fatma", "Mustafa", "Emine", "Ahmet", "Hatice", "Hüseyin", "Zeynep",
@@ -90,7 +93,7 @@ const START: i64 = 1_546_300_800_000_000;
 /// Four years of sign-ups.
 const SPAN: i64 = 4 * 365 * 86_400 * 1_000_000;
 
-fn person(rng: &mut StdRng, id: i64, created: i64, modified: i64) -> FakeCustomer {
+pub(crate) fn person(rng: &mut StdRng, id: i64, created: i64, modified: i64) -> FakeCustomer {
     let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
     let last =
         (!rng.random_ratio(1, 20)).then(|| LAST_NAMES[rng.random_range(0..LAST_NAMES.len())]);
@@ -142,10 +145,22 @@ fn person(rng: &mut StdRng, id: i64, created: i64, modified: i64) -> FakeCustome
 ///   (`first.last<id>@domain`), ~25% null phones, ~60% null ERP codes, ~5% null last names,
 ///   ~2% null `omnitron_id`, channels 1–3.
 pub fn synthetic_customers(n: usize, seed: u64) -> Vec<FakeCustomer> {
+    synthetic_rows(&CUSTOMERS, n, seed)
+}
+
+/// `n` deterministic records of `resource` for `seed`, in id order, with the ids, instants and
+/// bulk-update ties of [`synthetic_customers`]; the other fields random values of their kind
+/// (`null` now and then where nullable; a field named `created_date` the creation instant).
+pub fn synthetic_records(resource: &'static Resource, n: usize, seed: u64) -> Vec<Record> {
+    synthetic_rows(resource, n, seed)
+}
+
+fn synthetic_rows<R: Row>(resource: &'static Resource, n: usize, seed: u64) -> Vec<R> {
     let mut rng = StdRng::seed_from_u64(seed);
     let avg_gap = (SPAN / n.max(1) as i64).max(2);
     let end = START + SPAN + 30 * 86_400 * 1_000_000;
-    let mut out = Vec::with_capacity(n);
+    let mut out: Vec<R> = Vec::with_capacity(n);
+    let mut created_at: Vec<i64> = Vec::with_capacity(n);
     let mut id = 0i64;
     let mut t = START;
     for _ in 0..n {
@@ -165,7 +180,14 @@ pub fn synthetic_customers(n: usize, seed: u64) -> Vec<FakeCustomer> {
             modified -= modified.rem_euclid(1_000_000);
         }
         let created = created.min(modified);
-        out.push(person(&mut rng, id, created, modified));
+        out.push(R::synthetic(
+            resource,
+            &mut rng,
+            id,
+            micros(created),
+            micros(modified),
+        ));
+        created_at.push(created);
     }
     // Bulk updates: runs of consecutive customers share one modified_date.
     let mut i = 0usize;
@@ -183,14 +205,14 @@ pub fn synthetic_customers(n: usize, seed: u64) -> Vec<FakeCustomer> {
             rng.random_range(301..=2000)
         };
         let stop = (i + len).min(n);
-        let latest_created = out[stop - 1].created_date.timestamp_micros();
+        let latest_created = created_at[stop - 1];
         let mut at = latest_created + rng.random_range(1_000_000..7 * 86_400 * 1_000_000);
         if rng.random_bool(0.5) {
             at -= at.rem_euclid(1_000_000);
         }
         let at = micros(at);
         for c in &mut out[i..stop] {
-            c.modified_date = at;
+            c.set_modified_date(at);
         }
         i = stop;
     }
@@ -199,14 +221,14 @@ pub fn synthetic_customers(n: usize, seed: u64) -> Vec<FakeCustomer> {
 
 /// Sets `modified_date = at` on every id present (a bulk update: they all tie). Returns how
 /// many were changed.
-pub fn bulk_update(store: &mut Store, ids: &[i64], at: DateTime<Utc>) -> usize {
+pub fn bulk_update<R: Row>(store: &mut Store<R>, ids: &[i64], at: DateTime<Utc>) -> usize {
     ids.iter().filter(|&&id| store.touch(id, at)).count()
 }
 
-/// Changes `round(fraction * len)` random customers: a new phone number and a new
-/// `modified_date` after the store's current maximum (increasing, with some ties and some
-/// whole-second values). Returns the changed ids, sorted.
-pub fn touch_random(store: &mut Store, fraction: f64, seed: u64) -> Vec<i64> {
+/// Changes `round(fraction * len)` random rows: one field ([`Row::edit`]: a customer's phone
+/// number) and a new `modified_date` after the store's current maximum (increasing, with some
+/// ties and some whole-second values). Returns the changed ids, sorted.
+pub fn touch_random<R: Row>(store: &mut Store<R>, fraction: f64, seed: u64) -> Vec<i64> {
     let mut rng = StdRng::seed_from_u64(seed);
     let all: Vec<i64> = store.ids().collect();
     let k = ((fraction.clamp(0.0, 1.0) * all.len() as f64).round() as usize).min(all.len());
@@ -223,19 +245,18 @@ pub fn touch_random(store: &mut Store, fraction: f64, seed: u64) -> Vec<i64> {
                     - TimeDelta::microseconds(t.timestamp_subsec_micros().into());
             }
         }
-        let phone = format!("05{:09}", rng.random_range(0..1_000_000_000u32));
         store.update(id, |c| {
-            c.modified_date = t;
-            c.phone_number = Some(phone);
+            c.set_modified_date(t);
+            c.edit(&mut rng);
         });
     }
     picked.sort_unstable();
     picked
 }
 
-/// Adds `count` new synthetic customers with ids after the current maximum and
+/// Adds `count` new synthetic rows ([`Row::synthetic`]) with ids after the current maximum and
 /// `modified_date`s after the current maximum. Returns their ids.
-pub fn insert_new(store: &mut Store, count: usize, seed: u64) -> Vec<i64> {
+pub fn insert_new<R: Row>(store: &mut Store<R>, count: usize, seed: u64) -> Vec<i64> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut id = store.max_id().unwrap_or(0);
     let mut t = next_after(store).timestamp_micros();
@@ -244,14 +265,15 @@ pub fn insert_new(store: &mut Store, count: usize, seed: u64) -> Vec<i64> {
         id += 1;
         t += rng.random_range(1..2_000_000);
         let modified = t + rng.random_range(5..60);
-        store.upsert(person(&mut rng, id, t, modified));
+        let row = R::synthetic(store.resource(), &mut rng, id, micros(t), micros(modified));
+        store.upsert(row);
         ids.push(id);
     }
     ids
 }
 
 /// One second after the latest `modified_date` (or now for an empty store).
-fn next_after(store: &Store) -> DateTime<Utc> {
+fn next_after<R: Row>(store: &Store<R>) -> DateTime<Utc> {
     store
         .max_modified_date()
         .map_or_else(Utc::now, |m| m + TimeDelta::seconds(1))

@@ -1,5 +1,5 @@
 //! JSON writing by hand, byte for byte as DRF renders it (Python's `json.dumps` with
-//! `ensure_ascii=False`, DRF's U+2028/U+2029 escapes): customers in the vendor's field order,
+//! `ensure_ascii=False`, DRF's U+2028/U+2029 escapes): customers in the order of their description,
 //! the page envelope, and form errors. Hand-written because it is the hot path of the benchmark.
 
 use std::sync::LazyLock;
@@ -8,16 +8,16 @@ use chrono::FixedOffset;
 
 use super::customers::{CUSTOMERS, FakeCustomer, Slot};
 use super::dates::write_drf_datetime;
-use super::store::Store;
+use super::store::{Row, Store};
 
 /// A page as DRF's `PageNumberPagination` renders it: `{count, next, previous, results}`,
-/// with the customers `ids` of `store` as `results` (from its cache of their JSON when the
+/// with the rows `ids` of `store` as `results` (from its cache of their JSON when the
 /// datetimes are in UTC, see [`Store::write_json_list`]).
-pub(super) fn write_page(
+pub(super) fn write_page<R: Row>(
     count: i64,
     next: Option<&str>,
     previous: Option<&str>,
-    store: &mut Store,
+    store: &mut Store<R>,
     ids: &[i64],
     offset: Option<FixedOffset>,
 ) -> Vec<u8> {
@@ -38,7 +38,8 @@ pub(super) fn write_page(
                 if i > 0 {
                     body.push(b',');
                 }
-                write_customer(&mut body, store.get(id).expect("indexed ids exist"), offset);
+                let row = store.get(id).expect("indexed ids exist");
+                row.write_json(&mut body, offset);
             }
         }
     }
@@ -105,7 +106,12 @@ static LAYOUT: LazyLock<Vec<(Vec<u8>, Option<Slot>)>> = LazyLock::new(|| {
         .collect()
 });
 
-fn write_datetime(
+/// The slot of the [`CUSTOMERS`] field at `at`.
+pub(crate) fn slot(at: usize) -> Option<Slot> {
+    LAYOUT.get(at).and_then(|(_, slot)| *slot)
+}
+
+pub(crate) fn write_datetime(
     buf: &mut Vec<u8>,
     t: chrono::DateTime<chrono::Utc>,
     offset: Option<FixedOffset>,
@@ -115,7 +121,7 @@ fn write_datetime(
     buf.push(b'"');
 }
 
-pub(super) fn write_i64(buf: &mut Vec<u8>, v: i64) {
+pub(crate) fn write_i64(buf: &mut Vec<u8>, v: i64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut u = v.unsigned_abs();
@@ -149,7 +155,7 @@ pub(super) fn write_opt_str(buf: &mut Vec<u8>, v: Option<&str>) {
 
 /// A JSON string as Python's `json.dumps(ensure_ascii=False)` writes it, plus DRF's escaping
 /// of U+2028/U+2029. Runs of bytes written as they are (nearly every string) are copied whole.
-pub(super) fn write_json_str(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_json_str(buf: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     buf.reserve(b.len() + 2);

@@ -18,17 +18,44 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Besides customers it serves any number of other resources, each described by a
+//! [`Resource`] (path, fields, exact filters) with [`Record`] rows, on its own route with the
+//! same behaviour and knobs:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use fake_oms::{FakeOms, FakeOmsConfig, Field, Record, Resource, Store, synthetic_records};
+//! static WIDGETS: Resource = Resource::new(
+//!     "/api/v1/oms/widgets/",
+//!     &[
+//!         Field::integer("id"),
+//!         Field::text("name").exact_filter("name"),
+//!         Field::timestamp("checked_at").nullable(),
+//!         Field::boolean("active"),
+//!         Field::timestamp("modified_date"),
+//!     ],
+//! );
+//! let oms = FakeOms::start(FakeOmsConfig::default(), Vec::new()).await?;
+//! oms.add_resource(Store::from_records(&WIDGETS, synthetic_records(&WIDGETS, 100, 7)));
+//! let url = format!("{}?sort=modified_date&limit=10", oms.resource_url(&WIDGETS));
+//! oms.with_resource(WIDGETS.path, |s: &mut Store<Record>| fake_oms::touch_random(s, 0.1, 8));
+//! # let _ = url;
+//! # Ok(()) }
+//! ```
+//!
 //! Behaviour in short (see the module sources for the details):
-//! - Only `CUSTOMERS_PATH` exists (Django's HTML 404 elsewhere). Auth is DRF
+//! - Only the routes of the stores exist (customers' `CUSTOMERS_PATH` always; Django's HTML
+//!   404 elsewhere). Auth is DRF
 //!   `TokenAuthentication` (401 with `WWW-Authenticate: Token`), then the `forbidden` knob (403),
 //!   then methods other than GET/HEAD get 405.
 //! - `limit` (default 20; invalid/zero/negative → default; capped at `max_limit`), `page`
 //!   (default 1, `last` allowed; invalid or past the end → 404 `Invalid page.`).
 //! - Filters `id__gt/gte/lt/lte` (decimal numbers), `modified_date[__gt/gte/lt/lte]` (Django's
-//!   `parse_datetime`, naive values in +03:00), exact `first_name`, `last_name`, `email`,
-//!   `phone_number`, `erp_code`, `channel_id`; empty values and unknown parameters are ignored;
-//!   the last of repeated parameters wins. `channel_id` that is not an integer gives Django's
-//!   500 page (what the ORM does with it).
+//!   `parse_datetime`, naive values in +03:00), and the resource's exact filters (customers:
+//!   `first_name`, `last_name`, `email`, `phone_number`, `erp_code`, `channel_id`); empty
+//!   values and unknown parameters are ignored; the last of repeated parameters wins. An
+//!   integer filter's value that is not an integer (`channel_id=abc`) gives Django's 500 page
+//!   (what the ORM does with it).
 //! - `sort` ∈ `id`, `-id`, `modified_date`, `-modified_date` (default `id`); anything else is a
 //!   400. Rows with equal `modified_date` come in a stable scramble, never by id.
 //! - Before all of that, each request waits `Knobs::latency` (+ jitter), then passes the
@@ -38,6 +65,8 @@
 //! - `lib.rs`: the public handle ([`FakeOms`]), its settings ([`FakeOmsConfig`], [`Knobs`]) and
 //!   the request log ([`RecordedRequest`]).
 //! - `server`: the request pipeline and the shared, locked state; it only orders the steps below.
+//! - `stores`: the routes ([`Stores`]: customers and the other resources' stores).
+//! - `page`: one page of a route, generic over its rows.
 //! - `throttle`: the latency and the throttle, the first steps of every request.
 //! - `faults`: scripted and random faults ([`Fault`]), the next step.
 //! - `auth`: DRF token authentication.
@@ -48,7 +77,9 @@
 //! - `reply`: error bodies (DRF detail, Django and load-balancer HTML), 429, gzip.
 //! - `resource`: the description of a route's records ([`Resource`], [`Field`], [`Kind`]).
 //! - `customers`: the customers' description ([`CUSTOMERS`]) and row ([`FakeCustomer`]).
-//! - `store`, `data`, `dates`: the rows and their indexes, synthetic data, Django's datetimes.
+//! - `record`: the rows of any other resource ([`Record`], [`FieldValue`]).
+//! - `store`: a route's rows and their indexes ([`Store`]), and what it asks of a row ([`Row`]).
+//! - `data`, `dates`: synthetic data and bulk changes, Django's datetimes.
 //! - `main.rs`: the `fake-oms` binary.
 
 mod auth;
@@ -58,12 +89,15 @@ mod dates;
 mod faults;
 mod json;
 mod links;
+mod page;
 mod query;
+mod record;
 mod reply;
 mod resource;
 mod select;
 mod server;
 mod store;
+mod stores;
 mod throttle;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -77,17 +111,27 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use customers::{CUSTOMERS, CUSTOMERS_PATH, FakeCustomer};
-pub use data::{ascii_fold, bulk_update, insert_new, synthetic_customers, touch_random};
+pub use data::{
+    ascii_fold, bulk_update, insert_new, synthetic_customers, synthetic_records, touch_random,
+};
 pub use dates::{format_drf_datetime, istanbul, parse_django_datetime, write_drf_datetime};
 pub use faults::Fault;
+pub use record::{FieldValue, Record, SetError};
 pub use reply::lb_html;
 pub use resource::{Field, Kind, Resource};
-pub use store::{Store, trunc_micros};
+pub use store::{Exact, Row, Store, trunc_micros};
+pub use stores::Stores;
 
 use server::Shared;
 
 /// The hook run at the start of every authorized request (see [`FakeOms::set_before_request`]).
 pub type BeforeRequestHook = Box<dyn FnMut(u64, &mut Store) + Send>;
+
+/// A before-request hook on the store of one route (see [`FakeOms::set_before_request_on`]).
+pub type StoreHook<R> = Box<dyn FnMut(u64, &mut Store<R>) + Send>;
+
+/// A before-request hook on every store (see [`FakeOms::set_before_request_all`]).
+pub type StoresHook = Box<dyn FnMut(u64, &mut Stores) + Send>;
 
 /// Start-up settings.
 #[derive(Debug, Clone)]
@@ -245,6 +289,14 @@ impl FakeOms {
 
     /// Like [`FakeOms::start`] with a ready store.
     pub async fn start_with_store(config: FakeOmsConfig, store: Store) -> std::io::Result<FakeOms> {
+        Self::start_with_stores(config, Stores::new(store)).await
+    }
+
+    /// Starts serving every route of `stores` (see [`Stores::with`]).
+    pub async fn start_with_stores(
+        config: FakeOmsConfig,
+        stores: Stores,
+    ) -> std::io::Result<FakeOms> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let addr = listener.local_addr()?;
         let knobs = Knobs {
@@ -252,7 +304,7 @@ impl FakeOms {
             max_limit: config.max_limit,
             ..Knobs::default()
         };
-        let shared = Arc::new(Shared::new(store, knobs, config.seed, addr));
+        let shared = Arc::new(Shared::new(stores, knobs, config.seed, addr));
         let app = Router::new()
             .fallback(server::handle)
             .with_state(shared.clone());
@@ -285,6 +337,21 @@ impl FakeOms {
         format!("{}{}", self.base_url(), CUSTOMERS_PATH)
     }
 
+    /// `base_url()` + the resource's path.
+    pub fn resource_url(&self, resource: &Resource) -> String {
+        format!("{}{}", self.base_url(), resource.path)
+    }
+
+    /// Serves `store` on its resource's path from now on, in place of what was served there.
+    pub fn add_resource<R: Row>(&self, store: Store<R>) {
+        self.shared.lock().stores.add(store);
+    }
+
+    /// The routes served, customers first.
+    pub fn paths(&self) -> Vec<&'static str> {
+        self.shared.lock().stores.paths()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -297,9 +364,24 @@ impl FakeOms {
     /// Runs `f` on the store (the server waits meanwhile; keep it short). `f` must not call
     /// this `FakeOms` (that panics rather than deadlocks).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        self.with_stores(|s| f(s.customers()))
+    }
+
+    /// [`FakeOms::with_store`] on the store served at `path`; `None` if there is none there
+    /// with rows of type `R` (`Store<Record>` for a described [`Resource`]).
+    pub fn with_resource<R: Row, T>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&mut Store<R>) -> T,
+    ) -> Option<T> {
+        self.with_stores(|s| s.get_mut::<R>(path).map(f))
+    }
+
+    /// [`FakeOms::with_store`] on every store at once.
+    pub fn with_stores<T>(&self, f: impl FnOnce(&mut Stores) -> T) -> T {
         let mut st = self.shared.lock();
         let _guard = server::CallbackGuard::enter();
-        f(&mut st.store)
+        f(&mut st.stores)
     }
 
     /// Reads or changes the knobs. `f` works on a copy that is written back afterwards, so it
@@ -333,7 +415,24 @@ impl FakeOms {
     /// `forbidden` check, before parsing and filtering), with the request's 1-based `seq`
     /// (counted over all requests, see [`RecordedRequest::seq`]) and the store. It runs on a
     /// blocking thread with the state locked: it must not call back into this `FakeOms`.
-    pub fn set_before_request(&self, hook: BeforeRequestHook) {
+    pub fn set_before_request(&self, mut hook: BeforeRequestHook) {
+        self.set_before_request_all(Box::new(move |seq, stores| hook(seq, stores.customers())));
+    }
+
+    /// Like [`FakeOms::set_before_request`] with the store served at `path` (skipped while
+    /// there is no store of rows `R` there). It runs on requests to every route; there is one
+    /// hook at a time, whichever setter set it.
+    pub fn set_before_request_on<R: Row>(&self, path: &str, mut hook: StoreHook<R>) {
+        let path = path.to_owned();
+        self.set_before_request_all(Box::new(move |seq, stores| {
+            if let Some(store) = stores.get_mut::<R>(&path) {
+                hook(seq, store)
+            }
+        }));
+    }
+
+    /// Like [`FakeOms::set_before_request`] with every store.
+    pub fn set_before_request_all(&self, hook: StoresHook) {
         self.shared.lock().hook = Some(hook);
     }
 

@@ -3,10 +3,14 @@
 
 use std::borrow::Cow;
 
-use super::CUSTOMERS_PATH;
-
-/// DRF's `replace_query_param` / `remove_query_param` on the absolute URI of the request.
-pub(super) fn page_link(base: &str, query: &[(String, String)], page: Option<u64>) -> String {
+/// DRF's `replace_query_param` / `remove_query_param` on the absolute URI of the request
+/// (`base` and the route's `path`).
+pub(super) fn page_link(
+    base: &str,
+    path: &str,
+    query: &[(String, String)],
+    page: Option<u64>,
+) -> String {
     let mut groups: Vec<(&str, Vec<Cow<'_, str>>)> = Vec::new();
     for (k, v) in query {
         match groups.iter_mut().find(|(gk, _)| gk == k) {
@@ -20,9 +24,9 @@ pub(super) fn page_link(base: &str, query: &[(String, String)], page: Option<u64
         (_, None) => groups.retain(|(k, _)| *k != "page"),
     }
     groups.sort_by(|x, y| x.0.cmp(y.0));
-    let mut url = String::with_capacity(base.len() + CUSTOMERS_PATH.len() + 64);
+    let mut url = String::with_capacity(base.len() + path.len() + 64);
     url.push_str(base);
-    url.push_str(CUSTOMERS_PATH);
+    url.push_str(path);
     let mut first = true;
     for (k, vs) in &groups {
         for v in vs {
@@ -57,6 +61,7 @@ pub(super) fn quote_plus(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CUSTOMERS_PATH;
 
     #[test]
     fn links_like_drf() {
@@ -71,16 +76,16 @@ mod tests {
             ("x".to_owned(), "a b".to_owned()),
         ];
         assert_eq!(
-            page_link("http://h:1", &q, Some(3)),
+            page_link("http://h:1", CUSTOMERS_PATH, &q, Some(3)),
             "http://h:1/api/v1/oms/customers/list-simple/?limit=2&\
              modified_date__gt=2023-10-06T08%3A42%3A53%2B03%3A00&page=3&sort=modified_date&x=a+b"
         );
         assert_eq!(
-            page_link("http://h:1", &q[2..4], None),
+            page_link("http://h:1", CUSTOMERS_PATH, &q[2..4], None),
             "http://h:1/api/v1/oms/customers/list-simple/?limit=2"
         );
         assert_eq!(
-            page_link("http://h:1", &[], None),
+            page_link("http://h:1", CUSTOMERS_PATH, &[], None),
             "http://h:1/api/v1/oms/customers/list-simple/"
         );
     }

@@ -1,14 +1,17 @@
 //! Reading a request: the [`Incoming`] summary the handler keeps of it (query pairs, headers),
 //! and django-filter's parsing of the query into a [`Query`] — `limit`, `page`, `sort` and the
-//! filters — with Django's leniencies (empty values ignored, last repeated value wins) and its
-//! errors (400 with the form's field errors, or the 500 the ORM gives for `channel_id=abc`).
+//! filters, the exact ones from the route's [`Resource`] — with Django's leniencies (empty
+//! values ignored, last repeated value wins) and its errors (400 with the form's field errors,
+//! or the 500 the ORM gives for a non-integer value of an integer field: `channel_id=abc`).
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 
 use super::Knobs;
 use super::dates::parse_django_datetime;
-use super::select::{EqField, Filters, Sort, SortKey};
+use super::resource::{Kind, Resource};
+use super::select::{Filters, Sort, SortKey};
+use super::store::Exact;
 
 /// What the handler knows about a request.
 pub(super) struct Incoming {
@@ -149,7 +152,20 @@ pub(super) fn clamp_i64(v: f64) -> i64 {
     v as i64
 }
 
-pub(super) fn parse_query(inc: &Incoming, knobs: &Knobs) -> Result<Query, QueryError> {
+/// Django's `BooleanFilter` (a `NullBooleanField`): anything else means no filter.
+fn py_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        "True" | "true" | "1" => Some(true),
+        "False" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+pub(super) fn parse_query(
+    inc: &Incoming,
+    knobs: &Knobs,
+    resource: &Resource,
+) -> Result<Query, QueryError> {
     let non_empty = |k: &str| inc.param(k).filter(|v| !v.trim().is_empty());
     let mut errors: Vec<(&'static str, String)> = Vec::new();
 
@@ -210,23 +226,26 @@ pub(super) fn parse_query(inc: &Incoming, knobs: &Knobs) -> Result<Query, QueryE
             _ => f.id_hi = f.id_hi.min(clamp_i64(x.floor())),
         }
     }
-    for (name, field) in [
-        ("first_name", EqField::FirstName),
-        ("last_name", EqField::LastName),
-        ("email", EqField::Email),
-        ("phone_number", EqField::Phone),
-        ("erp_code", EqField::Erp),
-    ] {
-        if let Some(v) = non_empty(name) {
-            f.eq.push((field, v.trim().to_owned()));
-        }
-    }
-    let mut channel_bad = false;
-    if let Some(v) = non_empty("channel_id") {
-        match py_int(v) {
-            Some(n) => f.channel = Some(i64::try_from(n).unwrap_or(i64::MAX)),
-            None => channel_bad = true,
-        }
+    let mut int_bad = false;
+    for (at, param) in resource.exact_filters() {
+        let Some(v) = non_empty(param) else { continue };
+        let want = match resource.fields[at].kind {
+            Kind::Text => Exact::Text(v.trim().to_owned()),
+            Kind::Integer => match py_int(v) {
+                Some(n) => Exact::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                None => {
+                    int_bad = true;
+                    continue;
+                }
+            },
+            Kind::Boolean => match py_bool(v) {
+                Some(b) => Exact::Boolean(b),
+                None => continue,
+            },
+            // `Field::exact_filter` refuses timestamps.
+            Kind::Timestamp => continue,
+        };
+        f.eq.push((at, want));
     }
     for (name, op) in [
         ("modified_date", 0),
@@ -256,7 +275,7 @@ pub(super) fn parse_query(inc: &Incoming, knobs: &Knobs) -> Result<Query, QueryE
     if !errors.is_empty() {
         return Err(QueryError::Invalid(errors));
     }
-    if channel_bad {
+    if int_bad {
         return Err(QueryError::ServerError);
     }
     Ok(Query {

@@ -194,4 +194,12 @@ impl Resource {
     pub fn modified_date_position(&self) -> usize {
         self.modified_at
     }
+
+    /// The fields with an exact filter, with their query parameters.
+    pub(crate) fn exact_filters(&self) -> impl Iterator<Item = (usize, &'static str)> + '_ {
+        self.fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.filter.map(|p| (i, p)))
+    }
 }

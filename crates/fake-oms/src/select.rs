@@ -5,8 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::customers::FakeCustomer;
-use super::store::{MdKey, Store, mix64};
+use super::store::{Exact, MdKey, Row, Store, mix64};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SortKey {
@@ -20,15 +19,6 @@ pub(super) struct Sort {
     pub(super) desc: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(super) enum EqField {
-    FirstName,
-    LastName,
-    Email,
-    Phone,
-    Erp,
-}
-
 #[derive(Debug)]
 pub(super) struct Filters {
     /// Inclusive id bounds.
@@ -39,8 +29,8 @@ pub(super) struct Filters {
     pub(super) md_lo: i64,
     pub(super) md_hi: i64,
     pub(super) has_md: bool,
-    pub(super) eq: Vec<(EqField, String)>,
-    pub(super) channel: Option<i64>,
+    /// Exact filters: a field's position in the resource and the value it must equal.
+    pub(super) eq: Vec<(usize, Exact)>,
 }
 
 /// No filter: every id and every `modified_date`.
@@ -54,30 +44,17 @@ impl Default for Filters {
             md_hi: i64::MAX,
             has_md: false,
             eq: Vec::new(),
-            channel: None,
         }
     }
 }
 
 impl Filters {
     pub(super) fn needs_row(&self) -> bool {
-        !self.eq.is_empty() || self.channel.is_some()
+        !self.eq.is_empty()
     }
 
-    pub(super) fn row_matches(&self, c: &FakeCustomer) -> bool {
-        if self.channel.is_some() && c.channel != self.channel {
-            return false;
-        }
-        self.eq.iter().all(|(f, v)| {
-            let field = match f {
-                EqField::FirstName => &c.first_name,
-                EqField::LastName => &c.last_name,
-                EqField::Email => &c.email,
-                EqField::Phone => &c.phone_number,
-                EqField::Erp => &c.erp_code,
-            };
-            field.as_deref() == Some(v.as_str())
-        })
+    pub(super) fn row_matches<R: Row>(&self, c: &R) -> bool {
+        self.eq.iter().all(|(field, v)| c.matches(*field, v))
     }
 
     pub(super) fn md_ok(&self, micros: i64) -> bool {
@@ -106,7 +83,7 @@ impl Sel<'_> {
 
 /// O(log n) when only the sort key is filtered on; otherwise a scan of the smaller of the id
 /// and `modified_date` ranges (and a sort when that is not the sort key's index).
-pub(super) fn select<'a>(store: &'a Store, f: &Filters, sort: Sort) -> Sel<'a> {
+pub(super) fn select<'a, R: Row>(store: &'a Store<R>, f: &Filters, sort: Sort) -> Sel<'a> {
     let ids = store.id_index();
     let mds = store.md_index();
     let id_rng: &[i64] = if f.id_lo > f.id_hi {
@@ -132,7 +109,7 @@ pub(super) fn select<'a>(store: &'a Store, f: &Filters, sort: Sort) -> Sel<'a> {
                     .copied()
                     .filter(|&id| {
                         store.get(id).is_some_and(|c| {
-                            f.md_ok(c.modified_date.timestamp_micros())
+                            f.md_ok(c.modified_date().timestamp_micros())
                                 && (!f.needs_row() || f.row_matches(c))
                         })
                     })
@@ -164,8 +141,8 @@ pub(super) fn select<'a>(store: &'a Store, f: &Filters, sort: Sort) -> Sel<'a> {
                     .iter()
                     .filter_map(|&id| store.get(id))
                     .filter(|c| {
-                        f.md_ok(c.modified_date.timestamp_micros())
-                            && (!f.needs_row() || f.row_matches(c))
+                        f.md_ok(c.modified_date().timestamp_micros())
+                            && (!f.needs_row() || f.row_matches(*c))
                     })
                     .map(MdKey::of)
                     .collect();
@@ -227,6 +204,7 @@ mod tests {
 
     #[test]
     fn selection_matches_a_naive_model() {
+        use crate::FakeCustomer;
         use crate::store::tie_hash;
         use chrono::{TimeDelta, TimeZone, Utc};
         use rand::seq::SliceRandom;
@@ -261,12 +239,15 @@ mod tests {
                 f.md_hi = micros(rng.random_range(0..9));
             }
             if rng.random_bool(0.3) {
-                f.channel = Some(1);
+                let channel = crate::CUSTOMERS.position("channel").unwrap();
+                f.eq.push((channel, Exact::Integer(1)));
             }
             let expect_set: Vec<&FakeCustomer> = store
                 .all()
                 .filter(|c| {
-                    f.id_ok(c.id) && f.md_ok(c.modified_date.timestamp_micros()) && f.row_matches(c)
+                    f.id_ok(c.id)
+                        && f.md_ok(c.modified_date().timestamp_micros())
+                        && f.row_matches(*c)
                 })
                 .collect();
             for (key, desc) in [

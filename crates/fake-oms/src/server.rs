@@ -1,8 +1,8 @@
 //! The request pipeline and the state it shares: one axum fallback handler that numbers and
-//! logs every request, runs the fault stage, authenticates, runs the before-request hook, parses
-//! the query, selects the page and writes it. The steps live in their own modules (`faults`,
-//! `auth`, `query`, `select`, `links`, `json`, `reply`); this file only orders them and owns the
-//! locking.
+//! logs every request, runs the fault stage, finds the route, authenticates, runs the
+//! before-request hook, then serves a page of the route. The steps live in their own modules
+//! (`throttle`, `faults`, `auth`, `stores`, `page` and what it uses); this file only orders them
+//! and owns the locking.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,19 +13,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::extract::{Request, State as AxState};
 use axum::http::{Method, header};
 use axum::response::Response;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use super::auth::authenticate;
-use super::faults::{Mods, Pre, Short};
-use super::json::{errors_json, write_page};
-use super::links::page_link;
-use super::query::{Incoming, PageReq, QueryError, parse_query};
+use super::faults::{Mods, Pre};
+use super::page::PageCtx;
+use super::query::Incoming;
 use super::reply::{Reply, gzip, not_found_html, server_error};
-use super::select::{page_ids, select};
-use super::store::Store;
+use super::stores::Stores;
 use super::throttle::Throttle;
-use super::{BeforeRequestHook, CUSTOMERS_PATH, Fault, Knobs, RecordedRequest};
+use super::{Fault, Knobs, RecordedRequest};
+
+/// The hook run at the start of every authorized request, with every store.
+pub(crate) type AnyHook = Box<dyn FnMut(u64, &mut Stores) + Send>;
 
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -33,14 +34,14 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct State {
-    pub store: Store,
+    pub stores: Stores,
     pub knobs: Knobs,
     pub faults: VecDeque<Fault>,
     pub rng: StdRng,
     pub log: Vec<RecordedRequest>,
     /// Requests completed since the last `clear_requests`.
     pub counted: u64,
-    pub hook: Option<BeforeRequestHook>,
+    pub hook: Option<AnyHook>,
     pub addr: SocketAddr,
     /// Draws `Knobs::latency_jitter`; separate from `rng` so that turning latency on does not
     /// change the seeded sequence of random faults.
@@ -55,10 +56,10 @@ pub(crate) struct State {
 }
 
 impl Shared {
-    pub(crate) fn new(store: Store, knobs: Knobs, seed: u64, addr: SocketAddr) -> Shared {
+    pub(crate) fn new(stores: Stores, knobs: Knobs, seed: u64, addr: SocketAddr) -> Shared {
         Shared {
             state: Mutex::new(State {
-                store,
+                stores,
                 knobs,
                 faults: VecDeque::new(),
                 rng: StdRng::seed_from_u64(seed),
@@ -195,7 +196,7 @@ impl State {
     }
 
     fn serve_inner(&mut self, inc: &Incoming, mods: &Mods) -> Reply {
-        if inc.path != CUSTOMERS_PATH {
+        if !self.stores.serves(&inc.path) {
             return not_found_html();
         }
         if let Err(detail) = authenticate(inc.authorization.as_deref(), &self.knobs.token) {
@@ -209,63 +210,18 @@ impl State {
         }
         if let Some(hook) = self.hook.as_mut() {
             let _guard = CallbackGuard::enter();
-            hook(inc.seq, &mut self.store);
+            hook(inc.seq, &mut self.stores);
         }
-        let q = match parse_query(inc, &self.knobs) {
-            Ok(q) => q,
-            Err(QueryError::Invalid(errors)) => return Reply::drf(400, errors_json(&errors)),
-            Err(QueryError::ServerError) => return server_error(),
+        let cx = PageCtx {
+            inc,
+            knobs: &self.knobs,
+            rng: &mut self.rng,
+            mods,
+            addr: self.addr,
         };
-        let shuffle = self
-            .knobs
-            .shuffle_ties_per_request
-            .then(|| self.rng.random::<u64>());
-        self.store.ensure_indexes();
-        let sel = select(&self.store, &q.filters, q.sort);
-        let count = sel.len();
-        let num_pages = if count == 0 {
-            1
-        } else {
-            count.div_ceil(q.limit) as u64
-        };
-        let page = match q.page {
-            PageReq::Last => num_pages,
-            PageReq::Number(n) if (1..=num_pages).contains(&n) => n,
-            _ => return Reply::detail(404, "Invalid page."),
-        };
-        let offset = (page - 1) as usize * q.limit;
-        let mut rows = q.limit.min(count - offset);
-        match mods.short {
-            Some(Short::Rows(n)) => rows = rows.min(n),
-            Some(Short::Random(draw)) if q.limit > 1 => {
-                rows = rows.min(1 + (draw % (q.limit as u64 - 1)) as usize)
-            }
-            _ => {}
-        }
-        let ids = page_ids(&sel, q.sort.desc, offset, rows, shuffle);
-
-        let base = match &self.knobs.next_link_base {
-            Some(b) => b.trim_end_matches('/').to_owned(),
-            None => format!(
-                "http://{}",
-                inc.host.clone().unwrap_or_else(|| self.addr.to_string())
-            ),
-        };
-        let next = (page < num_pages).then(|| page_link(&base, &inc.query, Some(page + 1)));
-        let previous =
-            (page > 1).then(|| page_link(&base, &inc.query, (page > 2).then_some(page - 1)));
-
-        let shown_count = self.knobs.stale_count.map_or(count as i64, |c| c as i64);
-        let body = write_page(
-            shown_count,
-            next.as_deref(),
-            previous.as_deref(),
-            &mut self.store,
-            &ids,
-            self.knobs.output_offset,
-        );
-        let mut reply = Reply::drf(200, body);
-        reply.results = ids.len();
-        reply
+        // Stores only add or replace routes (a hook cannot remove one): found as above.
+        self.stores
+            .serve(&inc.path, cx)
+            .unwrap_or_else(not_found_html)
     }
 }

@@ -1,13 +1,53 @@
-//! The fake OMS's table of customers, with the sorted indexes that make every page request
+//! A route's table of rows (customers, or the [`crate::Record`]s of another resource), with
+//! the sorted indexes that make every page request
 //! O(log n + page): a `BTreeMap` by id (the rows), a `BTreeSet` of `(modified_date, tie, id)`
 //! keys, and two flat sorted copies of those (rebuilt lazily, in O(n), after a mutation that
-//! cannot be applied as an append) on which ranges are counted with binary search.
+//! cannot be applied as an append) on which ranges are counted with binary search. [`Row`] is
+//! what a store asks of its rows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
+use rand::rngs::StdRng;
 
-use crate::customers::FakeCustomer;
+use crate::customers::{CUSTOMERS, FakeCustomer};
+use crate::resource::Resource;
+
+/// What a [`Store`] needs of its rows: the two keys, exact-filter matching, the JSON as DRF
+/// writes it, and synthetic values for the data helpers ([`crate::insert_new`],
+/// [`crate::touch_random`]). [`FakeCustomer`] (customers, with a hand-written writer) and
+/// [`crate::Record`] (any described resource) are rows.
+pub trait Row: Clone + Send + 'static {
+    fn id(&self) -> i64;
+    fn modified_date(&self) -> DateTime<Utc>;
+    fn set_id(&mut self, id: i64);
+    fn set_modified_date(&mut self, t: DateTime<Utc>);
+    /// Truncates every datetime to microseconds (like the database column behind the API).
+    fn normalize(&mut self);
+    /// Whether field `field` (a position in the resource's fields) equals `want`; `null`
+    /// never does.
+    fn matches(&self, field: usize, want: &Exact) -> bool;
+    /// Appends the row's JSON object, datetimes in `offset` (UTC, `Z`, if `None`).
+    fn write_json(&self, buf: &mut Vec<u8>, offset: Option<FixedOffset>);
+    /// A plausible new row of `resource` created at `created`, last modified at `modified`.
+    fn synthetic(
+        resource: &'static Resource,
+        rng: &mut StdRng,
+        id: i64,
+        created: DateTime<Utc>,
+        modified: DateTime<Utc>,
+    ) -> Self;
+    /// A plausible change of one field other than the keys (the caller sets `modified_date`).
+    fn edit(&mut self, rng: &mut StdRng);
+}
+
+/// The value of an exact filter (`?email=…`, `?channel_id=2`), of its field's kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exact {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
 
 /// Truncates an instant to whole microseconds.
 pub fn trunc_micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -37,25 +77,26 @@ pub(crate) struct MdKey {
 }
 
 impl MdKey {
-    pub(crate) fn of(c: &FakeCustomer) -> MdKey {
+    pub(crate) fn of(c: &impl Row) -> MdKey {
+        let id = c.id();
         MdKey {
-            micros: c.modified_date.timestamp_micros(),
-            tie: tie_hash(c.id),
-            id: c.id,
+            micros: c.modified_date().timestamp_micros(),
+            tie: tie_hash(id),
+            id,
         }
     }
 }
 
-/// A row of the store: the customer, and where its JSON is in [`Store::json`] once written.
+/// A row of the store, and where its JSON is in [`Store::json`] once written.
 #[derive(Debug, Clone)]
-struct Row {
-    c: FakeCustomer,
+struct Slot<R> {
+    c: R,
     json: Option<std::ops::Range<usize>>,
 }
 
-impl Row {
-    fn new(c: FakeCustomer) -> Row {
-        Row { c, json: None }
+impl<R: Row> Slot<R> {
+    fn new(c: R) -> Slot<R> {
+        Slot { c, json: None }
     }
 
     /// Where this row's JSON is in `json`, written there first if it is not yet.
@@ -64,16 +105,18 @@ impl Row {
             return at.clone();
         }
         let start = json.len();
-        super::json::write_customer(json, &self.c, None);
+        self.c.write_json(json, None);
         self.json = Some(start..json.len());
         start..json.len()
     }
 }
 
-/// The customers of the fake OMS.
-#[derive(Debug, Clone, Default)]
-pub struct Store {
-    by_id: BTreeMap<i64, Row>,
+/// The rows of one route: customers by default (`Store` is `Store<FakeCustomer>`), or the
+/// [`crate::Record`]s of another [`Resource`] (`Store<Record>`, see [`Store::from_records`]).
+#[derive(Debug, Clone)]
+pub struct Store<R = FakeCustomer> {
+    resource: &'static Resource,
+    by_id: BTreeMap<i64, Slot<R>>,
     by_md: BTreeSet<MdKey>,
     /// Sorted copy of `by_id`'s keys, valid unless `ids_dirty`.
     id_index: Vec<i64>,
@@ -83,37 +126,61 @@ pub struct Store {
     md_dirty: bool,
     /// Each customer's JSON as the server wrote it with UTC datetimes, appended in the order
     /// it was first served (so a walk in id order reads it in order), found through
-    /// `Row::json` and forgotten when the row changes. Serving a page is then mostly copying
+    /// `Slot::json` and forgotten when the row changes. Serving a page is then mostly copying
     /// bytes: over loopback the server shares the client's cores, while a real OMS renders
     /// on its own machine. The bytes of changed rows stay until the store is dropped.
     json: Vec<u8>,
 }
 
-impl Store {
+impl Store<FakeCustomer> {
+    /// An empty customers store.
     pub fn new() -> Self {
-        Self::default()
+        Self::of_rows(&CUSTOMERS, Vec::new())
     }
 
-    /// Builds a store in O(n log n) (O(n) when `customers` is already in id order). A later
-    /// duplicate id replaces an earlier one.
-    pub fn from_customers(mut customers: Vec<FakeCustomer>) -> Self {
-        customers.iter_mut().for_each(FakeCustomer::normalize);
-        if !customers.is_sorted_by_key(|c| c.id) {
-            customers.sort_by_key(|c| c.id); // stable: later duplicates stay later
+    /// Builds a customers store in O(n log n) (O(n) when `customers` is already in id order).
+    /// A later duplicate id replaces an earlier one.
+    pub fn from_customers(customers: Vec<FakeCustomer>) -> Self {
+        Self::of_rows(&CUSTOMERS, customers)
+    }
+}
+
+impl Default for Store<FakeCustomer> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store<crate::Record> {
+    /// The store of `resource` with `records` (like [`Store::from_customers`]). Each record is
+    /// written as its own resource describes it: build them with this `resource`.
+    pub fn from_records(resource: &'static Resource, records: Vec<crate::Record>) -> Self {
+        Self::of_rows(resource, records)
+    }
+}
+
+impl<R: Row> Store<R> {
+    /// The store serving `resource` with `rows` (O(n log n), O(n) when in id order; a later
+    /// duplicate id replaces an earlier one).
+    pub fn of_rows(resource: &'static Resource, mut rows_in: Vec<R>) -> Self {
+        rows_in.iter_mut().for_each(R::normalize);
+        if !rows_in.is_sorted_by_key(|c| c.id()) {
+            rows_in.sort_by_key(|c| c.id()); // stable: later duplicates stay later
         }
-        let mut rows: Vec<(i64, FakeCustomer)> = Vec::with_capacity(customers.len());
-        for c in customers {
+        let mut rows: Vec<(i64, R)> = Vec::with_capacity(rows_in.len());
+        for c in rows_in {
             match rows.last_mut() {
-                Some(last) if last.0 == c.id => last.1 = c,
-                _ => rows.push((c.id, c)),
+                Some(last) if last.0 == c.id() => last.1 = c,
+                _ => rows.push((c.id(), c)),
             }
         }
         let id_index: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         let mut md_index: Vec<MdKey> = rows.iter().map(|(_, c)| MdKey::of(c)).collect();
         md_index.sort_unstable();
         Store {
+            resource,
             by_md: md_index.iter().copied().collect(),
-            by_id: rows.into_iter().map(|(id, c)| (id, Row::new(c))).collect(),
+            by_id: rows.into_iter().map(|(id, c)| (id, Slot::new(c))).collect(),
             id_index,
             ids_dirty: false,
             md_index,
@@ -122,12 +189,17 @@ impl Store {
         }
     }
 
-    /// Inserts or replaces the customer with `c.id`; returns the previous row.
-    pub fn upsert(&mut self, mut c: FakeCustomer) -> Option<FakeCustomer> {
+    /// What this store serves.
+    pub fn resource(&self) -> &'static Resource {
+        self.resource
+    }
+
+    /// Inserts or replaces the row with `c`'s id; returns the previous row.
+    pub fn upsert(&mut self, mut c: R) -> Option<R> {
         c.normalize();
         let key = MdKey::of(&c);
-        let id = c.id;
-        let old = self.by_id.insert(id, Row::new(c)).map(|r| r.c);
+        let id = c.id();
+        let old = self.by_id.insert(id, Slot::new(c)).map(|r| r.c);
         match &old {
             Some(prev) => {
                 let old_key = MdKey::of(prev);
@@ -154,7 +226,7 @@ impl Store {
         old
     }
 
-    /// Removes a customer; `false` if there was none with that id.
+    /// Removes a row; `false` if there was none with that id.
     pub fn remove(&mut self, id: i64) -> bool {
         match self.by_id.remove(&id) {
             Some(row) => {
@@ -167,24 +239,24 @@ impl Store {
         }
     }
 
-    pub fn get(&self, id: i64) -> Option<&FakeCustomer> {
+    pub fn get(&self, id: i64) -> Option<&R> {
         self.by_id.get(&id).map(|r| &r.c)
     }
 
-    /// Changes a customer in place (the id must stay the same; a changed id is put back).
-    /// Returns `false` if there is no such customer.
-    pub fn update(&mut self, id: i64, f: impl FnOnce(&mut FakeCustomer)) -> bool {
+    /// Changes a row in place (the id must stay the same; a changed id is put back).
+    /// Returns `false` if there is no such row.
+    pub fn update(&mut self, id: i64, f: impl FnOnce(&mut R)) -> bool {
         let Some(row) = self.by_id.get(&id) else {
             return false;
         };
         let mut c = row.c.clone();
         f(&mut c);
-        c.id = id;
+        c.set_id(id);
         self.upsert(c);
         true
     }
 
-    /// Sets the `modified_date` of a customer; `false` if there is none with that id.
+    /// Sets the `modified_date` of a row; `false` if there is none with that id.
     pub fn touch(&mut self, id: i64, modified_date: DateTime<Utc>) -> bool {
         let Some(row) = self.by_id.get_mut(&id) else {
             return false;
@@ -192,7 +264,7 @@ impl Store {
         row.json = None;
         let c = &mut row.c;
         let old_key = MdKey::of(c);
-        c.modified_date = trunc_micros(modified_date);
+        c.set_modified_date(trunc_micros(modified_date));
         let key = MdKey::of(c);
         if key != old_key {
             self.by_md.remove(&old_key);
@@ -210,8 +282,8 @@ impl Store {
         self.by_id.is_empty()
     }
 
-    /// All customers in id order.
-    pub fn all(&self) -> impl Iterator<Item = &FakeCustomer> + '_ {
+    /// All rows in id order.
+    pub fn all(&self) -> impl Iterator<Item = &R> + '_ {
         self.by_id.values().map(|r| &r.c)
     }
 
@@ -230,12 +302,12 @@ impl Store {
             .and_then(|k| DateTime::from_timestamp_micros(k.micros))
     }
 
-    /// A copy of every customer, in id order.
-    pub fn snapshot(&self) -> Vec<FakeCustomer> {
+    /// A copy of every row, in id order.
+    pub fn snapshot(&self) -> Vec<R> {
         self.all().cloned().collect()
     }
 
-    /// Appends customers `ids`, in that order, as a comma-separated list of JSON objects with
+    /// Appends rows `ids`, in that order, as a comma-separated list of JSON objects with
     /// UTC datetimes: each written once, then copied until the row changes. `false` if one of
     /// them does not exist (`buf` then holds part of the list). Ascending ids (a page sorted by
     /// id) are found in one walk of the map rather than one search each: in a store of 1M rows
@@ -246,7 +318,7 @@ impl Store {
             return true;
         };
         let json = &mut self.json;
-        let mut put = |i: usize, row: &mut Row| {
+        let mut put = |i: usize, row: &mut Slot<R>| {
             if i > 0 {
                 buf.push(b',');
             }
@@ -359,7 +431,7 @@ mod tests {
         assert_eq!(s.write_json_list(&mut cached, &[id]), s.get(id).is_some());
         let mut fresh = Vec::new();
         if let Some(c) = s.get(id) {
-            super::super::json::write_customer(&mut fresh, c, None);
+            c.write_json(&mut fresh, None);
         }
         (cached, fresh)
     }
@@ -424,7 +496,7 @@ mod tests {
             for id in &ids {
                 if let Some(c) = s.get(*id) {
                     let mut one = Vec::new();
-                    super::super::json::write_customer(&mut one, c, None);
+                    c.write_json(&mut one, None);
                     fresh.push(one);
                 }
             }
