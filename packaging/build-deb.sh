@@ -9,4 +9,5 @@ command -v cargo-deb >/dev/null || { echo "cargo-deb is missing; fix: cargo inst
 cargo build --release --locked --bin oms-sync
 rm -rf target/assets
 target/release/oms-sync generate-assets target/assets
-cargo deb --no-build "$@"
+# The workspace also holds the fake OMS (crates/fake-oms): package the root crate only.
+cargo deb -p oms-sync --no-build "$@"
