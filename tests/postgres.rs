@@ -889,7 +889,7 @@ fn probe_writes_nothing_and_names_the_schema_version() {
         &oms_sync::config::WarehouseConfig::Postgres(db.cfg.clone()),
     )
     .unwrap();
-    assert_eq!(wh.probe_writable().unwrap(), "schema version 1, writable");
+    assert_eq!(wh.probe_writable().unwrap(), "schema version 2, writable");
     assert_eq!(
         db.one("SELECT count(*) FROM pg_tables WHERE tablename = 'oms_sync_check_probe'"),
         "0"

@@ -549,3 +549,302 @@ async fn a_transaction_a_crash_left_behind_is_rolled_back_by_the_writer() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("20 live"), "{}", r.stdout);
 }
+
+/// Every column that holds an instant, per table: declared DATETIME since migration 03.
+const INSTANTS: &[(&str, &[&str])] = &[
+    (
+        "customers",
+        &[
+            "created_date",
+            "modified_date",
+            "deleted_at",
+            "synced_at",
+            "first_synced_at",
+        ],
+    ),
+    ("sync_state", &["mark_modified_date", "updated_at"]),
+    ("backfill_state", &["started_at", "high_water_date"]),
+    ("sync_runs", &["started_at", "finished_at"]),
+    (
+        "quarantine",
+        &["modified_date", "first_seen_at", "last_seen_at"],
+    ),
+];
+
+/// Each table's (column, declared type), in order.
+fn declared(conn: &rusqlite::Connection, table: &str) -> Vec<(String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+        .expect("table_info");
+    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+fn all_rows(conn: &rusqlite::Connection, table: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let n = declared(conn, table).len();
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+        .expect("select");
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+/// The plan's detail lines.
+fn plan(conn: &rusqlite::Connection, sql: &str, bound: &str) -> String {
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let lines: Vec<String> = stmt
+        .query_map([bound], |r| r.get(3))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    lines.join("; ")
+}
+
+/// Issue 24.2: instants were declared TEXT, so Metabase typed created_date, modified_date,
+/// deleted_at and synced_at as text. A warehouse of schema version 2 with data migrates to
+/// DATETIME columns; every row keeps its values, which stay text in canonical form (so their
+/// order is still time order), other columns keep their types, and the indexes still serve
+/// the keyset and latest-first queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_warehouse_migrates_to_datetime_columns_whose_values_stay_text() {
+    let oms = common::fake(common::distinct(30)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("warehouse.db");
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    // A warehouse as version 2 left it, written by version 2's own SQL, with a row in every
+    // table that has instants.
+    {
+        let conn = rusqlite::Connection::open(&db).expect("create");
+        for m in ["01-initial", "02-mark-never-all-ids"] {
+            let sql = std::fs::read_to_string(migrations.join(m).join("up.sql")).expect("read");
+            conn.execute_batch(&sql).expect("old migration");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 2; PRAGMA journal_mode = WAL;
+             INSERT INTO customers VALUES (1007, '2023-01-01T00:00:00.000000Z', '2023-10-06T08:42:53.427050Z',
+               70, 'c7@example.com', 'Ayşe', NULL, NULL, NULL, 1, '{\"x\":1}', NULL,
+               '2024-01-01T00:00:00.000001Z', '2024-01-01T00:00:00.000001Z');
+             INSERT INTO customers VALUES (1008, NULL, '2023-10-06T08:42:53.427051Z', NULL, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, '2024-02-02T00:00:00.000000Z',
+               '2024-01-01T00:00:00.000002Z', '2024-01-01T00:00:00.000002Z');
+             INSERT INTO sync_runs (stream, kind, started_at, finished_at, status, mark_before, mark_after)
+               VALUES ('customers', 'backfill', '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:01.000000Z',
+                       'succeeded', 'start', 'start');
+             INSERT INTO quarantine (stream, record_id, modified_date, raw, error, first_seen_at, last_seen_at)
+               VALUES ('customers', 99, '2023-10-06T08:42:53.427050Z', '{}', 'bad', '2024-01-01T00:00:00.000000Z',
+                       '2024-01-01T00:00:00.000000Z');
+             INSERT INTO backfill_state VALUES ('customers', 1, '2024-01-01T00:00:00.000000Z', NULL);
+             INSERT INTO backfill_ranges VALUES ('customers', 0, 0, NULL, 0, 0);",
+        )
+        .expect("fill");
+    }
+    let before: Vec<_> = {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        [
+            "customers",
+            "sync_runs",
+            "quarantine",
+            "backfill_state",
+            "backfill_ranges",
+        ]
+        .iter()
+        .map(|t| (declared(&conn, t), all_rows(&conn, t)))
+        .collect()
+    };
+
+    let r = Cmd::oms_sync(&["--once"]).env(env(&oms, &db)).run().await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert!(version >= 3, "migrated: {version}");
+    for (i, t) in [
+        "customers",
+        "sync_runs",
+        "quarantine",
+        "backfill_state",
+        "backfill_ranges",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (old_types, old_rows) = &before[i];
+        let instants = INSTANTS
+            .iter()
+            .find(|(n, _)| n == t)
+            .map_or(&[][..], |(_, c)| c);
+        let now = declared(&conn, t);
+        assert_eq!(now.len(), old_types.len(), "{t}: columns");
+        for ((col, ty), (old_col, old_ty)) in now.iter().zip(old_types) {
+            assert_eq!(col, old_col, "{t}: column order");
+            if instants.contains(&col.as_str()) {
+                assert_eq!(old_ty, "TEXT", "{t}.{col} before");
+                assert_eq!(ty, "DATETIME", "{t}.{col}");
+            } else {
+                assert_eq!(ty, old_ty, "{t}.{col}: other columns keep their type");
+            }
+        }
+        let rows = all_rows(&conn, t);
+        assert!(rows.len() >= old_rows.len(), "{t}");
+        if *t == "customers" {
+            // The pass added the fake OMS's 30; rows 1007 and 1008 are as they were.
+            let kept: Vec<_> = rows.iter().filter(|r| old_rows.contains(r)).collect();
+            assert_eq!(kept.len(), 2, "{t}: old rows unchanged");
+        } else if *t != "sync_runs" {
+            assert_eq!(
+                &rows[..old_rows.len()],
+                &old_rows[..],
+                "{t}: rows unchanged"
+            );
+        } else {
+            assert_eq!(rows[0], old_rows[0], "{t}: the old run is unchanged");
+        }
+    }
+    // Instants stay text, old and new rows alike, in every DATETIME column.
+    for (t, cols) in INSTANTS {
+        for c in *cols {
+            let non_text: i64 = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND typeof({c}) <> 'text'"
+                    ),
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("typeof");
+            assert_eq!(non_text, 0, "{t}.{c} holds non-text values");
+        }
+    }
+    let texts: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM customers WHERE typeof(modified_date) = 'text' AND typeof(synced_at) = 'text'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("typeof");
+    assert_eq!(texts, 32);
+    // A canonical instant that reads as nothing but text is stored as given, even one a
+    // NUMERIC affinity would turn into a number if it were one.
+    let stored: (String, String) = conn
+        .query_row(
+            "SELECT typeof(modified_date), modified_date FROM customers WHERE id = 1007",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row 1007");
+    assert_eq!(
+        stored,
+        ("text".into(), "2023-10-06T08:42:53.427050Z".into())
+    );
+
+    // The keyset and latest-first queries still use the index, with a text bound, and the
+    // order is time order.
+    let bound = "2023-10-06T08:42:53.427050Z";
+    for sql in [
+        "SELECT id FROM customers WHERE modified_date > ?1 ORDER BY modified_date, id LIMIT 100",
+        "SELECT id FROM customers WHERE modified_date >= ?1 ORDER BY modified_date DESC LIMIT 10",
+        "SELECT max(modified_date) FROM customers WHERE modified_date > ?1",
+    ] {
+        let p = plan(&conn, sql, bound);
+        assert!(p.contains("INDEX customers_modified_date"), "{sql}: {p}");
+        assert!(
+            !p.contains("TEMP B-TREE"),
+            "{sql}: sorted by the index: {p}"
+        );
+    }
+    let after: Vec<i64> = conn
+        .prepare("SELECT id FROM customers WHERE modified_date > ?1 ORDER BY modified_date, id")
+        .expect("prepare")
+        .query_map([bound], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("ids");
+    assert_eq!(after[0], 1008, "the row 1 µs later comes first");
+    assert_eq!(after.len(), 31, "1008, then the 30 of 2024");
+    let sorted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT modified_date, lag(modified_date) OVER (ORDER BY modified_date) AS prev FROM customers) WHERE prev > modified_date",
+            [],
+            |r| r.get(0),
+        )
+        .expect("order");
+    assert_eq!(sorted, 0);
+    let r = Cmd::oms_sync(&["status", "--db", &db.display().to_string()])
+        .run()
+        .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
+/// Issue 24.2, PostgreSQL: every table, the view and every column carry a `COMMENT ON`, so
+/// BI tools that read the catalog (Metabase's descriptions, psql's `\d+`) explain them.
+#[test]
+fn every_postgresql_table_view_and_column_is_commented() {
+    if !common::backends().contains(&common::Backend::Postgres) {
+        return;
+    }
+    let wh = common::TestWarehouse::of(common::Backend::Postgres);
+    drop(wh.open());
+    let common::TestWarehouse::Postgres(pg) = &wh else {
+        unreachable!("a PostgreSQL warehouse")
+    };
+    let schema = pg.cfg.schema.clone();
+    let (bare, relations) = pg.with_client(move |c| {
+        let bare: Vec<String> = c
+            .query(
+                "SELECT c.relname || '.' || a.attname FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'v') AND c.relname NOT LIKE 'refinery%'
+                   AND c.relname <> 'live_customers' AND col_description(c.oid, a.attnum) IS NULL
+                 ORDER BY 1",
+                &[&schema],
+            )
+            .expect("columns")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let relations: Vec<(String, Option<String>)> = c
+            .query(
+                "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'v') AND c.relname NOT LIKE 'refinery%'
+                 ORDER BY 1",
+                &[&schema],
+            )
+            .expect("tables")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (bare, relations)
+    });
+    assert!(bare.is_empty(), "columns without a comment: {bare:?}");
+    let names: Vec<&str> = relations.iter().map(|(n, _)| n.as_str()).collect();
+    for t in [
+        "customers",
+        "live_customers",
+        "sync_runs",
+        "sync_state",
+        "quarantine",
+    ] {
+        assert!(names.contains(&t), "{t} in {names:?}");
+    }
+    for (name, comment) in &relations {
+        let comment = comment
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name} has no comment"));
+        if !["customers", "live_customers"].contains(&name.as_str()) {
+            assert!(
+                comment.starts_with("oms-sync bookkeeping"),
+                "{name}: {comment}"
+            );
+        }
+    }
+}
