@@ -1,5 +1,7 @@
 //! The scheduler: one incremental pass every `sync.interval` (with jitter) until cancelled.
-//! Passes never overlap (one loop, one warehouse owner). A failed pass is logged and retried
+//! Passes never overlap (one loop, one warehouse owner). A reconciliation (backfill) that is
+//! due (see [`crate::reconcile`]) runs in the time left until the next incremental pass, a
+//! slice at a time, so it never holds the incremental passes back by more than a page. A failed pass is logged and retried
 //! on a later tick with capped exponential backoff; only an authentication failure, which no
 //! retry can fix, ends the loop with an error.
 //!
@@ -22,6 +24,7 @@ use crate::api::ApiClient;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::notify::{self, Heartbeat, Notifier};
+use crate::reconcile::Reconciler;
 use crate::status;
 use crate::stream::{Stream, StreamWarehouse};
 use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions};
@@ -35,9 +38,14 @@ pub const JITTER: f64 = 0.1;
 /// Called after each pass (for sd_notify status, metrics); `Err` carries the message.
 pub type PassObserver = Box<dyn FnMut(&'static str, &Result<PassReport, String>) + Send>;
 
+/// Called after each reconciliation slice with its report (metrics).
+pub type ReconcileObserver = Box<dyn FnMut(&'static str, &PassReport) + Send>;
+
 pub struct Schedule {
     pub interval: Duration,
     pub options: SyncOptions,
+    /// `sync.reconcile_every` (zero: never).
+    pub reconcile_every: Duration,
 }
 
 /// What watches the loop: the heartbeat, a progress sink for each pass (metrics), and the
@@ -46,6 +54,7 @@ pub struct Hooks {
     pub heartbeat: Heartbeat,
     pub progress: Arc<dyn Progress>,
     pub observe: PassObserver,
+    pub reconciled: ReconcileObserver,
 }
 
 /// Forwards progress and beats the heartbeat for each committed batch: a long pass that
@@ -80,11 +89,13 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
-/// Runs passes until `cancel` fires. Returns the warehouse and the fatal error, if any.
+/// Runs passes until `cancel` fires, and reconciliations when `reconciler` says they are due.
+/// Returns the warehouse and the fatal error, if any.
 pub async fn run<W: StreamWarehouse>(
     client: &ApiClient,
     mut wh: W,
     schedule: &Schedule,
+    mut reconciler: Reconciler,
     cancel: &CancellationToken,
     hooks: Hooks,
 ) -> (W, Result<(), SyncError>) {
@@ -92,6 +103,7 @@ pub async fn run<W: StreamWarehouse>(
         heartbeat,
         progress,
         mut observe,
+        mut reconciled,
     } = hooks;
     let progress: Arc<dyn Progress> = Arc::new(Beating {
         heartbeat: heartbeat.clone(),
@@ -142,7 +154,56 @@ pub async fn run<W: StreamWarehouse>(
         }
         failures = if failed { failures + 1 } else { 0 };
         let delay = next_delay(schedule.interval, failures);
-        let deadline = tokio::time::Instant::now() + delay;
+        let mut deadline = tokio::time::Instant::now() + delay;
+        // After a failed pass the backoff comes first: the API or the warehouse is in trouble.
+        for stream in Stream::ALL.iter().filter(|_| !failed) {
+            if !reconciler.is_due(*stream, tokio::time::Instant::now()) {
+                continue;
+            }
+            heartbeat.beat();
+            let (back, result) = stream
+                .backfill_slice(
+                    client,
+                    wh,
+                    &schedule.options,
+                    cancel,
+                    progress.clone(),
+                    deadline,
+                )
+                .await;
+            wh = back;
+            heartbeat.beat();
+            match result {
+                Ok(report) => {
+                    log_slice(&report);
+                    reconciled(stream.name(), &report);
+                    if report.backfill.is_some_and(|p| p.finished) {
+                        reconciler.finished(*stream, tokio::time::Instant::now());
+                        tracing::info!(
+                            stream = stream.name(),
+                            next_in_s = schedule.reconcile_every.as_secs(),
+                            "reconciliation finished"
+                        );
+                    }
+                }
+                Err(SyncError::Cancelled) => return (wh, Ok(())),
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(
+                        stream = stream.name(),
+                        error = %e,
+                        consecutive_failures = failures,
+                        "reconciliation slice failed; it resumes where it stopped"
+                    );
+                    if e.is_auth() {
+                        return (wh, Err(e));
+                    }
+                    deadline = tokio::time::Instant::now()
+                        + next_delay(schedule.interval, failures);
+                    break;
+                }
+            }
+        }
         heartbeat.beat_until(deadline);
         tokio::select! {
             _ = cancel.cancelled() => return (wh, Ok(())),
@@ -168,6 +229,28 @@ pub fn log_pass(r: &PassReport) {
         mark = %r.mark_after,
         elapsed_ms = r.elapsed.as_millis() as u64,
         "pass finished"
+    );
+}
+
+/// One line per reconciliation slice: how far the backfill has got and what the slice did.
+fn log_slice(r: &PassReport) {
+    let (done, ranges, finished) = r
+        .backfill
+        .map_or((0, 0, false), |p| (p.ranges_done, p.ranges, p.finished));
+    tracing::info!(
+        stream = r.stream,
+        run = r.run_id,
+        ranges_done = done,
+        ranges,
+        finished,
+        requests = r.requests,
+        pages = r.pages,
+        fetched = r.stats.fetched,
+        inserted = r.stats.inserted,
+        updated = r.stats.updated,
+        deleted = r.stats.deleted,
+        elapsed_ms = r.elapsed.as_millis() as u64,
+        "reconciliation slice ended"
     );
 }
 
@@ -221,6 +304,41 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     let heartbeat = Heartbeat::new();
+    // What the warehouse holds at start: each stream's lag and last success for the metrics
+    // before its first pass ends, and when its reconciliation is due.
+    let wh_cfg = cfg.warehouse.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        crate::warehouse::open_reader(&wh_cfg).and_then(|mut r| status::read(r.as_mut()))
+    })
+    .await;
+    let report = match read {
+        Ok(Ok(report)) => Some(report),
+        // The first passes set the gauges anyway; the pass itself reports a real fault.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the warehouse's history; the reconciliation schedule counts from now");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "warehouse reading task failed; the reconciliation schedule counts from now");
+            None
+        }
+    };
+    let reconciler = Reconciler::new(schedule.reconcile_every, report.as_ref());
+    let now = tokio::time::Instant::now();
+    for stream in Stream::ALL {
+        match reconciler.due_in(*stream, now) {
+            None => tracing::info!(
+                stream = stream.name(),
+                "scheduled reconciliation off (sync.reconcile_every = \"0s\"); run --backfill while the daemon is stopped to find deletions"
+            ),
+            Some(d) => tracing::info!(
+                stream = stream.name(),
+                due_in_s = d.as_secs(),
+                every_s = schedule.reconcile_every.as_secs(),
+                "scheduled reconciliation (backfill in slices between incremental passes)"
+            ),
+        }
+    }
     let metrics = match cfg.metrics.listen {
         None => None,
         Some(addr) => {
@@ -232,26 +350,19 @@ pub async fn serve(
                 })?;
             let m = Arc::new(Metrics::new());
             m.watch_rate_limit(client.limiter());
-            // Each stream's lag and last success are known from the warehouse before its
-            // first pass ends.
-            let wh_cfg = cfg.warehouse.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                crate::warehouse::open_reader(&wh_cfg).and_then(|mut r| status::read(r.as_mut()))
-            })
-            .await;
-            match read {
-                Ok(Ok(report)) => {
-                    for s in &report.streams {
-                        m.seed(
-                            s.stream,
-                            s.newest_modified_date.as_deref(),
-                            s.last_success_at.as_deref(),
-                        );
-                    }
-                }
-                // The first passes set the gauges anyway; the pass itself reports a real fault.
-                Ok(Err(e)) => tracing::debug!(error = %e, "metrics not seeded from the warehouse"),
-                Err(e) => tracing::debug!(error = %e, "metrics seeding task failed"),
+            for s in report.iter().flat_map(|r| &r.streams) {
+                m.seed(
+                    s.stream,
+                    s.newest_modified_date.as_deref(),
+                    s.last_success_at.as_deref(),
+                );
+                m.seed_reconcile(
+                    s.stream,
+                    s.backfill_in_progress
+                        .as_ref()
+                        .map(|b| (b.ranges_done, b.ranges)),
+                    s.last_backfill_at.as_deref(),
+                );
             }
             tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
             tokio::spawn(metrics::serve(listener, m.clone(), cancel.clone()));
@@ -279,6 +390,14 @@ pub async fn serve(
             notifier.status(&pass_status(stream, r, Utc::now()));
         })
     };
+    let reconciled: ReconcileObserver = {
+        let metrics = metrics.clone();
+        Box::new(move |stream, r| {
+            if let (Some(m), Some(p)) = (&metrics, &r.backfill) {
+                m.observe_reconcile(stream, r.pages, p);
+            }
+        })
+    };
     let progress: Arc<dyn Progress> = match &metrics {
         Some(m) => m.clone(),
         None => Arc::new(NoProgress),
@@ -304,11 +423,13 @@ pub async fn serve(
         &client,
         wh,
         schedule,
+        reconciler,
         cancel,
         Hooks {
             heartbeat,
             progress,
             observe,
+            reconciled,
         },
     )
     .await;
@@ -385,6 +506,7 @@ mod tests {
             mark_before: Mark::Start,
             mark_after: Mark::at("2024-03-01T08:59:00.000000Z", Confirmed::UpToId(77)),
             elapsed: Duration::from_millis(10),
+            backfill: None,
         });
         assert_eq!(
             pass_status("customers", &ok, now),

@@ -12,6 +12,7 @@
 //!   SQLite and PostgreSQL backends.
 //! - [`sync`]: the engine: incremental keyset passes and id-keyset backfills, with the writer.
 //! - [`daemon`]: the scheduler loop, its service plumbing and signal handling.
+//! - [`reconcile`]: when the daemon runs its scheduled backfill (reconciliation).
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`notify`]: systemd readiness, status and watchdog (sd_notify); what the status says is
 //!   the daemon's.
@@ -32,6 +33,7 @@ pub mod manpage;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod reconcile;
 pub mod resource;
 pub mod status;
 pub mod stream;

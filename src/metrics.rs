@@ -16,6 +16,11 @@
 //! - `rate_limit_requests_per_second`: the client's request-rate limit in force (the
 //!   configured `api.max_requests_per_second`, or lower after a 429), read at scrape time
 //!   (absent while unlimited).
+//! - `reconcile_ranges_done{stream}`, `reconcile_ranges{stream}`: the id ranges of the
+//!   stream's current (or last) reconciliation walked to their end, and all its ranges.
+//! - `reconcile_pages_total{stream}`: pages the daemon's reconciliation slices committed.
+//! - `last_reconcile_timestamp_seconds{stream}`: Unix time the stream's last backfill
+//!   finished (0: none known).
 //!
 //! Every stream of [`Stream::ALL`] has its own series wherever a figure is per stream, so a
 //! stalled stream shows beside a healthy one. Request metrics are the client's: all streams
@@ -44,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::RateLimiter;
 use crate::stream::Stream;
-use crate::sync::{PassReport, Progress};
+use crate::sync::{PassReport, Progress, RangeProgress};
 use crate::timefmt;
 use crate::warehouse::RowStats;
 
@@ -139,6 +144,10 @@ pub struct Metrics {
     last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     newest: Arc<Newest>,
     rate_limit: Arc<RateLimit>,
+    reconcile_done: Family<StreamLabels, Gauge>,
+    reconcile_ranges: Family<StreamLabels, Gauge>,
+    reconcile_pages: Family<StreamLabels, Counter>,
+    last_reconcile: Family<StreamLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -182,10 +191,38 @@ impl Metrics {
         registry.register_collector(Box::new(newest.clone()));
         let rate_limit = Arc::new(RateLimit::default());
         registry.register_collector(Box::new(rate_limit.clone()));
+        let reconcile_done = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "reconcile_ranges_done",
+            "Id ranges of the stream's current (or last) reconciliation walked to their end",
+            reconcile_done.clone(),
+        );
+        let reconcile_ranges = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "reconcile_ranges",
+            "Id ranges of the stream's current (or last) reconciliation",
+            reconcile_ranges.clone(),
+        );
+        let reconcile_pages = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "reconcile_pages",
+            "Pages committed by the daemon's reconciliation slices",
+            reconcile_pages.clone(),
+        );
+        let last_reconcile = Family::<StreamLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_reconcile_timestamp_seconds",
+            "Unix time the stream's last backfill (reconciliation) finished (0: none known)",
+            last_reconcile.clone(),
+        );
         // Make both outcomes visible from the start, so `rate()` and alerts see a zero; and
         // each stream's last success, so a stream that never succeeds reads as 0, not absent.
         for stream in Stream::ALL.iter().map(|s| s.name()) {
             let _ = last_success.get_or_create(&StreamLabels { stream });
+            let _ = reconcile_done.get_or_create(&StreamLabels { stream });
+            let _ = reconcile_ranges.get_or_create(&StreamLabels { stream });
+            let _ = reconcile_pages.get_or_create(&StreamLabels { stream });
+            let _ = last_reconcile.get_or_create(&StreamLabels { stream });
             for outcome in ["succeeded", "failed"] {
                 let _ = passes.get_or_create(&OutcomeLabels { stream, outcome });
             }
@@ -209,6 +246,10 @@ impl Metrics {
             last_success,
             newest,
             rate_limit,
+            reconcile_done,
+            reconcile_ranges,
+            reconcile_pages,
+            last_reconcile,
         }
     }
 
@@ -233,6 +274,43 @@ impl Metrics {
             self.last_success
                 .get_or_create(&StreamLabels { stream })
                 .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// Seeds a stream's reconciliation gauges: the backfill in progress (ranges done, of all),
+    /// and when the last one finished (canonical timestamp).
+    pub fn seed_reconcile(
+        &self,
+        stream: &'static str,
+        in_progress: Option<(usize, usize)>,
+        last_finished: Option<&str>,
+    ) {
+        let labels = StreamLabels { stream };
+        if let Some((done, ranges)) = in_progress {
+            self.reconcile_done.get_or_create(&labels).set(done as i64);
+            self.reconcile_ranges.get_or_create(&labels).set(ranges as i64);
+        }
+        if let Some(t) = last_finished.and_then(timefmt::parse_api) {
+            self.last_reconcile
+                .get_or_create(&labels)
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// A reconciliation slice of `stream` committed `pages` and left its ranges at `p`.
+    pub fn observe_reconcile(&self, stream: &'static str, pages: u64, p: &RangeProgress) {
+        let labels = StreamLabels { stream };
+        self.reconcile_pages.get_or_create(&labels).inc_by(pages);
+        self.reconcile_done
+            .get_or_create(&labels)
+            .set(p.ranges_done as i64);
+        self.reconcile_ranges
+            .get_or_create(&labels)
+            .set(p.ranges as i64);
+        if p.finished {
+            self.last_reconcile
+                .get_or_create(&labels)
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
         }
     }
 

@@ -54,6 +54,14 @@ pub struct Status {
     pub last_success_at: Option<String>,
     /// Now minus the end of the last successful pass (null: none ever succeeded).
     pub since_last_success_seconds: Option<f64>,
+    /// End of the last backfill (reconciliation) that finished; the daemon's next one is due
+    /// `sync.reconcile_every` after it (null: none finished, so the daemon starts one).
+    pub last_backfill_at: Option<String>,
+    pub since_last_backfill_seconds: Option<f64>,
+    /// Now minus the start of the stream's oldest recorded run (what the daemon's schedule
+    /// counts from while no backfill has finished).
+    #[serde(skip)]
+    pub since_first_run_seconds: Option<f64>,
     pub recent_runs: Vec<RunRow>,
 }
 
@@ -127,6 +135,9 @@ pub fn from_snapshot(stream: Stream, s: Snapshot) -> Status {
         table: stream.table(),
         lag_seconds: seconds_since(&s.newest_modified_date),
         since_last_success_seconds: seconds_since(&s.last_success_at),
+        since_last_backfill_seconds: seconds_since(&s.last_backfill_at),
+        last_backfill_at: s.last_backfill_at,
+        since_first_run_seconds: seconds_since(&s.first_run_at),
         checkpoint,
         backfill_in_progress: s.backfill.map(|b| BackfillSummary {
             started_at: b.started_at,
@@ -196,10 +207,15 @@ fn render_stream(s: &Status) -> String {
     if let Some(b) = &s.backfill_in_progress {
         let _ = writeln!(
             out,
-            "backfill    unfinished, started {} ({} of {} id ranges done); --backfill resumes it",
+            "backfill    in progress, started {} ({} of {} id ranges done); the daemon resumes it between its passes (or --backfill while no daemon runs)",
             b.started_at, b.ranges_done, b.ranges
         );
     }
+    let reconciled = match s.since_last_backfill_seconds {
+        None => "no backfill finished yet".to_string(),
+        since => format!("last backfill finished {} ago", human_secs(since)),
+    };
+    let _ = writeln!(out, "reconcile   {reconciled}");
     let _ = writeln!(
         out,
         "rows        {} live, {} deleted, {} quarantined",

@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, ListQuery};
 use crate::resource::{Customers, Resource};
-use crate::sync::{PassReport, Progress, SyncError, SyncOptions, backfill_pass, incremental_pass};
+use crate::sync::{
+    PassReport, Progress, SyncError, SyncOptions, backfill_pass, backfill_slice, incremental_pass,
+};
 use crate::warehouse::{RunKind, Warehouse};
 
 /// One stream: a resource and its checkpoint, run history and table.
@@ -70,6 +72,27 @@ impl Stream {
             }
             (Stream::Customers, RunKind::Backfill) => {
                 backfill_pass::<Customers, W>(client, wh, opts, cancel, progress).await
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// A slice of this stream's backfill that stops once `until` has passed (the daemon's
+    /// scheduled reconciliation); resumes the unfinished backfill or starts one.
+    pub async fn backfill_slice<W: StreamWarehouse>(
+        self,
+        client: &ApiClient,
+        wh: W,
+        opts: &SyncOptions,
+        cancel: &CancellationToken,
+        progress: Arc<dyn Progress>,
+        until: tokio::time::Instant,
+    ) -> (W, Result<PassReport, SyncError>) {
+        match self {
+            Stream::Customers => {
+                backfill_slice::<Customers, W>(client, wh, opts, cancel, progress, Some(until))
+                    .await
             }
         }
     }

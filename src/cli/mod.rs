@@ -267,6 +267,7 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
             let schedule = Schedule {
                 interval: cfg.sync.interval,
                 options: opts,
+                reconcile_every: cfg.sync.reconcile_every,
             };
             Ok(daemon::serve(cfg, client, wh, &schedule, cancel).await?)
         }

@@ -37,6 +37,9 @@ pub const MAX_CONCURRENCY: u32 = 16;
 /// Five minutes covers request transactions bounded by 30-60 s server timeouts with a wide
 /// margin and most batch jobs; the price is re-reading (not re-writing) that window each pass.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
+/// `sync.reconcile_every` when unset: the daemon's full pass by id (finds deletions) once a
+/// week, as the weekly backfill timer did.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A secret string (the API token). Its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -219,6 +222,9 @@ impl WarehouseConfig {
 pub struct SyncConfig {
     pub interval: Duration,
     pub lookback: Duration,
+    /// How long after the last finished backfill the daemon starts the next one, run in slices
+    /// between its incremental passes; zero: never (the daemon only runs incremental passes).
+    pub reconcile_every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

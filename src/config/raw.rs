@@ -65,6 +65,7 @@ pub(super) struct RawWarehouse {
 pub(super) struct RawSync {
     pub interval: Option<String>,
     pub lookback: Option<String>,
+    pub reconcile_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -53,6 +53,7 @@ mod basics {
                 c.api.concurrency,
                 c.sync.interval,
                 c.sync.lookback,
+                c.sync.reconcile_every,
             );
             let want = (
                 DEFAULT_PAGE_SIZE,
@@ -63,6 +64,7 @@ mod basics {
                 DEFAULT_CONCURRENCY,
                 DEFAULT_INTERVAL,
                 DEFAULT_LOOKBACK,
+                DEFAULT_RECONCILE_EVERY,
             );
             assert_eq!(got, want, "{name}");
         }
@@ -76,6 +78,7 @@ mod basics {
         assert_eq!(c.sync.interval, Duration::from_secs(60));
         assert_eq!(c.sync.lookback, DEFAULT_LOOKBACK);
         assert!(!DEFAULT_LOOKBACK.is_zero());
+        assert_eq!(c.sync.reconcile_every, DEFAULT_RECONCILE_EVERY);
         assert_eq!(c.log.format, LogFormat::Text);
         assert!(c.metrics.listen.is_none());
     }
@@ -94,6 +97,19 @@ mod basics {
         assert_eq!(c.api.token.expose(), "from-env");
         assert_eq!(c.api.page_size, 250);
         assert_eq!(c.sync.lookback, Duration::from_secs(420));
+    }
+
+    /// `"0s"` turns the daemon's scheduled reconciliation off; days are accepted.
+    #[test]
+    fn reconcile_every_takes_days_and_zero() {
+        let c = load(MINIMAL, &[("OMS_SYNC__SYNC__RECONCILE_EVERY", "0s")]).unwrap();
+        assert!(c.sync.reconcile_every.is_zero());
+        let c = load(MINIMAL, &[("OMS_SYNC__SYNC__RECONCILE_EVERY", "3d")]).unwrap();
+        assert_eq!(c.sync.reconcile_every, Duration::from_secs(3 * 86400));
+        let e = load(MINIMAL, &[("OMS_SYNC__SYNC__RECONCILE_EVERY", "weekly")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sync.reconcile_every"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::raw::{RawApi, RawConfig, RawWarehouse};
 use super::{
-    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK,
+    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK, DEFAULT_RECONCILE_EVERY,
     DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_MIN_DELAY,
     DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
     SyncConfig, WarehouseConfig, env_name,
@@ -79,6 +79,11 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
         raw.sync.lookback.as_deref(),
         DEFAULT_LOOKBACK,
     )?;
+    let reconcile_every = parse_duration(
+        "sync.reconcile_every",
+        raw.sync.reconcile_every.as_deref(),
+        DEFAULT_RECONCILE_EVERY,
+    )?;
     let level = validate_level(raw.log.level)?;
     let format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -104,7 +109,11 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
     Ok(Config {
         api,
         warehouse,
-        sync: SyncConfig { interval, lookback },
+        sync: SyncConfig {
+            interval,
+            lookback,
+            reconcile_every,
+        },
         log: LogConfig { level, format },
         metrics: MetricsConfig { listen },
     })

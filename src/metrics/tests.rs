@@ -14,6 +14,7 @@ fn report(mark: &str) -> PassReport {
         mark_before: Mark::Start,
         mark_after: Mark::at(mark, Confirmed::Nothing),
         elapsed: Duration::from_millis(5),
+        backfill: None,
     }
 }
 

@@ -1,5 +1,11 @@
 //! Backfills: a full pass by id keyset over one or more id ranges walked in parallel, each with
 //! its own resumable cursor; ids a range read past and the API no longer lists are marked deleted.
+//!
+//! A backfill may run in slices ([`backfill_slice`]): past its deadline each range stops before
+//! its next request (after one page at least, so a slice always moves), the run is recorded as
+//! cancelled with [`super::PAUSED_NOTE`], and the next slice resumes from the committed cursors.
+//! Pages are applied whole, each with its cursor, so a range's deletions are marked exactly as
+//! in one long pass; the high-water date is the one taken when the backfill was planned.
 
 use std::sync::Arc;
 
@@ -9,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::RangePlanner;
 use super::writer::Msg;
-use super::{Fetch, PassReport, Progress, SyncError, SyncOptions, no_progress, run_pass};
+use super::{
+    Fetch, PassReport, Progress, RangeProgress, SyncError, SyncOptions, no_progress, run_pass,
+};
 use crate::api::{ApiClient, ListQuery};
 use crate::resource::Resource;
 use crate::timefmt;
@@ -26,6 +34,24 @@ pub async fn backfill_pass<R, W>(
     opts: &SyncOptions,
     cancel: &CancellationToken,
     progress: Arc<dyn Progress>,
+) -> (W, Result<PassReport, SyncError>)
+where
+    R: Resource,
+    W: Warehouse<R> + 'static,
+{
+    backfill_slice::<R, W>(client, wh, opts, cancel, progress, None).await
+}
+
+/// A backfill that stops once `until` has passed (None: runs to the end, as
+/// [`backfill_pass`]); resumes the unfinished one or starts a new one. The report's
+/// [`RangeProgress`] says whether it finished.
+pub async fn backfill_slice<R, W>(
+    client: &ApiClient,
+    wh: W,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+    progress: Arc<dyn Progress>,
+    until: Option<tokio::time::Instant>,
 ) -> (W, Result<PassReport, SyncError>)
 where
     R: Resource,
@@ -53,19 +79,34 @@ where
             };
             // The first range to fail ends the pass at once and drops (cancels) the others;
             // what they committed stays, and their cursors resume the next backfill.
-            try_join_all(
+            let walked = try_join_all(
                 state
                     .ranges
                     .iter()
                     .filter(|r| !r.done)
-                    .map(|r| walk_ids(f, r.clone(), progress2.as_ref())),
+                    .map(|r| walk_ids(f, r.clone(), progress2.as_ref(), until)),
             )
             .await?;
+            let ranges = state.ranges.len();
+            let done_before = state.ranges.iter().filter(|r| r.done).count();
+            let ranges_done = done_before + walked.iter().filter(|&&d| d).count();
+            if ranges_done < ranges {
+                return Ok(Some(RangeProgress {
+                    ranges_done,
+                    ranges,
+                    finished: false,
+                }));
+            }
             let mark = match state.high_water_date {
                 Some(md) => Mark::at(md, Confirmed::Nothing),
                 None => Mark::Start,
             };
-            f.send(Msg::FinishBackfill(mark)).await
+            f.send(Msg::FinishBackfill(mark)).await?;
+            Ok(Some(RangeProgress {
+                ranges_done,
+                ranges,
+                finished: true,
+            }))
         },
     )
     .await
@@ -159,15 +200,20 @@ async fn balanced_ranges<R: Resource>(
     Ok(ranges)
 }
 
-/// Walks one id range to its end by `id__gt` keyset.
+/// Walks one id range by `id__gt` keyset: to its end (true), or until `until` has passed
+/// (false), checked before each request after the first.
 async fn walk_ids<R: Resource>(
     f: &Fetch<'_, R>,
     range: BackfillRange,
     progress: &dyn Progress,
-) -> Result<(), SyncError> {
+    until: Option<tokio::time::Instant>,
+) -> Result<bool, SyncError> {
     let mut cursor = range.cursor;
     let mut first = true;
     loop {
+        if !first && until.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            return Ok(false);
+        }
         let mut q = ListQuery::new().with("sort", "id");
         if cursor != i64::MIN {
             q = q.with("id__gt", cursor.to_string());
@@ -191,7 +237,7 @@ async fn walk_ids<R: Resource>(
                 },
             }))
             .await?;
-            return Ok(());
+            return Ok(true);
         }
         let max = page
             .max_id

@@ -34,7 +34,7 @@ where
         progress,
         async |f, init| {
             let cursor = with_lookback(init.mark, opts.lookback);
-            walk_modified::<R>(f, cursor).await
+            walk_modified::<R>(f, cursor).await.map(|()| None)
         },
     )
     .await

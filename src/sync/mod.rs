@@ -1,5 +1,7 @@
 //! The sync engine: one incremental pass ([`incremental_pass`]) or one backfill
 //! ([`backfill_pass`]), shared by the daemon, `--once`, `--backfill`, the demo and the tests.
+//! The daemon runs its scheduled backfills in time slices ([`backfill_slice`]) between
+//! incremental passes: each slice resumes from the cursors the last one committed.
 //!
 //! Fetching and writing overlap: async tasks fetch pages and send them over a bounded channel
 //! to one blocking writer thread that owns the warehouse and commits each batch of records
@@ -36,7 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use backfill::backfill_pass;
+pub use backfill::{backfill_pass, backfill_slice};
 pub use incremental::incremental_pass;
 pub use writer::MAX_ROWS_PER_COMMIT;
 
@@ -131,7 +133,22 @@ pub struct PassReport {
     pub mark_before: Mark,
     pub mark_after: Mark,
     pub elapsed: Duration,
+    /// A backfill's ranges after the pass (None for an incremental pass).
+    pub backfill: Option<RangeProgress>,
 }
+
+/// How far a backfill has got: its id ranges walked to their end, of all its ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeProgress {
+    pub ranges_done: usize,
+    pub ranges: usize,
+    /// False: the slice stopped at its time budget with ranges left; the next slice resumes.
+    pub finished: bool,
+}
+
+/// What `run_pass` records for a slice of a backfill that stopped at its time budget.
+pub const PAUSED_NOTE: &str =
+    "paused at the end of its time slice; the next slice resumes it where it stopped";
 
 /// Shared state of the fetch side of a pass.
 struct Fetch<'a, R: Resource> {
@@ -191,7 +208,7 @@ async fn run_pass<R, W, F>(
 where
     R: Resource,
     W: Warehouse<R> + 'static,
-    F: AsyncFnOnce(&Fetch<'_, R>, Init) -> Result<(), SyncError>,
+    F: AsyncFnOnce(&Fetch<'_, R>, Init) -> Result<Option<RangeProgress>, SyncError>,
 {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(channel_pages(opts.page_size));
@@ -219,7 +236,9 @@ where
     };
     let outcome = fetch(&f, init).await;
     let (status, error) = match &outcome {
-        Ok(()) => (RunStatus::Succeeded, None),
+        // A paused slice did not finish: it must not read as a finished backfill in sync_runs.
+        Ok(Some(p)) if !p.finished => (RunStatus::Cancelled, Some(PAUSED_NOTE.to_string())),
+        Ok(_) => (RunStatus::Succeeded, None),
         Err(SyncError::Cancelled) => (RunStatus::Cancelled, None),
         Err(e) => (RunStatus::Failed, Some(e.to_string())),
     };
@@ -230,7 +249,7 @@ where
     let report = match (outcome, written) {
         (_, Err(e)) => Err(e),
         (Err(e), _) => Err(e),
-        (Ok(()), Ok(Written { stats, pages, mark })) => Ok(PassReport {
+        (Ok(backfill), Ok(Written { stats, pages, mark })) => Ok(PassReport {
             stream: R::NAME,
             kind,
             run_id,
@@ -240,6 +259,7 @@ where
             mark_before,
             mark_after: mark,
             elapsed: started.elapsed(),
+            backfill,
         }),
     };
     (wh, report)

@@ -19,6 +19,10 @@ pub struct Snapshot {
     pub newest_modified_date: Option<String>,
     /// End of the last successful pass.
     pub last_success_at: Option<String>,
+    /// End of the last backfill that finished (a succeeded backfill run).
+    pub last_backfill_at: Option<String>,
+    /// Start of the stream's oldest recorded run.
+    pub first_run_at: Option<String>,
     /// Newest first.
     pub recent_runs: Vec<RunRow>,
 }

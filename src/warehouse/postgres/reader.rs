@@ -86,6 +86,13 @@ impl Reader for PgReader {
                 )?
                 .try_get(0)?,
             );
+            let runs = tx.query_one(
+                "SELECT max(finished_at) FILTER (WHERE kind = 'backfill' AND status = 'succeeded'), min(started_at)
+                 FROM sync_runs WHERE stream = $1",
+                &[&stream],
+            )?;
+            let last_backfill_at = canon(runs.try_get(0)?);
+            let first_run_at = canon(runs.try_get(1)?);
             let recent_runs = read_runs(&mut tx, stream, recent_runs)?;
             tx.commit()?;
             Ok(Snapshot {
@@ -97,6 +104,8 @@ impl Reader for PgReader {
                 quarantined,
                 newest_modified_date: canon(counts.try_get(2)?),
                 last_success_at,
+                last_backfill_at,
+                first_run_at,
                 recent_runs,
             })
         };

@@ -102,6 +102,14 @@ impl Reader for SqliteReader {
                 |r| r.get(0),
             )
             .map_err(|e| self.err("reading runs", e))?;
+        let (last_backfill_at, first_run_at) = conn
+            .query_row(
+                "SELECT max(finished_at) FILTER (WHERE kind = 'backfill' AND status = 'succeeded'), min(started_at)
+                 FROM sync_runs WHERE stream = ?1",
+                [stream],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err("reading runs", e))?;
         let recent_runs =
             read_runs(conn, stream, recent_runs).map_err(|e| self.err("reading runs", e))?;
         Ok(Snapshot {
@@ -113,6 +121,8 @@ impl Reader for SqliteReader {
             quarantined,
             newest_modified_date,
             last_success_at,
+            last_backfill_at,
+            first_run_at,
             recent_runs,
         })
     }
