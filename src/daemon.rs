@@ -198,8 +198,8 @@ pub async fn run<W: StreamWarehouse>(
                     if e.is_auth() {
                         return (wh, Err(e));
                     }
-                    deadline = tokio::time::Instant::now()
-                        + next_delay(schedule.interval, failures);
+                    deadline =
+                        tokio::time::Instant::now() + next_delay(schedule.interval, failures);
                     break;
                 }
             }

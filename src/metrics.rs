@@ -288,7 +288,9 @@ impl Metrics {
         let labels = StreamLabels { stream };
         if let Some((done, ranges)) = in_progress {
             self.reconcile_done.get_or_create(&labels).set(done as i64);
-            self.reconcile_ranges.get_or_create(&labels).set(ranges as i64);
+            self.reconcile_ranges
+                .get_or_create(&labels)
+                .set(ranges as i64);
         }
         if let Some(t) = last_finished.and_then(timefmt::parse_api) {
             self.last_reconcile

@@ -254,7 +254,11 @@ pub async fn open_warehouse(cfg: &WarehouseConfig) -> Result<AnyWarehouse, Failu
 /// Runs the daemon, one pass or a backfill with an already loaded config.
 pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> Result<(), Failure> {
     let client = ApiClient::new(&cfg.api).map_err(|e| Failure::new(ExitKind::Other, e))?;
-    let mut wh = open_warehouse(&cfg.warehouse).await?;
+    let mut wh = match open_warehouse(&cfg.warehouse).await {
+        Ok(wh) => wh,
+        Err(f) if mode == Mode::Backfill => return Err(backfill_while_locked(f, cfg)),
+        Err(f) => return Err(f),
+    };
     let opts = SyncOptions::from_config(cfg);
     tracing::info!(
         base_url = %cfg.api.base_url,
@@ -301,6 +305,37 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
             Ok(())
         }
     }
+}
+
+/// `--backfill` while another process (the daemon, as a rule) holds the warehouse: says that
+/// the daemon reconciles by itself and how to reconcile now instead.
+fn backfill_while_locked(f: Failure, cfg: &Config) -> Failure {
+    let held = match f.error.downcast_ref::<warehouse::WarehouseError>() {
+        Some(warehouse::WarehouseError::Locked { path, pid, .. }) => format!(
+            "warehouse {} is in use by another oms-sync process{}",
+            path.display(),
+            pid.map(|p| format!(" (PID {p})")).unwrap_or_default()
+        ),
+        Some(warehouse::WarehouseError::PgLocked { location, schema }) => format!(
+            "PostgreSQL warehouse {location} (schema {schema}) is in use by another oms-sync process"
+        ),
+        _ => return f,
+    };
+    let every = cfg.sync.reconcile_every;
+    let schedule = if every.is_zero() {
+        "the daemon's own reconciliation is off (sync.reconcile_every = \"0s\")".to_string()
+    } else {
+        format!(
+            "a running daemon does this backfill itself every {} (sync.reconcile_every), in slices between its incremental passes; `oms-sync status` shows its progress",
+            humantime::format_duration(every)
+        )
+    };
+    Failure::new(
+        ExitKind::Warehouse,
+        anyhow::anyhow!(
+            "{held}; --backfill cannot run beside it: {schedule}; fix: to reconcile now, stop the daemon (systemctl stop oms-sync), run --backfill, then start the daemon again (it keeps its checkpoint)"
+        ),
+    )
 }
 
 /// Logs to stderr: text (no colours unless stderr is a terminal) or JSON. `RUST_LOG` wins

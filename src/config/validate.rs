@@ -10,10 +10,10 @@ use url::Url;
 
 use super::raw::{RawApi, RawConfig, RawWarehouse};
 use super::{
-    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK, DEFAULT_RECONCILE_EVERY,
-    DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_MIN_DELAY,
-    DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret,
-    SyncConfig, WarehouseConfig, env_name,
+    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK,
+    DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RECONCILE_EVERY, DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_RETRY_MIN_DELAY, DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE,
+    MetricsConfig, Secret, SyncConfig, WarehouseConfig, env_name,
 };
 use crate::warehouse::postgres::PgConfig;
 
