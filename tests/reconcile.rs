@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oms_sync::fake_oms::{FakeCustomer, FakeOms};
+use fake_oms::{FakeCustomer, FakeOms};
 use rusqlite::{Connection, OpenFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
