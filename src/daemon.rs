@@ -175,7 +175,7 @@ pub async fn run<W: StreamWarehouse>(
             heartbeat.beat();
             match result {
                 Ok(report) => {
-                    log_slice(&report);
+                    crate::reconcile::log_slice(&report);
                     reconciled(stream.name(), &report);
                     if report.backfill.is_some_and(|p| p.finished) {
                         reconciler.finished(*stream, tokio::time::Instant::now());
@@ -229,28 +229,6 @@ pub fn log_pass(r: &PassReport) {
         mark = %r.mark_after,
         elapsed_ms = r.elapsed.as_millis() as u64,
         "pass finished"
-    );
-}
-
-/// One line per reconciliation slice: how far the backfill has got and what the slice did.
-fn log_slice(r: &PassReport) {
-    let (done, ranges, finished) = r
-        .backfill
-        .map_or((0, 0, false), |p| (p.ranges_done, p.ranges, p.finished));
-    tracing::info!(
-        stream = r.stream,
-        run = r.run_id,
-        ranges_done = done,
-        ranges,
-        finished,
-        requests = r.requests,
-        pages = r.pages,
-        fetched = r.stats.fetched,
-        inserted = r.stats.inserted,
-        updated = r.stats.updated,
-        deleted = r.stats.deleted,
-        elapsed_ms = r.elapsed.as_millis() as u64,
-        "reconciliation slice ended"
     );
 }
 
@@ -324,21 +302,7 @@ pub async fn serve(
         }
     };
     let reconciler = Reconciler::new(schedule.reconcile_every, report.as_ref());
-    let now = tokio::time::Instant::now();
-    for stream in Stream::ALL {
-        match reconciler.due_in(*stream, now) {
-            None => tracing::info!(
-                stream = stream.name(),
-                "scheduled reconciliation off (sync.reconcile_every = \"0s\"); run --backfill while the daemon is stopped to find deletions"
-            ),
-            Some(d) => tracing::info!(
-                stream = stream.name(),
-                due_in_s = d.as_secs(),
-                every_s = schedule.reconcile_every.as_secs(),
-                "scheduled reconciliation (backfill in slices between incremental passes)"
-            ),
-        }
-    }
+    reconciler.log_schedule();
     let metrics = match cfg.metrics.listen {
         None => None,
         Some(addr) => {

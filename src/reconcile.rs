@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::status::Report;
 use crate::stream::Stream;
+use crate::sync::PassReport;
 
 /// When each stream's next reconciliation is due.
 #[derive(Debug, Clone)]
@@ -76,4 +77,45 @@ impl Reconciler {
             *t = now + self.every;
         }
     }
+
+    /// One line per stream at start: when its reconciliation is due, or that it is off.
+    pub fn log_schedule(&self) {
+        let now = Instant::now();
+        for stream in Stream::ALL {
+            match self.due_in(*stream, now) {
+                None => tracing::info!(
+                    stream = stream.name(),
+                    "scheduled reconciliation off (sync.reconcile_every = \"0s\"); run --backfill while the daemon is stopped to find deletions"
+                ),
+                Some(d) => tracing::info!(
+                    stream = stream.name(),
+                    due_in_s = d.as_secs(),
+                    every_s = self.every.as_secs(),
+                    "scheduled reconciliation (backfill in slices between incremental passes)"
+                ),
+            }
+        }
+    }
+}
+
+/// One line per reconciliation slice: how far the backfill has got and what the slice did.
+pub fn log_slice(r: &PassReport) {
+    let (done, ranges, finished) = r
+        .backfill
+        .map_or((0, 0, false), |p| (p.ranges_done, p.ranges, p.finished));
+    tracing::info!(
+        stream = r.stream,
+        run = r.run_id,
+        ranges_done = done,
+        ranges,
+        finished,
+        requests = r.requests,
+        pages = r.pages,
+        fetched = r.stats.fetched,
+        inserted = r.stats.inserted,
+        updated = r.stats.updated,
+        deleted = r.stats.deleted,
+        elapsed_ms = r.elapsed.as_millis() as u64,
+        "reconciliation slice ended"
+    );
 }
