@@ -333,7 +333,7 @@ fn backfill_while_locked(f: Failure, cfg: &Config) -> Failure {
     Failure::new(
         ExitKind::Warehouse,
         anyhow::anyhow!(
-            "{held}; --backfill cannot run beside it: {schedule}; fix: to reconcile now, stop the daemon (systemctl stop oms-sync), run --backfill, then start the daemon again (it keeps its checkpoint)"
+            "{held}; --backfill cannot run beside it: {schedule}; fix: to reconcile now, stop the daemon (systemctl stop oms-sync), run --backfill, then start the daemon again (it keeps its checkpoint); the packaged oms-sync-backfill.service does all three: systemctl start --no-block oms-sync-backfill"
         ),
     )
 }
