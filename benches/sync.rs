@@ -40,7 +40,7 @@ use oms_sync::api::ApiClient;
 use oms_sync::config::{
     ApiConfig, DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE, Secret, parse_base_url,
 };
-use oms_sync::resource::{Customer, Customers, Row};
+use oms_sync::resource::{Customer, Customers};
 use oms_sync::sync::plan::RangePlanner;
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
@@ -113,13 +113,13 @@ fn raw_upsert(
         c.id,
         c.created_date(),
         modified_date,
-        c.omnitron_id,
+        c.omnitron_id(),
         c.email(),
         c.first_name(),
         c.last_name(),
         c.phone_number(),
         c.erp_code(),
-        c.channel,
+        c.channel(),
         c.extra(),
         now
     ])
@@ -178,7 +178,7 @@ fn range_order(records: &[Customer], concurrency: u32, page: usize) -> Vec<&Cust
 /// The product's own statements (`oms_sync::warehouse::sqlite::UpsertSql`): the same
 /// parameters as [`raw_upsert_sql`] (the columns in order, then the sync time).
 fn product_sql() -> UpsertSql {
-    UpsertSql::new("customers", <Customer as Row>::COLUMNS)
+    UpsertSql::new(&oms_sync::resource::customers::SPEC)
 }
 
 /// The plain statement as an [`UpsertSql`] without the second step.
@@ -268,7 +268,7 @@ fn raw_load(
         // The product's own build (its sorter settings), in one transaction as at the end of
         // a backfill.
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        build_secondary_indexes(conn, "customers").unwrap();
+        build_secondary_indexes(conn, &oms_sync::resource::customers::SPEC).unwrap();
         conn.execute_batch("COMMIT").unwrap();
         wh.after_commit();
     }

@@ -41,3 +41,10 @@ pub mod sync;
 pub mod text;
 pub mod timefmt;
 pub mod warehouse;
+
+/// What [`declare_resource!`] expands to needs, whatever the calling crate depends on.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde::Deserializer;
+    pub use serde_json::value::RawValue;
+}

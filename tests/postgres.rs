@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use oms_sync::resource::{BadRecord, Customer, CustomerFields, Customers};
-use oms_sync::warehouse::postgres::{BulkPath, SECONDARY_INDEXES};
+use oms_sync::warehouse::postgres::BulkPath;
+use oms_sync::warehouse::secondary_indexes;
 use oms_sync::warehouse::{
     Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, PgConfig, PgReader, PgWarehouse,
     Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -321,6 +322,35 @@ fn range(range_no: i64, lo: i64, hi: Option<i64>) -> BackfillRange {
     }
 }
 
+/// Every shipped resource's table, as the PostgreSQL migrations create it, is what its
+/// declaration says (columns, types, nullability, primary key, indexes).
+#[test]
+fn migrations_create_what_the_declarations_say() {
+    use oms_sync::warehouse::postgres::schema::{declared_type, read_shape};
+    use oms_sync::warehouse::shape::TableShape;
+    let Some(db) = TestDb::new("shape") else {
+        return;
+    };
+    let mut wh = db.open();
+    for spec in oms_sync::resource::ALL {
+        let got = read_shape(wh.client().unwrap(), spec.table).unwrap();
+        assert_eq!(
+            got,
+            TableShape::expected(spec, declared_type),
+            "{}",
+            spec.table
+        );
+    }
+    // The comparison sees a change: a column dropped from the table.
+    wh.client()
+        .unwrap()
+        .batch_execute("ALTER TABLE customers DROP COLUMN erp_code CASCADE")
+        .unwrap();
+    let spec = &oms_sync::resource::customers::SPEC;
+    let got = read_shape(wh.client().unwrap(), spec.table).unwrap();
+    assert_ne!(got, TableShape::expected(spec, declared_type));
+}
+
 fn index_names(db: &TestDb) -> Vec<Option<String>> {
     db.sql(&format!(
         "SELECT indexname FROM pg_indexes WHERE schemaname = '{}' AND tablename = 'customers'
@@ -419,12 +449,12 @@ fn bulk_load_drops_indexes_only_when_empty_and_open_restores_them() {
     };
     let mut wh = db.open();
     let full = index_names(&db);
-    let mut listed: Vec<Option<String>> = SECONDARY_INDEXES
+    let mut listed: Vec<Option<String>> = secondary_indexes()
         .iter()
         .map(|(_, n, _)| Some(n.to_string()))
         .collect();
     listed.sort();
-    assert_eq!(full, listed, "SECONDARY_INDEXES matches the migrations");
+    assert_eq!(full, listed, "secondary_indexes() matches the migrations");
     Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
     assert!(index_names(&db).is_empty(), "empty table: dropped");
     // Killed mid-backfill: the next open builds them again.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use oms_sync::config::WarehouseConfig;
 use oms_sync::resource::{Cell, ColumnType, Customer, Row};
 use oms_sync::timefmt;
-use oms_sync::warehouse::postgres::SECONDARY_INDEXES;
+use oms_sync::warehouse::secondary_indexes;
 use oms_sync::warehouse::{AnyWarehouse, PgConfig};
 use postgres::types::ToSql;
 
@@ -93,7 +93,7 @@ fn column_arrays<'a>(
                     rows.iter()
                         .map(|r| match r.cell(i) {
                             Cell::Int(v) => v,
-                            Cell::Text(_) => None,
+                            _ => None,
                         })
                         .collect::<Vec<Option<i64>>>(),
                 ),
@@ -101,7 +101,7 @@ fn column_arrays<'a>(
                     rows.iter()
                         .map(|r| match r.cell(i) {
                             Cell::Text(v) => v,
-                            Cell::Int(_) => None,
+                            _ => None,
                         })
                         .collect::<Vec<Option<&'a str>>>(),
                 ),
@@ -163,7 +163,7 @@ pub fn raw_load(
         let now = timefmt::now_canonical();
         let started = Instant::now();
         if defer_indexes {
-            for (_, name, _) in SECONDARY_INDEXES {
+            for (_, name, _) in secondary_indexes() {
                 client
                     .batch_execute(&format!("DROP INDEX {name}"))
                     .expect("drop index");
@@ -174,8 +174,8 @@ pub fn raw_load(
             run_upsert(&mut client, &sql, &rows, None, &now);
         }
         if defer_indexes {
-            for (_, _, create) in SECONDARY_INDEXES {
-                client.batch_execute(create).expect("build index");
+            for (_, _, create) in secondary_indexes() {
+                client.batch_execute(&create).expect("build index");
             }
         }
         let load = records.len() as f64 / started.elapsed().as_secs_f64();

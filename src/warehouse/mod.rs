@@ -7,6 +7,7 @@
 mod any;
 mod error;
 pub mod postgres;
+pub mod shape;
 mod snapshot;
 pub mod sqlite;
 
@@ -21,23 +22,24 @@ pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 
-/// Secondary indexes of the record tables, as `(table, index, CREATE statement)`, the same SQL
-/// for every backend. A backfill into an EMPTY table drops them and builds them once at its end
-/// (far cheaper than keeping them up to date row by row); opening a warehouse builds any that
-/// are missing, so a backfill killed half-way never leaves it without them. Each backend's
-/// tests check that the list matches its migrations.
-pub const SECONDARY_INDEXES: &[(&str, &str, &str)] = &[
-    (
-        "customers",
-        "customers_modified_date",
-        "CREATE INDEX IF NOT EXISTS customers_modified_date ON customers (modified_date)",
-    ),
-    (
-        "customers",
-        "customers_email",
-        "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
-    ),
-];
+pub use crate::resource::Spec;
+
+/// Secondary indexes of the shipped record tables, as `(table, index, CREATE statement)`, the
+/// same SQL for every backend, from the resources' declarations. A backfill into an EMPTY
+/// table drops them and builds them once at its end (far cheaper than keeping them up to date
+/// row by row); opening a warehouse builds any that are missing, so a backfill killed half-way
+/// never leaves it without them. Each backend's tests check that the list matches its
+/// migrations.
+pub fn secondary_indexes() -> Vec<(&'static str, &'static str, String)> {
+    crate::resource::ALL
+        .iter()
+        .flat_map(|spec| {
+            spec.indexes
+                .iter()
+                .map(|i| (spec.table, i.name, i.create_sql(spec.table)))
+        })
+        .collect()
+}
 
 /// Incremental high-water mark on `(modified_date, id)`: what the warehouse claims to hold.
 ///

@@ -520,13 +520,13 @@ pub fn expected(c: &FakeCustomer) -> Row {
     Row {
         created_date: text(s.created_date()),
         modified_date: s.modified_date().to_owned(),
-        omnitron_id: s.omnitron_id,
+        omnitron_id: s.omnitron_id(),
         email: text(s.email()),
         first_name: text(s.first_name()),
         last_name: text(s.last_name()),
         phone_number: text(s.phone_number()),
         erp_code: text(s.erp_code()),
-        channel: s.channel,
+        channel: s.channel(),
         // Compared as JSON values: key order in the text is not part of the promise.
         extra: s.extra().map(|e| serde_json::from_str(e).unwrap()),
         deleted: false,

@@ -22,6 +22,7 @@ fn types(ty: ColumnType) -> (&'static str, &'static str) {
         // Sent as canonical text, cast by the server: exact to the microsecond.
         ColumnType::Timestamp => ("text", "timestamptz"),
         ColumnType::Json => ("text", "jsonb"),
+        ColumnType::Bool => ("boolean", "boolean"),
     }
 }
 
@@ -78,16 +79,25 @@ fn column_arrays<'a, T: Row>(records: &[&'a T]) -> Vec<Box<dyn ToSql + Sync + 'a
                         .iter()
                         .map(|r| match r.cell(i) {
                             Cell::Int(v) => v,
-                            Cell::Text(_) => None,
+                            _ => None,
                         })
                         .collect::<Vec<Option<i64>>>(),
+                ),
+                ColumnType::Bool => Box::new(
+                    records
+                        .iter()
+                        .map(|r| match r.cell(i) {
+                            Cell::Bool(v) => v,
+                            _ => None,
+                        })
+                        .collect::<Vec<Option<bool>>>(),
                 ),
                 _ => Box::new(
                     records
                         .iter()
                         .map(|r| match r.cell(i) {
                             Cell::Text(v) => v,
-                            Cell::Int(_) => None,
+                            _ => None,
                         })
                         .collect::<Vec<Option<&'a str>>>(),
                 ),

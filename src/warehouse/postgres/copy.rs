@@ -12,6 +12,7 @@ use crate::resource::{Cell, Column, ColumnType, Row};
 fn sent_type(ty: ColumnType) -> (Type, &'static str) {
     match ty {
         ColumnType::BigInt => (Type::INT8, "bigint"),
+        ColumnType::Bool => (Type::BOOL, "boolean"),
         _ => (Type::TEXT, "text"),
     }
 }
@@ -69,11 +70,13 @@ pub(super) fn copy_round<T: Row>(
     let mut w = BinaryCopyInWriter::new(sink, &types);
     let mut ints: Vec<Option<i64>> = vec![None; T::COLUMNS.len()];
     let mut texts: Vec<Option<&str>> = vec![None; T::COLUMNS.len()];
+    let mut bools: Vec<Option<bool>> = vec![None; T::COLUMNS.len()];
     for rec in round {
         for i in 0..T::COLUMNS.len() {
             match rec.cell(i) {
                 Cell::Int(v) => ints[i] = v,
                 Cell::Text(v) => texts[i] = v,
+                Cell::Bool(v) => bools[i] = v,
             }
         }
         let row: Vec<&(dyn ToSql + Sync)> = T::COLUMNS
@@ -82,6 +85,7 @@ pub(super) fn copy_round<T: Row>(
             .map(|(i, c)| -> &(dyn ToSql + Sync) {
                 match c.ty {
                     ColumnType::BigInt => &ints[i],
+                    ColumnType::Bool => &bools[i],
                     _ => &texts[i],
                 }
             })

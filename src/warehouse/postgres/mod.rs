@@ -22,15 +22,16 @@ mod connect;
 mod copy;
 mod password;
 mod reader;
+pub mod schema;
 mod state;
 mod tls;
 
 use postgres::Client;
 
+pub use crate::warehouse::secondary_indexes;
 pub use apply::{BulkPath, upsert_sql};
 pub use config::{PgConfig, PgHost, SslMode};
 pub use reader::PgReader;
-pub use state::SECONDARY_INDEXES;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
@@ -152,8 +153,8 @@ impl PgWarehouse {
         connect::migrate(cfg, &mut client)?;
         // A backfill into an empty table drops them until its end; if it was killed, they
         // come back here.
-        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
-            build_secondary_indexes(&mut client, table)
+        for spec in crate::resource::ALL {
+            build_secondary_indexes(&mut client, spec)
                 .map_err(|e| classify(cfg, "building the secondary indexes", e))?;
         }
         Ok((client, pid))
@@ -243,7 +244,7 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
     fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
         self.run("starting the backfill", |c| {
             let mut tx = c.transaction()?;
-            drop_secondary_indexes_if_empty(&mut tx, R::TABLE)?;
+            drop_secondary_indexes_if_empty(&mut tx, R::SPEC)?;
             write_backfill(&mut tx, R::NAME, state)?;
             tx.commit()
         })
@@ -252,7 +253,7 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
     fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
         self.run("finishing the backfill", |c| {
             let mut tx = c.transaction()?;
-            build_secondary_indexes(&mut tx, R::TABLE)?;
+            build_secondary_indexes(&mut tx, R::SPEC)?;
             write_mark_if_greater(&mut tx, R::NAME, &mark)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = $1", &[&R::NAME])?;
             tx.execute("DELETE FROM backfill_state WHERE stream = $1", &[&R::NAME])?;

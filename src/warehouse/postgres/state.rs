@@ -1,6 +1,7 @@
 //! Checkpoint state in PostgreSQL: the incremental mark (through [`Mark::from_columns`]),
 //! an unfinished backfill's ranges, and the `timestamptz` <-> canonical text conversion.
 
+use crate::resource::Spec;
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use postgres::types::ToSql;
@@ -115,32 +116,26 @@ pub(super) fn write_backfill<C: GenericClient>(
     Ok(())
 }
 
-pub use crate::warehouse::SECONDARY_INDEXES;
-
 pub(super) fn build_secondary_indexes<C: GenericClient>(
     c: &mut C,
-    table: &str,
+    spec: &Spec,
 ) -> Result<(), postgres::Error> {
-    for (t, _, sql) in SECONDARY_INDEXES {
-        if *t == table {
-            c.batch_execute(sql)?;
-        }
+    for index in spec.indexes {
+        c.batch_execute(&index.create_sql(spec.table))?;
     }
     Ok(())
 }
 
 pub(super) fn drop_secondary_indexes_if_empty<C: GenericClient>(
     c: &mut C,
-    table: &str,
+    spec: &Spec,
 ) -> Result<(), postgres::Error> {
     let empty = c
-        .query_opt(&format!("SELECT 1 FROM {table} LIMIT 1"), &[])?
+        .query_opt(&format!("SELECT 1 FROM {} LIMIT 1", spec.table), &[])?
         .is_none();
     if empty {
-        for (t, name, _) in SECONDARY_INDEXES {
-            if *t == table {
-                c.batch_execute(&format!("DROP INDEX IF EXISTS {name}"))?;
-            }
+        for index in spec.indexes {
+            c.batch_execute(&format!("DROP INDEX IF EXISTS {}", index.name))?;
         }
     }
     Ok(())

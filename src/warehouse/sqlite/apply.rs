@@ -8,9 +8,8 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
 
 use super::connection::classify;
-use super::indexes::SECONDARY_INDEXES;
 use super::state::write_mark_if_greater;
-use crate::resource::{BadRecord, Cell, Column, Keyed, Resource, Row};
+use crate::resource::{BadRecord, Cell, Index, Keyed, Resource, Row, Spec};
 use crate::timefmt;
 use crate::warehouse::{Advance, Batch, RowStats, WarehouseError};
 
@@ -20,7 +19,10 @@ impl rusqlite::ToSql for Cell<'_> {
         Ok(match *self {
             Cell::Int(Some(v)) => ToSqlOutput::Owned(Value::Integer(v)),
             Cell::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Cell::Int(None) | Cell::Text(None) => ToSqlOutput::Owned(Value::Null),
+            Cell::Bool(Some(b)) => ToSqlOutput::Owned(Value::Integer(b.into())),
+            Cell::Int(None) | Cell::Text(None) | Cell::Bool(None) => {
+                ToSqlOutput::Owned(Value::Null)
+            }
         })
     }
 }
@@ -55,9 +57,10 @@ pub struct UpsertSql {
 }
 
 impl UpsertSql {
-    pub fn new(table: &str, columns: &[Column]) -> UpsertSql {
-        let columns: Vec<&str> = columns.iter().map(|c| c.name).collect();
-        let kept: Vec<&str> = indexed_columns(table)
+    pub fn new(spec: &Spec) -> UpsertSql {
+        let table = spec.table;
+        let columns: Vec<&str> = spec.columns.iter().map(|c| c.name).collect();
+        let kept: Vec<&str> = indexed_columns(spec.indexes)
             .into_iter()
             .filter(|c| *c != "modified_date" && columns[1..].contains(c))
             .collect();
@@ -116,16 +119,11 @@ impl UpsertSql {
     }
 }
 
-/// The columns of `table`'s secondary indexes, read from their CREATE statements.
-fn indexed_columns(table: &str) -> Vec<&'static str> {
-    SECONDARY_INDEXES
+/// The columns of the secondary indexes in `indexes`.
+fn indexed_columns(indexes: &[Index]) -> Vec<&'static str> {
+    indexes
         .iter()
-        .filter(|(t, _, _)| *t == table)
-        .filter_map(|(_, _, sql)| {
-            let inner = sql.rsplit_once('(')?.1.split_once(')')?.0;
-            Some(inner.split(',').map(str::trim))
-        })
-        .flatten()
+        .flat_map(|i| i.columns.iter().copied())
         .collect()
 }
 
@@ -537,7 +535,7 @@ mod tests {
     /// a changed one is still stored, by the full update, under the same rules.
     #[test]
     fn indexed_columns_are_set_only_when_they_change() {
-        let sql = super::UpsertSql::new("customers", <Customer as crate::resource::Row>::COLUMNS);
+        let sql = super::UpsertSql::new(&crate::resource::customers::SPEC);
         assert!(
             !sql.upsert.contains("email = excluded.email"),
             "{}",

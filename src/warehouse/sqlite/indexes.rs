@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use crate::warehouse::SECONDARY_INDEXES;
+use crate::resource::Spec;
+pub use crate::warehouse::secondary_indexes;
 
 /// Memory of SQLite's sorter while it builds an index (KiB): the size of each sorted run it
 /// writes out before merging. Measured on 1,000,000 customers, 2 MiB runs built both indexes
@@ -15,20 +16,20 @@ pub const INDEX_SORT_THREADS: usize = 4;
 
 /// Creates the secondary indexes of `table` that are missing, with the sorter settings above
 /// for the build and the writer's settings back after it.
-pub fn build_secondary_indexes(conn: &Connection, table: &str) -> rusqlite::Result<()> {
-    let missing: Vec<&str> = SECONDARY_INDEXES
+pub fn build_secondary_indexes(conn: &Connection, spec: &Spec) -> rusqlite::Result<()> {
+    let missing: Vec<String> = spec
+        .indexes
         .iter()
-        .filter(|(t, _, _)| *t == table)
-        .map(|(_, name, sql)| {
+        .map(|index| {
             let exists = conn
                 .query_row(
                     "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1",
-                    [name],
+                    [index.name],
                     |_| Ok(()),
                 )
                 .optional()?
                 .is_some();
-            Ok((!exists).then_some(*sql))
+            Ok((!exists).then(|| index.create_sql(spec.table)))
         })
         .filter_map(Result::transpose)
         .collect::<rusqlite::Result<_>>()?;
@@ -49,17 +50,17 @@ pub fn build_secondary_indexes(conn: &Connection, table: &str) -> rusqlite::Resu
 /// Drops the secondary indexes of `table` if it holds no row (bulk load ahead).
 pub(super) fn drop_secondary_indexes_if_empty(
     conn: &Connection,
-    table: &str,
+    spec: &Spec,
 ) -> rusqlite::Result<()> {
     let empty = conn
-        .query_row(&format!("SELECT 1 FROM {table} LIMIT 1"), [], |_| Ok(()))
+        .query_row(&format!("SELECT 1 FROM {} LIMIT 1", spec.table), [], |_| {
+            Ok(())
+        })
         .optional()?
         .is_none();
     if empty {
-        for (t, name, _) in SECONDARY_INDEXES {
-            if *t == table {
-                conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
-            }
+        for index in spec.indexes {
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", index.name))?;
         }
     }
     Ok(())
@@ -99,7 +100,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mut want: Vec<(String, String)> = SECONDARY_INDEXES
+        let mut want: Vec<(String, String)> = secondary_indexes()
             .iter()
             .map(|(_, n, sql)| (n.to_string(), norm(sql)))
             .collect();
@@ -123,7 +124,7 @@ mod tests {
         };
         let mut wh = SqliteWarehouse::open(&p).unwrap();
         let full = index_sql(wh.connection());
-        assert_eq!(full.len(), SECONDARY_INDEXES.len());
+        assert_eq!(full.len(), secondary_indexes().len());
         Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
         assert!(
             index_sql(wh.connection()).is_empty(),

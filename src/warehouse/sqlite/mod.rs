@@ -17,6 +17,7 @@ mod connection;
 mod indexes;
 mod lock;
 mod reader;
+pub mod schema;
 mod state;
 
 use std::collections::HashMap;
@@ -30,11 +31,11 @@ use rusqlite::{Connection, TransactionBehavior, params};
 pub use apply::UpsertSql;
 pub use checkpoint::CHECKPOINT_PAGES;
 pub use connection::open_connection;
-pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, SECONDARY_INDEXES, build_secondary_indexes};
+pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, build_secondary_indexes, secondary_indexes};
 pub use reader::SqliteReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
-use crate::resource::{Resource, Row};
+use crate::resource::Resource;
 use crate::timefmt;
 use checkpoint::Checkpointer;
 use connection::{classify, open_error};
@@ -129,8 +130,8 @@ impl SqliteWarehouse {
         };
         // A backfill into an empty table drops the secondary indexes until its end; if it was
         // killed, they come back here (taking a few seconds per million rows).
-        for table in SECONDARY_INDEXES.iter().map(|(t, _, _)| *t) {
-            build_secondary_indexes(&wh.conn, table)
+        for spec in crate::resource::ALL {
+            build_secondary_indexes(&wh.conn, spec)
                 .map_err(|e| wh.err("building the secondary indexes", e))?;
         }
         wh.checkpointer.after_commit();
@@ -210,7 +211,7 @@ where
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
-            drop_secondary_indexes_if_empty(&tx, R::TABLE)?;
+            drop_secondary_indexes_if_empty(&tx, R::SPEC)?;
             tx.execute(
                 "INSERT OR REPLACE INTO backfill_state (stream, run_id, started_at, high_water_date)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -234,7 +235,7 @@ where
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            build_secondary_indexes(&tx, R::TABLE)?;
+            build_secondary_indexes(&tx, R::SPEC)?;
             write_mark_if_greater(&tx, R::NAME, &mark)?;
             tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
             tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
@@ -262,7 +263,7 @@ where
         let sql = self
             .upserts
             .entry(R::TABLE)
-            .or_insert_with(|| UpsertSql::new(R::TABLE, <R::Record as Row>::COLUMNS));
+            .or_insert_with(|| UpsertSql::new(R::SPEC));
         let stats = apply::apply_batches::<R>(
             &mut self.conn,
             &self.path,
