@@ -143,13 +143,13 @@ macro_rules! declare_resource {
             fn parse(
                 raw: &$crate::__private::RawValue,
             ) -> Result<$record, $crate::resource::BadRecord> {
-                $crate::resource::record::parse(raw)
+                $crate::resource::parse::parse(raw)
             }
 
             fn read<'de, D: $crate::__private::Deserializer<'de>>(
                 d: D,
             ) -> Result<$record, D::Error> {
-                $crate::resource::record::read(d)
+                $crate::resource::parse::read(d)
             }
         }
     };

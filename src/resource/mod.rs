@@ -7,6 +7,7 @@
 
 pub mod customers;
 mod declare;
+pub mod parse;
 pub mod record;
 
 use serde_json::value::RawValue;

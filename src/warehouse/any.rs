@@ -84,6 +84,14 @@ impl<R: Resource> Warehouse<R> for AnyWarehouse {
     ) -> Result<RowStats, WarehouseError> {
         delegate!(self, w => Warehouse::<R>::apply(w, run, batches))
     }
+    fn apply_recording(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        recorder: &mut super::write::Recorder,
+    ) -> Result<RowStats, WarehouseError> {
+        delegate!(self, w => Warehouse::<R>::apply_recording(w, run, batches, recorder))
+    }
     fn finish_run(
         &mut self,
         run: i64,

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod shape;
 mod snapshot;
 pub mod sqlite;
+pub mod write;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -289,6 +290,14 @@ pub trait Warehouse<R: Resource>: Send {
     /// all in one transaction, each as it would be alone. Also adds their figures to `run`.
     fn apply(&mut self, run: i64, batches: &[Batch<R::Record>])
     -> Result<RowStats, WarehouseError>;
+    /// [`Warehouse::apply`], also giving each row's change to `recorder` inside the same
+    /// transaction (what a consumer such as a history table builds on).
+    fn apply_recording(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        recorder: &mut write::Recorder,
+    ) -> Result<RowStats, WarehouseError>;
     fn finish_run(
         &mut self,
         run: i64,

@@ -1,7 +1,7 @@
-//! Applying a batch in PostgreSQL: deletion marking of a backfill range, the records' upsert
-//! (never older, never a rewrite of the same content) as ONE statement over arrays
-//! (`INSERT … SELECT FROM unnest(…) ON CONFLICT … WHERE`), quarantine and the checkpoint, all
-//! in one transaction. Same semantics as the SQLite backend's `apply`.
+//! The PostgreSQL dialect of the write core ([`crate::warehouse::write`]): the records' upsert
+//! as ONE statement over arrays (`INSERT … SELECT FROM unnest(…) ON CONFLICT … WHERE`, or
+//! binary COPY into staging then a merge), deletion marking as one `UPDATE`, the quarantine's
+//! release as one `DELETE … USING unnest`.
 
 use std::collections::HashMap;
 
@@ -10,9 +10,12 @@ use postgres::{Client, Transaction};
 
 use super::copy;
 use super::state::write_mark_if_greater;
-use crate::resource::{BadRecord, Cell, Column, ColumnType, Keyed, Resource, Row};
+use chrono::{DateTime, Utc};
+
+use crate::resource::{BadRecord, Cell, Column, ColumnType, Keyed, Resource, Row, Spec};
 use crate::timefmt;
-use crate::warehouse::{Advance, Batch, RowStats};
+use crate::warehouse::write::{self, Consumer, Dialect, Outcome};
+use crate::warehouse::{Batch, Mark, RowStats};
 
 /// The PostgreSQL type of a column as sent (arrays of these) and as stored.
 fn types(ty: ColumnType) -> (&'static str, &'static str) {
@@ -27,7 +30,7 @@ fn types(ty: ColumnType) -> (&'static str, &'static str) {
 }
 
 /// The upsert of `unnest`ed arrays, one per column, then `$n+1` = now. Returns one row per
-/// row written, `true` when inserted; rows not returned were unchanged (or older).
+/// row written, its id and `true` when inserted; rows not returned were unchanged (or older).
 pub fn upsert_sql(table: &str, columns: &[Column]) -> String {
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     let arrays: Vec<String> = columns
@@ -60,7 +63,7 @@ pub fn upsert_sql(table: &str, columns: &[Column]) -> String {
          WHERE excluded.modified_date > t.modified_date \
             OR (excluded.modified_date = t.modified_date \
                 AND (t.deleted_at IS NOT NULL OR {differs})) \
-         RETURNING (xmax = 0)",
+         RETURNING t.id, (xmax = 0)",
         cols = names.join(", "),
         select = select.join(", "),
         arrays = arrays.join(", "),
@@ -108,19 +111,21 @@ fn column_arrays<'a, T: Row>(records: &[&'a T]) -> Vec<Box<dyn ToSql + Sync + 'a
 
 /// Splits records into rounds so no id appears twice in one statement (ON CONFLICT cannot
 /// touch a row twice); round k holds each id's k-th version, in page order, as SQLite applies
-/// them one by one. Nearly always one round.
-fn rounds<T: Keyed>(records: &[T]) -> Vec<Vec<&T>> {
+/// them one by one. Nearly always one round. Also gives each record's round.
+fn rounds<T: Keyed>(records: &[T]) -> (Vec<Vec<&T>>, Vec<usize>) {
     let mut seen: HashMap<i64, usize> = HashMap::with_capacity(records.len());
     let mut out: Vec<Vec<&T>> = vec![];
+    let mut round_of = Vec::with_capacity(records.len());
     for r in records {
         let k = seen.entry(r.id()).or_insert(0);
         if out.len() <= *k {
             out.push(Vec::with_capacity(if *k == 0 { records.len() } else { 0 }));
         }
         out[*k].push(r);
+        round_of.push(*k);
         *k += 1;
     }
-    out
+    (out, round_of)
 }
 
 fn quarantine(
@@ -158,164 +163,215 @@ pub enum BulkPath {
     Copy,
 }
 
-/// Applies `batches`, in order, each with its checkpoint advance, in one transaction; adds
-/// their figures to `run` (a page each). `quarantined` is the warehouse's count of
-/// quarantined rows, kept current.
-///
-/// Each batch is applied as it would be in a transaction of its own (deletion marking sees the
-/// rows of the batches before it; a record quarantined by one and stored by a later one leaves
-/// the quarantine): one commit for several pages only saves the commit's fixed cost.
+/// The PostgreSQL dialect of the write core, on an open transaction.
+pub struct PgTx<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+    bulk: BulkPath,
+}
+
+impl Dialect for PgTx<'_, '_> {
+    type Error = postgres::Error;
+
+    fn advance_mark(&mut self, stream: &str, mark: &Mark) -> Result<(), postgres::Error> {
+        write_mark_if_greater(&mut *self.tx, stream, mark)
+    }
+
+    fn range_hi(&mut self, stream: &str, range_no: i64) -> Result<Option<i64>, postgres::Error> {
+        self.tx
+            .query_one(
+                "SELECT hi FROM backfill_ranges WHERE stream = $1 AND range_no = $2",
+                &[&stream, &range_no],
+            )?
+            .try_get(0)
+    }
+
+    fn mark_deleted(
+        &mut self,
+        spec: &Spec,
+        from: i64,
+        to: i64,
+        listed: &[i64],
+        now: &str,
+        deleted: &mut Vec<i64>,
+    ) -> Result<(), postgres::Error> {
+        let rows = self.tx.query(
+            &format!(
+                "UPDATE {} SET deleted_at = $3::text::timestamptz, synced_at = $3::text::timestamptz
+                 WHERE id > $1 AND id <= $2 AND deleted_at IS NULL AND id <> ALL($4::bigint[])
+                 RETURNING id",
+                spec.table
+            ),
+            &[&from, &to, &now, &listed],
+        )?;
+        for r in rows {
+            deleted.push(r.try_get(0)?);
+        }
+        Ok(())
+    }
+
+    fn move_range(
+        &mut self,
+        stream: &str,
+        range_no: i64,
+        to: Option<i64>,
+    ) -> Result<(), postgres::Error> {
+        match to {
+            Some(t) => self.tx.execute(
+                "UPDATE backfill_ranges SET cursor_id = $3 WHERE stream = $1 AND range_no = $2",
+                &[&stream, &range_no, &t],
+            )?,
+            None => self.tx.execute(
+                "UPDATE backfill_ranges SET done = true WHERE stream = $1 AND range_no = $2",
+                &[&stream, &range_no],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn upsert<R: Resource>(
+        &mut self,
+        records: &[R::Record],
+        now: &str,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), postgres::Error> {
+        let columns = <R::Record as Row>::COLUMNS;
+        let sql = upsert_sql(R::TABLE, columns);
+        let merge = copy::merge_sql(R::TABLE, columns, &sql);
+        if self.bulk == BulkPath::Copy {
+            self.tx
+                .batch_execute(&copy::create_staging_sql(R::TABLE, columns))?;
+        }
+        let (rounds, round_of) = rounds(records);
+        // Per round, the ids written and whether each was inserted.
+        let mut written: Vec<HashMap<i64, bool>> = Vec::with_capacity(rounds.len());
+        for round in &rounds {
+            let rows = match self.bulk {
+                BulkPath::Unnest => {
+                    let arrays = column_arrays(round);
+                    let mut params: Vec<&(dyn ToSql + Sync)> =
+                        arrays.iter().map(|b| &**b).collect();
+                    params.push(&now);
+                    self.tx.query(&sql, &params)?
+                }
+                BulkPath::Copy => copy::copy_round(&mut *self.tx, R::TABLE, &merge, round, now)?,
+            };
+            let mut ids = HashMap::with_capacity(rows.len());
+            for r in rows {
+                ids.insert(r.try_get::<_, i64>(0)?, r.try_get::<_, bool>(1)?);
+            }
+            written.push(ids);
+        }
+        outcomes.extend(
+            records
+                .iter()
+                .zip(round_of)
+                .map(|(r, k)| match written[k].get(&r.id()) {
+                    Some(true) => Outcome::Inserted,
+                    Some(false) => Outcome::Updated,
+                    None => Outcome::Unchanged,
+                }),
+        );
+        Ok(())
+    }
+
+    fn stored_versions(
+        &mut self,
+        spec: &Spec,
+        ids: &[i64],
+    ) -> Result<Vec<Option<String>>, postgres::Error> {
+        let mut found: HashMap<i64, String> = HashMap::with_capacity(ids.len());
+        for r in self.tx.query(
+            &format!(
+                "SELECT id, modified_date FROM {} WHERE id = ANY($1::bigint[])",
+                spec.table
+            ),
+            &[&ids],
+        )? {
+            let md: DateTime<Utc> = r.try_get(1)?;
+            found.insert(r.try_get(0)?, timefmt::canonical(&md));
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    fn unquarantine<R: Resource>(
+        &mut self,
+        stream: &str,
+        records: &[R::Record],
+    ) -> Result<u64, postgres::Error> {
+        let ids: Vec<i64> = records.iter().map(|r| r.id()).collect();
+        let mds: Vec<&str> = records.iter().map(|r| r.modified_date()).collect();
+        self.tx.execute(
+            "DELETE FROM quarantine q USING unnest($2::bigint[], $3::text[]) AS r(id, md)
+             WHERE q.stream = $1 AND q.record_id = r.id
+               AND (q.modified_date IS NULL OR q.modified_date <= r.md::timestamptz)",
+            &[&stream, &ids, &mds],
+        )
+    }
+
+    fn quarantine(
+        &mut self,
+        stream: &str,
+        bad: &BadRecord,
+        now: &str,
+    ) -> Result<(), postgres::Error> {
+        quarantine(&mut *self.tx, stream, bad, now).map(drop)
+    }
+
+    fn quarantine_count(&mut self) -> Result<i64, postgres::Error> {
+        self.tx
+            .query_one("SELECT count(*) FROM quarantine", &[])?
+            .try_get(0)
+    }
+
+    fn add_to_run(
+        &mut self,
+        run: i64,
+        pages: u64,
+        stats: &RowStats,
+    ) -> Result<(), postgres::Error> {
+        let p: [&(dyn ToSql + Sync); 8] = [
+            &run,
+            &(pages as i64),
+            &(stats.fetched as i64),
+            &(stats.inserted as i64),
+            &(stats.updated as i64),
+            &(stats.unchanged as i64),
+            &(stats.deleted as i64),
+            &(stats.quarantined as i64),
+        ];
+        self.tx.execute(
+            "UPDATE sync_runs SET pages = pages + $2, rows_fetched = rows_fetched + $3,
+                     rows_inserted = rows_inserted + $4, rows_updated = rows_updated + $5,
+                     rows_unchanged = rows_unchanged + $6, rows_deleted = rows_deleted + $7,
+                     rows_quarantined = rows_quarantined + $8
+                 WHERE id = $1",
+            &p,
+        )?;
+        Ok(())
+    }
+}
+
+/// Applies `batches` in one transaction with the write core ([`write::apply_batches`]);
+/// `quarantined` is the warehouse's count of quarantined rows, kept current.
 pub(super) fn apply_batches<R: Resource>(
     client: &mut Client,
     bulk: BulkPath,
     quarantined: &mut i64,
     run: i64,
     batches: &[Batch<R::Record>],
+    consumer: Option<&mut (dyn for<'a, 'b> Consumer<PgTx<'a, 'b>> + Send)>,
 ) -> Result<RowStats, postgres::Error> {
     let now = timefmt::now_canonical();
     let mut tx = client.transaction()?;
-    let mut stats = RowStats::default();
-    let mut count: Option<i64> = None;
-    for batch in batches {
-        let had_quarantine = count.unwrap_or(*quarantined) > 0;
-        let (s, q) = apply_one::<R>(&mut tx, bulk, &now, batch, had_quarantine)?;
-        stats.add(&s);
-        count = q.or(count);
-    }
-    let pages = batches.len() as u64;
-    let p: [&(dyn ToSql + Sync); 8] = [
-        &run,
-        &(pages as i64),
-        &(stats.fetched as i64),
-        &(stats.inserted as i64),
-        &(stats.updated as i64),
-        &(stats.unchanged as i64),
-        &(stats.deleted as i64),
-        &(stats.quarantined as i64),
-    ];
-    tx.execute(
-        "UPDATE sync_runs SET pages = pages + $2, rows_fetched = rows_fetched + $3,
-                 rows_inserted = rows_inserted + $4, rows_updated = rows_updated + $5,
-                 rows_unchanged = rows_unchanged + $6, rows_deleted = rows_deleted + $7,
-                 rows_quarantined = rows_quarantined + $8
-             WHERE id = $1",
-        &p,
-    )?;
+    let mut d = PgTx { tx: &mut tx, bulk };
+    let consumer = consumer.map(|c| c as &mut dyn Consumer<PgTx<'_, '_>>);
+    let (stats, count) =
+        write::apply_batches::<R, _>(&mut d, *quarantined, run, batches, &now, consumer)?;
     tx.commit()?;
     if let Some(q) = count {
         *quarantined = q;
     }
     Ok(stats)
-}
-
-/// One batch of [`apply_batches`] inside its transaction: its figures, and the quarantine's
-/// new size when it may have changed it.
-fn apply_one<R: Resource>(
-    tx: &mut postgres::Transaction<'_>,
-    bulk: BulkPath,
-    now: &str,
-    batch: &Batch<R::Record>,
-    had_quarantine: bool,
-) -> Result<(RowStats, Option<i64>), postgres::Error> {
-    let mut stats = RowStats {
-        fetched: batch.rows() as u64,
-        ..RowStats::default()
-    };
-    // The checkpoint first (same transaction): deletion marking then sees only the rows
-    // stored before this batch.
-    match &batch.advance {
-        Advance::Mark(mark) => write_mark_if_greater(&mut *tx, R::NAME, mark)?,
-        Advance::Backfill { range_no, from, to } => {
-            // The range's own upper bound is only needed by its last page (a round trip).
-            let hi: Option<i64> = match to {
-                Some(_) => None,
-                None => tx
-                    .query_one(
-                        "SELECT hi FROM backfill_ranges WHERE stream = $1 AND range_no = $2",
-                        &[&R::NAME, range_no],
-                    )?
-                    .try_get(0)?,
-            };
-            let listed: Vec<i64> = batch
-                .records
-                .iter()
-                .map(|r| r.id())
-                .chain(batch.bad.iter().filter_map(|b| b.id))
-                .collect();
-            let upper = to.or(hi).unwrap_or(i64::MAX);
-            stats.deleted = tx.execute(
-                &format!(
-                    "UPDATE {} SET deleted_at = $3::text::timestamptz, synced_at = $3::text::timestamptz
-                     WHERE id > $1 AND id <= $2 AND deleted_at IS NULL AND id <> ALL($4::bigint[])",
-                    R::TABLE
-                ),
-                &[from, &upper, &now, &listed],
-            )?;
-            match to {
-                Some(t) => tx.execute(
-                    "UPDATE backfill_ranges SET cursor_id = $3 WHERE stream = $1 AND range_no = $2",
-                    &[&R::NAME, range_no, t],
-                )?,
-                None => tx.execute(
-                    "UPDATE backfill_ranges SET done = true WHERE stream = $1 AND range_no = $2",
-                    &[&R::NAME, range_no],
-                )?,
-            };
-        }
-    }
-    if !batch.records.is_empty() {
-        let columns = <R::Record as Row>::COLUMNS;
-        let sql = upsert_sql(R::TABLE, columns);
-        let merge = copy::merge_sql(R::TABLE, columns, &sql);
-        if bulk == BulkPath::Copy {
-            tx.batch_execute(&copy::create_staging_sql(R::TABLE, columns))?;
-        }
-        for round in rounds(&batch.records) {
-            let written = match bulk {
-                BulkPath::Unnest => {
-                    let arrays = column_arrays(&round);
-                    let mut params: Vec<&(dyn ToSql + Sync)> =
-                        arrays.iter().map(|b| &**b).collect();
-                    params.push(&now);
-                    tx.query(&sql, &params)?
-                }
-                BulkPath::Copy => copy::copy_round(&mut *tx, R::TABLE, &merge, &round, now)?,
-            };
-            let inserted = written
-                .iter()
-                .map(|r| r.try_get::<_, bool>(0))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter(|i| *i)
-                .count() as u64;
-            stats.inserted += inserted;
-            stats.updated += written.len() as u64 - inserted;
-            stats.unchanged += (round.len() - written.len()) as u64;
-        }
-        if had_quarantine {
-            let ids: Vec<i64> = batch.records.iter().map(|r| r.id()).collect();
-            let mds: Vec<&str> = batch.records.iter().map(|r| r.modified_date()).collect();
-            tx.execute(
-                "DELETE FROM quarantine q USING unnest($2::bigint[], $3::text[]) AS r(id, md)
-                 WHERE q.stream = $1 AND q.record_id = r.id
-                   AND (q.modified_date IS NULL OR q.modified_date <= r.md::timestamptz)",
-                &[&R::NAME, &ids, &mds],
-            )?;
-        }
-    }
-    for bad in &batch.bad {
-        quarantine(&mut *tx, R::NAME, bad, now)?;
-        stats.quarantined += 1;
-    }
-    let q = if had_quarantine || !batch.bad.is_empty() {
-        Some(
-            tx.query_one("SELECT count(*) FROM quarantine", &[])?
-                .try_get(0)?,
-        )
-    } else {
-        None
-    };
-    Ok((stats, q))
 }
 
 #[cfg(test)]
@@ -333,7 +389,9 @@ mod tests {
             })
         };
         let recs = vec![c(1, "a"), c(2, "a"), c(1, "b"), c(3, "a"), c(1, "c")];
-        let r: Vec<Vec<(i64, &str)>> = rounds(&recs)
+        let (rounds, round_of) = rounds(&recs);
+        assert_eq!(round_of, [0, 0, 1, 0, 2]);
+        let r: Vec<Vec<(i64, &str)>> = rounds
             .iter()
             .map(|r| r.iter().map(|c| (c.id, c.modified_date())).collect())
             .collect();

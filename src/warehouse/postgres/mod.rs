@@ -36,6 +36,7 @@ pub use reader::PgReader;
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
 use crate::timefmt;
+use crate::warehouse::write::{Consumer, Recorder};
 use connect::classify;
 use state::{
     build_secondary_indexes, drop_secondary_indexes_if_empty, read_backfill, read_mark,
@@ -205,6 +206,21 @@ impl PgWarehouse {
         Ok(self.client.insert(client))
     }
 
+    fn apply_with<R: Resource>(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        consumer: Option<&mut (dyn for<'a, 'b> Consumer<apply::PgTx<'a, 'b>> + Send)>,
+    ) -> Result<RowStats, WarehouseError> {
+        let mut quarantined = self.quarantined;
+        let bulk = self.bulk;
+        let stats = self.run("writing a page", |c| {
+            apply::apply_batches::<R>(c, bulk, &mut quarantined, run, batches, consumer)
+        })?;
+        self.quarantined = quarantined;
+        Ok(stats)
+    }
+
     /// Runs `f` on the connection; a lost connection is dropped so the next call reconnects.
     fn run<T: Send>(
         &mut self,
@@ -278,13 +294,16 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
         run: i64,
         batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
-        let mut quarantined = self.quarantined;
-        let bulk = self.bulk;
-        let stats = self.run("writing a page", |c| {
-            apply::apply_batches::<R>(c, bulk, &mut quarantined, run, batches)
-        })?;
-        self.quarantined = quarantined;
-        Ok(stats)
+        self.apply_with::<R>(run, batches, None)
+    }
+
+    fn apply_recording(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        recorder: &mut Recorder,
+    ) -> Result<RowStats, WarehouseError> {
+        self.apply_with::<R>(run, batches, Some(recorder))
     }
 
     fn finish_run(

@@ -19,6 +19,7 @@ mod lock;
 mod reader;
 pub mod schema;
 mod state;
+mod upsert;
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -28,12 +29,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-pub use apply::UpsertSql;
 pub use checkpoint::CHECKPOINT_PAGES;
 pub use connection::open_connection;
 pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, build_secondary_indexes, secondary_indexes};
 pub use reader::SqliteReader;
+pub use upsert::UpsertSql;
 
+use super::write::{Consumer, Recorder};
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::Resource;
 use crate::timefmt;
@@ -178,6 +180,29 @@ impl SqliteWarehouse {
             .map_err(|e| self.err("writing a probe (rolled back)", e))
     }
 
+    fn apply_with<R: Resource>(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        consumer: Option<&mut dyn for<'t> Consumer<apply::SqliteTx<'t>>>,
+    ) -> Result<RowStats, WarehouseError> {
+        let sql = self
+            .upserts
+            .entry(R::TABLE)
+            .or_insert_with(|| UpsertSql::new(R::SPEC));
+        let stats = apply::apply_batches::<R>(
+            &mut self.conn,
+            &self.path,
+            &mut self.quarantined,
+            run,
+            sql,
+            batches,
+            consumer,
+        )?;
+        self.checkpointer.after_commit();
+        Ok(stats)
+    }
+
     fn err(&self, context: &str, e: rusqlite::Error) -> WarehouseError {
         classify(&self.path, context, e)
     }
@@ -260,20 +285,16 @@ where
         run: i64,
         batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
-        let sql = self
-            .upserts
-            .entry(R::TABLE)
-            .or_insert_with(|| UpsertSql::new(R::SPEC));
-        let stats = apply::apply_batches::<R>(
-            &mut self.conn,
-            &self.path,
-            &mut self.quarantined,
-            run,
-            sql,
-            batches,
-        )?;
-        self.checkpointer.after_commit();
-        Ok(stats)
+        self.apply_with::<R>(run, batches, None)
+    }
+
+    fn apply_recording(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+        recorder: &mut Recorder,
+    ) -> Result<RowStats, WarehouseError> {
+        self.apply_with::<R>(run, batches, Some(recorder))
     }
 
     fn finish_run(
