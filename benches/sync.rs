@@ -486,7 +486,7 @@ async fn backfill(
 
 /// `backfill_pass` into `wh` (empty: a first load), whichever backend it is; also returns the
 /// writer thread's CPU seconds in the load phase.
-async fn backfill_into<W: Warehouse<Customers> + 'static>(
+async fn backfill_into<W: Warehouse + 'static>(
     oms: &FakeOms,
     wh: W,
     page: u32,
@@ -505,7 +505,7 @@ async fn backfill_into<W: Warehouse<Customers> + 'static>(
     (wh, r.expect("backfill succeeds"), cpu.load_phase())
 }
 
-async fn incremental<W: Warehouse<Customers> + 'static>(
+async fn incremental<W: Warehouse + 'static>(
     oms: &FakeOms,
     wh: W,
     page: u32,

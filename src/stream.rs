@@ -19,9 +19,9 @@ pub enum Stream {
     Customers,
 }
 
-/// A warehouse that can store every stream.
-pub trait StreamWarehouse: Warehouse<Customers> + 'static {}
-impl<W: Warehouse<Customers> + 'static> StreamWarehouse for W {}
+/// A warehouse that can store every stream (any [`Warehouse`] can).
+pub trait StreamWarehouse: Warehouse + 'static {}
+impl<W: Warehouse + 'static> StreamWarehouse for W {}
 
 impl Stream {
     /// Every stream, in the order passes run.

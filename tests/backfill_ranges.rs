@@ -80,13 +80,15 @@ async fn a_ranges_last_page_marks_only_its_own_ids_deleted_on() {
             ..CustomerFields::default()
         })
     };
-    let run = Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+    let run = wh
+        .begin_run(Customers::SPEC, RunKind::Backfill, &Mark::Start)
+        .unwrap();
     let rows = Batch {
         records: vec![stored(50), stored(150)],
         bad: vec![],
         advance: Advance::Mark(Mark::at(t, Confirmed::Nothing)),
     };
-    Warehouse::<Customers>::apply(&mut wh, run, &[rows]).unwrap();
+    wh.apply::<Customers>(run, &[rows]).unwrap();
     let range = |range_no: i64, lo: i64, hi: Option<i64>| BackfillRange {
         range_no,
         lo,
@@ -100,7 +102,7 @@ async fn a_ranges_last_page_marks_only_its_own_ids_deleted_on() {
         high_water_date: Some(t.into()),
         ranges: vec![range(0, i64::MIN, Some(100)), range(1, 100, None)],
     };
-    Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+    wh.start_backfill(Customers::SPEC, &state).unwrap();
     // Range 0 ends on an empty page after id 10; range 1 has not listed 150 yet.
     let last = Batch::<Customer> {
         records: vec![],
@@ -111,7 +113,7 @@ async fn a_ranges_last_page_marks_only_its_own_ids_deleted_on() {
             to: None,
         },
     };
-    let s = Warehouse::<Customers>::apply(&mut wh, run, &[last]).unwrap();
+    let s = wh.apply::<Customers>(run, &[last]).unwrap();
     assert_eq!(s.deleted, 1, "{s:?}");
     drop(wh);
     let deleted: Vec<(i64, bool)> = tw.rows().iter().map(|(id, r)| (*id, r.deleted)).collect();

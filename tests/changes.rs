@@ -33,7 +33,9 @@ async fn each_row_reports_what_happened_to_it() {
 async fn each_row_reports_what_happened_to_it_on() {
     let tw = TestWarehouse::fresh();
     let mut wh = tw.open();
-    let run = Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+    let run = wh
+        .begin_run(Customers::SPEC, RunKind::Backfill, &Mark::Start)
+        .unwrap();
     let mark = |md: &str| Advance::Mark(Mark::at(md, Confirmed::Nothing));
     let mut rec1 = Recorder {
         previous: true,
@@ -44,7 +46,9 @@ async fn each_row_reports_what_happened_to_it_on() {
         bad: vec![],
         advance: mark(T1),
     };
-    let s = Warehouse::<Customers>::apply_recording(&mut wh, run, &[first], &mut rec1).unwrap();
+    let s = wh
+        .apply_recording::<Customers>(run, &[first], &mut rec1)
+        .unwrap();
     assert_eq!(s.inserted, 3);
     assert_eq!(
         rec1.changes,
@@ -71,7 +75,9 @@ async fn each_row_reports_what_happened_to_it_on() {
         bad: vec![],
         advance: mark(T3),
     };
-    let s = Warehouse::<Customers>::apply_recording(&mut wh, run, &[second], &mut rec2).unwrap();
+    let s = wh
+        .apply_recording::<Customers>(run, &[second], &mut rec2)
+        .unwrap();
     assert_eq!((s.inserted, s.updated, s.unchanged), (1, 2, 2), "{s:?}");
     assert_eq!(
         rec2.changes,
@@ -103,7 +109,7 @@ async fn each_row_reports_what_happened_to_it_on() {
             done: false,
         }],
     };
-    Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+    wh.start_backfill(Customers::SPEC, &state).unwrap();
     let mut rec3 = Recorder::default();
     let page = Batch {
         records: vec![rec(1, T3, "a3"), rec(4, T3, "d2")],
@@ -114,7 +120,9 @@ async fn each_row_reports_what_happened_to_it_on() {
             to: None,
         },
     };
-    let s = Warehouse::<Customers>::apply_recording(&mut wh, run, &[page], &mut rec3).unwrap();
+    let s = wh
+        .apply_recording::<Customers>(run, &[page], &mut rec3)
+        .unwrap();
     assert_eq!(s.deleted, 2, "{s:?}");
     assert_eq!(
         rec3.changes,

@@ -175,7 +175,7 @@ async fn g2_pass_stopped_inside_a_tie_group_resumes_on() {
     let h = Harness::new(&oms, 30);
     h.stop_at_request(&oms, 6);
     assert!(matches!(h.once().await, Err(SyncError::Cancelled)));
-    let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+    let mark = h.open().mark(Customers::SPEC).unwrap();
     assert!(
         matches!(
             &mark,
@@ -213,7 +213,7 @@ async fn g3_checkpoint_never_runs_ahead_of_the_rows_on() {
         let h = Harness::new(&oms, 20);
         h.stop_at_request(&oms, oms.total_requests() + stop_at);
         let _ = h.once().await;
-        let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+        let mark = h.open().mark(Customers::SPEC).unwrap();
         let rows = h.rows();
         for c in &server {
             let md = oms_sync::timefmt::canonical(&c.modified_date);
@@ -430,7 +430,7 @@ async fn g8_auth_failure_stops_without_retry_or_checkpoint_move_on() {
     let oms = fake(distinct(30)).await;
     let h = Harness::new(&oms, 10);
     h.once().await.unwrap();
-    let before = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+    let before = h.open().mark(Customers::SPEC).unwrap();
     oms.with_store(|s| s.touch(3, at(100_000, 0)));
 
     let token = oms.token();
@@ -453,7 +453,7 @@ async fn g8_auth_failure_stops_without_retry_or_checkpoint_move_on() {
         assert!(err.to_string().contains("authentication failed"), "{err}");
         assert!(!err.to_string().contains(&token));
         assert_eq!(oms.requests().len(), 1, "retried an auth failure");
-        assert_eq!(Warehouse::<Customers>::mark(&mut h.open()).unwrap(), before);
+        assert_eq!(h.open().mark(Customers::SPEC).unwrap(), before);
     }
     let status = h.wh.snapshot().recent_runs[0].status.clone();
     assert_eq!(status, "failed");
@@ -596,7 +596,7 @@ async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
     let h = Harness::new(&oms, page_size);
     h.once().await.unwrap();
     assert_in_step(&oms, &h.rows(), true);
-    let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+    let mark = h.open().mark(Customers::SPEC).unwrap();
     assert_eq!(
         mark,
         Mark::at(oms_sync::timefmt::canonical(&t), Confirmed::UpToId(300))
@@ -611,7 +611,7 @@ async fn late_rows_at_a_drained_instant(page_size: u32, max_limit: usize) {
     assert_eq!(r.stats.inserted, 50, "{:?}", r.stats);
     assert_in_step(&oms, &h.rows(), true);
     assert_eq!(
-        Warehouse::<Customers>::mark(&mut h.open()).unwrap(),
+        h.open().mark(Customers::SPEC).unwrap(),
         Mark::at(oms_sync::timefmt::canonical(&t), Confirmed::UpToId(350))
     );
 }

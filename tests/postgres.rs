@@ -124,8 +124,7 @@ fn try_apply(
     bad: Vec<BadRecord>,
     advance: Advance,
 ) -> Result<RowStats, WarehouseError> {
-    Warehouse::<Customers>::apply(
-        wh,
+    wh.apply::<Customers>(
         run,
         &[Batch {
             records,
@@ -140,7 +139,8 @@ fn mark(md: &str, c: Confirmed) -> Advance {
 }
 
 fn begin(wh: &mut PgWarehouse) -> i64 {
-    Warehouse::<Customers>::begin_run(wh, RunKind::Incremental, &Mark::Start).unwrap()
+    wh.begin_run(Customers::SPEC, RunKind::Incremental, &Mark::Start)
+        .unwrap()
 }
 
 /// A new run that stores customer 1 at `T1` with the mark at `T1` (`confirmed`); its id.
@@ -236,7 +236,7 @@ fn upsert_semantics(name: &str, bulk: BulkPath) {
     // The mark never moves backward.
     apply(&mut wh, run, vec![], mark(T1, Confirmed::Nothing));
     assert_eq!(
-        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        wh.mark(Customers::SPEC).unwrap(),
         Mark::at(T2, Confirmed::Nothing)
     );
     let figures = db.one("SELECT concat_ws(',', pages, rows_fetched, rows_inserted, rows_updated, rows_unchanged) FROM sync_runs");
@@ -264,10 +264,7 @@ fn marks_and_rows_round_trip_to_the_microsecond() {
             ..customer(1, md, "x").fields()
         });
         apply(&mut wh, run, vec![rec], mark(md, c));
-        assert_eq!(
-            Warehouse::<Customers>::mark(&mut wh).unwrap(),
-            Mark::at(md, c)
-        );
+        assert_eq!(wh.mark(Customers::SPEC).unwrap(), Mark::at(md, c));
         let snap = PgReader::open(&db.cfg)
             .unwrap()
             .snapshot("customers", "customers", 1)
@@ -294,7 +291,7 @@ fn marks_and_rows_round_trip_to_the_microsecond() {
     );
     assert_eq!(s.unchanged, 1);
     assert_eq!(
-        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        wh.mark(Customers::SPEC).unwrap(),
         Mark::at(
             "2023-10-06T08:42:53.427051Z",
             Confirmed::UpToId(i64::MAX - 1)
@@ -373,11 +370,8 @@ fn backfill_marks_unlisted_ids_deleted_and_moves_its_cursor() {
         mark(T1, Confirmed::Nothing),
     );
     let st = state(vec![range(0, 0, Some(100)), range(1, 100, None)]);
-    Warehouse::<Customers>::start_backfill(&mut wh, &st).unwrap();
-    assert_eq!(
-        Warehouse::<Customers>::backfill_state(&mut wh).unwrap(),
-        Some(st)
-    );
+    wh.start_backfill(Customers::SPEC, &st).unwrap();
+    assert_eq!(wh.backfill_state(Customers::SPEC).unwrap(), Some(st));
     let bad2 = BadRecord {
         id: Some(2),
         modified_date: None,
@@ -410,9 +404,7 @@ fn backfill_marks_unlisted_ids_deleted_and_moves_its_cursor() {
         },
     );
     assert_eq!(s.deleted, 1);
-    let bf = Warehouse::<Customers>::backfill_state(&mut wh)
-        .unwrap()
-        .unwrap();
+    let bf = wh.backfill_state(Customers::SPEC).unwrap().unwrap();
     assert_eq!(
         (bf.ranges[0].cursor, bf.ranges[0].done, bf.ranges[1].done),
         (3, true, false)
@@ -431,13 +423,11 @@ fn backfill_marks_unlisted_ids_deleted_and_moves_its_cursor() {
     );
     assert_eq!(s.updated, 1);
     assert_eq!(db.one("SELECT count(*) FROM live_customers"), "4");
-    Warehouse::<Customers>::finish_backfill(&mut wh, Mark::at(T2, Confirmed::Nothing)).unwrap();
+    wh.finish_backfill(Customers::SPEC, Mark::at(T2, Confirmed::Nothing))
+        .unwrap();
+    assert_eq!(wh.backfill_state(Customers::SPEC).unwrap(), None);
     assert_eq!(
-        Warehouse::<Customers>::backfill_state(&mut wh).unwrap(),
-        None
-    );
-    assert_eq!(
-        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        wh.mark(Customers::SPEC).unwrap(),
         Mark::at(T2, Confirmed::Nothing)
     );
 }
@@ -455,17 +445,17 @@ fn bulk_load_drops_indexes_only_when_empty_and_open_restores_them() {
         .collect();
     listed.sort();
     assert_eq!(full, listed, "secondary_indexes() matches the migrations");
-    Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
+    wh.start_backfill(Customers::SPEC, &state(vec![])).unwrap();
     assert!(index_names(&db).is_empty(), "empty table: dropped");
     // Killed mid-backfill: the next open builds them again.
     drop(wh);
     let mut wh = db.open();
     assert_eq!(index_names(&db), full);
-    Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
-    Warehouse::<Customers>::finish_backfill(&mut wh, Mark::Start).unwrap();
+    wh.start_backfill(Customers::SPEC, &state(vec![])).unwrap();
+    wh.finish_backfill(Customers::SPEC, Mark::Start).unwrap();
     assert_eq!(index_names(&db), full);
     store_first(&mut wh, Confirmed::Nothing);
-    Warehouse::<Customers>::start_backfill(&mut wh, &state(vec![])).unwrap();
+    wh.start_backfill(Customers::SPEC, &state(vec![])).unwrap();
     assert_eq!(
         index_names(&db),
         full,
@@ -490,7 +480,7 @@ fn batches_in_one_transaction_apply_as_one_by_one() {
         mark(T1, Confirmed::Nothing),
     );
     let st = state(vec![range(0, i64::MIN, Some(100)), range(1, 100, None)]);
-    Warehouse::<Customers>::start_backfill(&mut wh, &st).unwrap();
+    wh.start_backfill(Customers::SPEC, &st).unwrap();
     let bad = BadRecord {
         id: Some(7),
         modified_date: Some(T1.into()),
@@ -526,16 +516,14 @@ fn batches_in_one_transaction_apply_as_one_by_one() {
             },
         },
     ];
-    let s = Warehouse::<Customers>::apply(&mut wh, run, &batches).unwrap();
+    let s = wh.apply::<Customers>(run, &batches).unwrap();
     assert_eq!(
         (s.fetched, s.inserted, s.quarantined, s.deleted),
         (4, 3, 1, 2),
         "{s:?}"
     );
     assert_eq!(db.one("SELECT count(*) FROM quarantine"), "0");
-    let bf = Warehouse::<Customers>::backfill_state(&mut wh)
-        .unwrap()
-        .unwrap();
+    let bf = wh.backfill_state(Customers::SPEC).unwrap().unwrap();
     assert_eq!((bf.ranges[0].cursor, bf.ranges[1].cursor), (10, 160));
     assert_eq!(
         db.sql("SELECT id::text AS i FROM customers WHERE deleted_at IS NOT NULL ORDER BY id"),
@@ -611,7 +599,8 @@ fn runs_are_recorded_and_a_killed_writers_runs_become_interrupted() {
         vec![customer(1, T1, "a"), customer(2, T1, "b")],
         mark(T1, Confirmed::UpToId(2)),
     );
-    Warehouse::<Customers>::finish_run(&mut wh, run, RunStatus::Succeeded, None).unwrap();
+    wh.finish_run(Customers::SPEC, run, RunStatus::Succeeded, None)
+        .unwrap();
     let second = begin(&mut wh);
     drop(wh); // as if killed: the run stays 'running'
     let mut reader = PgReader::open(&db.cfg).unwrap();
@@ -748,7 +737,7 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
     );
     // Nothing of the failed batch was kept; the next call reconnects (and re-takes the lock).
     assert_eq!(
-        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        wh.mark(Customers::SPEC).unwrap(),
         Mark::at(T1, Confirmed::UpToId(1))
     );
     assert_eq!(db.one("SELECT count(*) FROM customers"), "1");
@@ -763,7 +752,8 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
         mark(T2, Confirmed::UpToId(2)),
     );
     assert_eq!(s.inserted, 1);
-    Warehouse::<Customers>::finish_run(&mut wh, run, RunStatus::Failed, Some("x")).unwrap();
+    wh.finish_run(Customers::SPEC, run, RunStatus::Failed, Some("x"))
+        .unwrap();
     assert_eq!(db.one("SELECT status FROM sync_runs"), "failed");
 }
 
@@ -879,7 +869,7 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
     store_first(&mut wh, Confirmed::UpToId(1));
     let old_pid = server_pid(&mut wh);
     relay.cut();
-    let err = Warehouse::<Customers>::mark(&mut wh).unwrap_err();
+    let err = wh.mark(Customers::SPEC).unwrap_err();
     assert!(
         matches!(err, WarehouseError::PgConnectionLost { .. }),
         "{err}"
@@ -897,7 +887,7 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
     };
     assert!(alive(old_pid));
     assert_eq!(
-        Warehouse::<Customers>::mark(&mut wh).unwrap(),
+        wh.mark(Customers::SPEC).unwrap(),
         Mark::at(T1, Confirmed::UpToId(1))
     );
     let new_pid = server_pid(&mut wh);
@@ -1042,6 +1032,6 @@ fn a_migration_is_applied_with_its_history_row_or_not_at_all() {
     );
     db.sql("DROP TRIGGER refuse ON refinery_schema_history");
     let mut wh = db.open();
-    assert_eq!(Warehouse::<Customers>::mark(&mut wh).unwrap(), Mark::Start);
+    assert_eq!(wh.mark(Customers::SPEC).unwrap(), Mark::Start);
     assert_ne!(db.one("SELECT count(*) FROM refinery_schema_history"), "0");
 }

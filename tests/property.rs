@@ -180,7 +180,7 @@ fn arm(
 /// Every server customer the checkpoint claims is stored, with the server's values; rows that
 /// committed late are the lookback's to find on the next pass.
 fn assert_mark_claims_only_stored(oms: &FakeOms, h: &Harness, late: &Late) {
-    let mark = Warehouse::<Customers>::mark(&mut h.open()).unwrap();
+    let mark = h.open().mark(Customers::SPEC).unwrap();
     let rows = h.rows();
     let late = late.lock().unwrap().clone();
     for c in oms.with_store(|s| s.snapshot()) {

@@ -55,6 +55,11 @@ macro_rules! declare_resource {
         $(#[$meta])*
         pub struct $marker;
 
+        impl $marker {
+            /// The declaration as data (also `<Self as Resource>::SPEC`).
+            pub const SPEC: &'static $crate::resource::Spec = &SPEC;
+        }
+
         /// The API fields in order, then `extra` (undeclared fields, as one JSON object).
         pub const COLUMNS: &[$crate::resource::Column] = &[
             $($crate::declare_resource!(@column $col $w $($k)?),)+

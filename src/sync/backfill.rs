@@ -37,7 +37,7 @@ pub async fn backfill_pass<R, W>(
 ) -> (W, Result<PassReport, SyncError>)
 where
     R: Resource,
-    W: Warehouse<R> + 'static,
+    W: Warehouse + 'static,
 {
     backfill_slice::<R, W>(client, wh, opts, cancel, progress, None).await
 }

@@ -23,7 +23,7 @@ pub async fn incremental_pass<R, W>(
 ) -> (W, Result<PassReport, SyncError>)
 where
     R: Resource,
-    W: Warehouse<R> + 'static,
+    W: Warehouse + 'static,
 {
     run_pass::<R, W, _>(
         client,

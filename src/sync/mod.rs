@@ -207,7 +207,7 @@ async fn run_pass<R, W, F>(
 ) -> (W, Result<PassReport, SyncError>)
 where
     R: Resource,
-    W: Warehouse<R> + 'static,
+    W: Warehouse + 'static,
     F: AsyncFnOnce(&Fetch<'_, R>, Init) -> Result<Option<RangeProgress>, SyncError>,
 {
     let started = Instant::now();

@@ -61,12 +61,12 @@ pub(super) fn writer<R, W>(
 ) -> WriterResult<W>
 where
     R: Resource,
-    W: Warehouse<R>,
+    W: Warehouse,
 {
     let start = (|| -> Result<Init, WarehouseError> {
-        let mark = wh.mark()?;
-        let backfill = wh.backfill_state()?;
-        let run_id = wh.begin_run(kind, &mark)?;
+        let mark = wh.mark(R::SPEC)?;
+        let backfill = wh.backfill_state(R::SPEC)?;
+        let run_id = wh.begin_run(R::SPEC, kind, &mark)?;
         Ok(Init {
             run_id,
             mark,
@@ -90,7 +90,7 @@ where
     loop {
         let Some(msg) = pending.take().or_else(|| rx.blocking_recv()) else {
             // Every sender is gone without a Finish: the fetch side died; record it.
-            let _ = wh.finish_run(run_id, RunStatus::Failed, Some("fetch task ended"));
+            let _ = wh.finish_run(R::SPEC, run_id, RunStatus::Failed, Some("fetch task ended"));
             return (wh, Err(WriterError::FetchEnded));
         };
         let result = match msg {
@@ -119,7 +119,7 @@ where
                         "record quarantined (kept whole in the quarantine table); the pass goes on"
                     );
                 }
-                let applied = wh.apply(run_id, &batches).map(|s| {
+                let applied = wh.apply::<R>(run_id, &batches).map(|s| {
                     total.add(&s);
                     pages_total += batches.len() as u64;
                     progress.committed(R::NAME, &s);
@@ -130,12 +130,12 @@ where
                 }
                 applied
             }
-            Msg::StartBackfill(state) => wh.start_backfill(&state),
-            Msg::FinishBackfill(mark) => wh.finish_backfill(mark),
+            Msg::StartBackfill(state) => wh.start_backfill(R::SPEC, &state),
+            Msg::FinishBackfill(mark) => wh.finish_backfill(R::SPEC, mark),
             Msg::Finish(status, error) => {
                 let r = wh
-                    .finish_run(run_id, status, error.as_deref())
-                    .and_then(|_| wh.mark());
+                    .finish_run(R::SPEC, run_id, status, error.as_deref())
+                    .and_then(|_| wh.mark(R::SPEC));
                 let r = r
                     .map(|mark| Written {
                         stats: total,
@@ -147,7 +147,7 @@ where
             }
         };
         if let Err(e) = result {
-            let _ = wh.finish_run(run_id, RunStatus::Failed, Some(&e.to_string()));
+            let _ = wh.finish_run(R::SPEC, run_id, RunStatus::Failed, Some(&e.to_string()));
             return (wh, Err(WriterError::Warehouse(e)));
         }
     }

@@ -2,7 +2,7 @@
 //! open, so they never name a backend. Each method delegates to the backend's own.
 
 use crate::config::WarehouseConfig;
-use crate::resource::Resource;
+use crate::resource::{Resource, Spec};
 
 use super::postgres::{PgReader, PgWarehouse};
 use super::sqlite::{SqliteReader, SqliteWarehouse};
@@ -61,43 +61,53 @@ macro_rules! delegate {
     };
 }
 
-impl<R: Resource> Warehouse<R> for AnyWarehouse {
-    fn mark(&mut self) -> Result<Mark, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::mark(w))
+impl Warehouse for AnyWarehouse {
+    fn mark(&mut self, stream: &Spec) -> Result<Mark, WarehouseError> {
+        delegate!(self, w => w.mark(stream))
     }
-    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::backfill_state(w))
+    fn backfill_state(&mut self, stream: &Spec) -> Result<Option<BackfillState>, WarehouseError> {
+        delegate!(self, w => w.backfill_state(stream))
     }
-    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::start_backfill(w, state))
+    fn start_backfill(
+        &mut self,
+        stream: &Spec,
+        state: &BackfillState,
+    ) -> Result<(), WarehouseError> {
+        delegate!(self, w => w.start_backfill(stream, state))
     }
-    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::finish_backfill(w, mark))
+    fn finish_backfill(&mut self, stream: &Spec, mark: Mark) -> Result<(), WarehouseError> {
+        delegate!(self, w => w.finish_backfill(stream, mark))
     }
-    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::begin_run(w, kind, mark_before))
+    fn begin_run(
+        &mut self,
+        stream: &Spec,
+        kind: RunKind,
+        mark_before: &Mark,
+    ) -> Result<i64, WarehouseError> {
+        delegate!(self, w => w.begin_run(stream, kind, mark_before))
     }
-    fn apply(
+    fn apply<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
     ) -> Result<RowStats, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::apply(w, run, batches))
+        delegate!(self, w => w.apply::<R>(run, batches))
     }
-    fn apply_recording(
+    fn apply_recording<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
         recorder: &mut super::write::Recorder,
     ) -> Result<RowStats, WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::apply_recording(w, run, batches, recorder))
+        delegate!(self, w => w.apply_recording::<R>(run, batches, recorder))
     }
     fn finish_run(
         &mut self,
+        stream: &Spec,
         run: i64,
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), WarehouseError> {
-        delegate!(self, w => Warehouse::<R>::finish_run(w, run, status, error))
+        delegate!(self, w => w.finish_run(stream, run, status, error))
     }
 }

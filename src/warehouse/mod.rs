@@ -277,22 +277,36 @@ impl RunStatus {
     }
 }
 
-/// Storage for one resource's stream.
-pub trait Warehouse<R: Resource>: Send {
-    fn mark(&mut self) -> Result<Mark, WarehouseError>;
-    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError>;
+/// Storage for every stream. A stream is named by its resource's [`Spec`] (data); only
+/// [`Warehouse::apply`] needs the resource's record type.
+pub trait Warehouse: Send {
+    fn mark(&mut self, stream: &Spec) -> Result<Mark, WarehouseError>;
+    fn backfill_state(&mut self, stream: &Spec) -> Result<Option<BackfillState>, WarehouseError>;
     /// Records a new backfill (replacing none: the caller resumes an existing one instead).
-    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError>;
+    fn start_backfill(
+        &mut self,
+        stream: &Spec,
+        state: &BackfillState,
+    ) -> Result<(), WarehouseError>;
     /// Ends the backfill: forgets its state and moves the mark up to `mark` (never down).
-    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError>;
-    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError>;
-    /// Applies `batches` (a page each), in order, with their checkpoint advances, atomically:
-    /// all in one transaction, each as it would be alone. Also adds their figures to `run`.
-    fn apply(&mut self, run: i64, batches: &[Batch<R::Record>])
-    -> Result<RowStats, WarehouseError>;
+    fn finish_backfill(&mut self, stream: &Spec, mark: Mark) -> Result<(), WarehouseError>;
+    fn begin_run(
+        &mut self,
+        stream: &Spec,
+        kind: RunKind,
+        mark_before: &Mark,
+    ) -> Result<i64, WarehouseError>;
+    /// Applies `batches` (a page each) of resource `R`, in order, with their checkpoint
+    /// advances, atomically: all in one transaction, each as it would be alone. Also adds
+    /// their figures to `run`.
+    fn apply<R: Resource>(
+        &mut self,
+        run: i64,
+        batches: &[Batch<R::Record>],
+    ) -> Result<RowStats, WarehouseError>;
     /// [`Warehouse::apply`], also giving each row's change to `recorder` inside the same
     /// transaction (what a consumer such as a history table builds on).
-    fn apply_recording(
+    fn apply_recording<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
@@ -300,6 +314,7 @@ pub trait Warehouse<R: Resource>: Send {
     ) -> Result<RowStats, WarehouseError>;
     fn finish_run(
         &mut self,
+        stream: &Spec,
         run: i64,
         status: RunStatus,
         error: Option<&str>,

@@ -34,7 +34,7 @@ pub use config::{PgConfig, PgHost, SslMode};
 pub use reader::PgReader;
 
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
-use crate::resource::Resource;
+use crate::resource::{Resource, Spec};
 use crate::timefmt;
 use crate::warehouse::write::{Consumer, Recorder};
 use connect::classify;
@@ -248,48 +248,65 @@ impl Drop for PgWarehouse {
     }
 }
 
-impl<R: Resource> Warehouse<R> for PgWarehouse {
-    fn mark(&mut self) -> Result<Mark, WarehouseError> {
-        self.run("reading the checkpoint", |c| read_mark(c, R::NAME))
+impl Warehouse for PgWarehouse {
+    fn mark(&mut self, stream: &Spec) -> Result<Mark, WarehouseError> {
+        self.run("reading the checkpoint", |c| read_mark(c, stream.name))
     }
 
-    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
-        self.run("reading the backfill state", |c| read_backfill(c, R::NAME))
+    fn backfill_state(&mut self, stream: &Spec) -> Result<Option<BackfillState>, WarehouseError> {
+        self.run("reading the backfill state", |c| {
+            read_backfill(c, stream.name)
+        })
     }
 
-    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
+    fn start_backfill(
+        &mut self,
+        stream: &Spec,
+        state: &BackfillState,
+    ) -> Result<(), WarehouseError> {
         self.run("starting the backfill", |c| {
             let mut tx = c.transaction()?;
-            drop_secondary_indexes_if_empty(&mut tx, R::SPEC)?;
-            write_backfill(&mut tx, R::NAME, state)?;
+            drop_secondary_indexes_if_empty(&mut tx, stream)?;
+            write_backfill(&mut tx, stream.name, state)?;
             tx.commit()
         })
     }
 
-    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
+    fn finish_backfill(&mut self, stream: &Spec, mark: Mark) -> Result<(), WarehouseError> {
         self.run("finishing the backfill", |c| {
             let mut tx = c.transaction()?;
-            build_secondary_indexes(&mut tx, R::SPEC)?;
-            write_mark_if_greater(&mut tx, R::NAME, &mark)?;
-            tx.execute("DELETE FROM backfill_ranges WHERE stream = $1", &[&R::NAME])?;
-            tx.execute("DELETE FROM backfill_state WHERE stream = $1", &[&R::NAME])?;
+            build_secondary_indexes(&mut tx, stream)?;
+            write_mark_if_greater(&mut tx, stream.name, &mark)?;
+            tx.execute(
+                "DELETE FROM backfill_ranges WHERE stream = $1",
+                &[&stream.name],
+            )?;
+            tx.execute(
+                "DELETE FROM backfill_state WHERE stream = $1",
+                &[&stream.name],
+            )?;
             tx.commit()
         })
     }
 
-    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
+    fn begin_run(
+        &mut self,
+        stream: &Spec,
+        kind: RunKind,
+        mark_before: &Mark,
+    ) -> Result<i64, WarehouseError> {
         let now = timefmt::now_canonical();
         self.run("recording the run", |c| {
             c.query_one(
                 "INSERT INTO sync_runs (stream, kind, started_at, status, mark_before)
                  VALUES ($1, $2, $3::text::timestamptz, 'running', $4) RETURNING id",
-                &[&R::NAME, &kind.as_str(), &now, &mark_before.to_string()],
+                &[&stream.name, &kind.as_str(), &now, &mark_before.to_string()],
             )?
             .try_get(0)
         })
     }
 
-    fn apply(
+    fn apply<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
@@ -297,7 +314,7 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
         self.apply_with::<R>(run, batches, None)
     }
 
-    fn apply_recording(
+    fn apply_recording<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
@@ -308,13 +325,14 @@ impl<R: Resource> Warehouse<R> for PgWarehouse {
 
     fn finish_run(
         &mut self,
+        stream: &Spec,
         run: i64,
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), WarehouseError> {
         let now = timefmt::now_canonical();
         self.run("recording the end of the run", |c| {
-            let mark = read_mark(c, R::NAME)?;
+            let mark = read_mark(c, stream.name)?;
             c.execute(
                 "UPDATE sync_runs SET status = $2, error = $3, finished_at = $4::text::timestamptz,
                      mark_after = $5 WHERE id = $1",

@@ -284,8 +284,9 @@ mod tests {
         let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
         let t = "2023-01-01T00:00:01.000000Z";
         let t2 = "2023-01-01T00:00:02.000000Z";
-        let run =
-            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+        let run = wh
+            .begin_run(Customers::SPEC, RunKind::Backfill, &Mark::Start)
+            .unwrap();
         // Two ranges: ids (.., 100] and (100, ..); rows 5 and 150 exist and are not listed
         // again, so each range's page marks its own one deleted.
         apply(
@@ -301,8 +302,8 @@ mod tests {
             cursor: lo,
             done: false,
         };
-        Warehouse::<Customers>::start_backfill(
-            &mut wh,
+        wh.start_backfill(
+            Customers::SPEC,
             &BackfillState {
                 run_id: Some(run),
                 started_at: t2.into(),
@@ -346,7 +347,7 @@ mod tests {
                 },
             },
         ];
-        let s = Warehouse::<Customers>::apply(&mut wh, run, &batches).unwrap();
+        let s = wh.apply::<Customers>(run, &batches).unwrap();
         assert_eq!(
             (s.fetched, s.inserted, s.quarantined, s.deleted),
             (4, 3, 1, 2),
@@ -388,8 +389,9 @@ mod tests {
     fn counts_hold_when_an_id_equals_the_last_rowid_of_another_table() {
         let dir = tempfile::tempdir().unwrap();
         let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        let run =
-            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
+        let run = wh
+            .begin_run(Customers::SPEC, RunKind::Incremental, &Mark::Start)
+            .unwrap();
         let t = "2023-01-01T00:00:01.000000Z";
         let t2 = "2023-01-01T00:00:02.000000Z";
         let s = apply(
@@ -427,8 +429,9 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        let run =
-            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
+        let run = wh
+            .begin_run(Customers::SPEC, RunKind::Incremental, &Mark::Start)
+            .unwrap();
         let (t1, t2, t3) = (
             "2023-01-01T00:00:01.000000Z",
             "2023-01-01T00:00:02.000000Z",
@@ -464,8 +467,9 @@ mod tests {
     fn upsert_never_goes_back_and_skips_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let mut wh = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
-        let run =
-            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Incremental, &Mark::Start).unwrap();
+        let run = wh
+            .begin_run(Customers::SPEC, RunKind::Incremental, &Mark::Start)
+            .unwrap();
         let t1 = "2023-01-01T00:00:01.000000Z";
         let t2 = "2023-01-01T00:00:02.000000Z";
         let s = apply(
@@ -506,7 +510,7 @@ mod tests {
         // The mark never moves backward.
         apply(&mut wh, run, vec![], Mark::at(t1, Confirmed::Nothing));
         assert_eq!(
-            Warehouse::<Customers>::mark(&mut wh).unwrap(),
+            wh.mark(Customers::SPEC).unwrap(),
             Mark::at(t2, Confirmed::Nothing)
         );
     }

@@ -125,7 +125,7 @@ mod tests {
         let mut wh = SqliteWarehouse::open(&p).unwrap();
         let full = index_sql(wh.connection());
         assert_eq!(full.len(), secondary_indexes().len());
-        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+        wh.start_backfill(Customers::SPEC, &state).unwrap();
         assert!(
             index_sql(wh.connection()).is_empty(),
             "empty table: dropped"
@@ -135,8 +135,8 @@ mod tests {
         let mut wh = SqliteWarehouse::open(&p).unwrap();
         assert_eq!(index_sql(wh.connection()), full);
         // Finishing a bulk load builds them too.
-        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
-        Warehouse::<Customers>::finish_backfill(&mut wh, Mark::Start).unwrap();
+        wh.start_backfill(Customers::SPEC, &state).unwrap();
+        wh.finish_backfill(Customers::SPEC, Mark::Start).unwrap();
         assert_eq!(index_sql(wh.connection()), full);
         // The build's sorter settings do not outlive it.
         let pragma = |name: &str| -> i64 {
@@ -147,8 +147,9 @@ mod tests {
         assert_eq!(pragma("cache_size"), -super::super::WRITER_CACHE_KIB);
         assert_eq!(pragma("threads"), 0);
         // A table with rows keeps its indexes through a backfill.
-        let run =
-            Warehouse::<Customers>::begin_run(&mut wh, RunKind::Backfill, &Mark::Start).unwrap();
+        let run = wh
+            .begin_run(Customers::SPEC, RunKind::Backfill, &Mark::Start)
+            .unwrap();
         let t = "2023-01-01T00:00:01.000000Z";
         apply(
             &mut wh,
@@ -156,7 +157,7 @@ mod tests {
             vec![customer(1, t, "a")],
             Mark::at(t, Confirmed::Nothing),
         );
-        Warehouse::<Customers>::start_backfill(&mut wh, &state).unwrap();
+        wh.start_backfill(Customers::SPEC, &state).unwrap();
         assert_eq!(index_sql(wh.connection()), full);
     }
 }

@@ -37,7 +37,7 @@ pub use upsert::UpsertSql;
 
 use super::write::{Consumer, Recorder};
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
-use crate::resource::Resource;
+use crate::resource::{Resource, Spec};
 use crate::timefmt;
 use checkpoint::Checkpointer;
 use connection::{classify, open_error};
@@ -217,36 +217,41 @@ impl SqliteWarehouse {
     }
 }
 
-impl<R> Warehouse<R> for SqliteWarehouse
-where
-    R: Resource,
-{
-    fn mark(&mut self) -> Result<Mark, WarehouseError> {
-        read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))
+impl Warehouse for SqliteWarehouse {
+    fn mark(&mut self, stream: &Spec) -> Result<Mark, WarehouseError> {
+        read_mark(&self.conn, stream.name).map_err(|e| self.err("reading the checkpoint", e))
     }
 
-    fn backfill_state(&mut self) -> Result<Option<BackfillState>, WarehouseError> {
-        read_backfill(&self.conn, R::NAME).map_err(|e| self.err("reading the backfill state", e))
+    fn backfill_state(&mut self, stream: &Spec) -> Result<Option<BackfillState>, WarehouseError> {
+        read_backfill(&self.conn, stream.name)
+            .map_err(|e| self.err("reading the backfill state", e))
     }
 
-    fn start_backfill(&mut self, state: &BackfillState) -> Result<(), WarehouseError> {
+    fn start_backfill(
+        &mut self,
+        stream: &Spec,
+        state: &BackfillState,
+    ) -> Result<(), WarehouseError> {
         let path = self.path.clone();
         let mut run = || -> rusqlite::Result<()> {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
-            drop_secondary_indexes_if_empty(&tx, R::SPEC)?;
+            tx.execute(
+                "DELETE FROM backfill_ranges WHERE stream = ?1",
+                [stream.name],
+            )?;
+            drop_secondary_indexes_if_empty(&tx, stream)?;
             tx.execute(
                 "INSERT OR REPLACE INTO backfill_state (stream, run_id, started_at, high_water_date)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![R::NAME, state.run_id, state.started_at, state.high_water_date],
+                params![stream.name, state.run_id, state.started_at, state.high_water_date],
             )?;
             for r in &state.ranges {
                 tx.execute(
                     "INSERT INTO backfill_ranges (stream, range_no, lo, hi, cursor_id, done)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![R::NAME, r.range_no, r.lo, r.hi, r.cursor, r.done],
+                    params![stream.name, r.range_no, r.lo, r.hi, r.cursor, r.done],
                 )?;
             }
             tx.commit()
@@ -254,16 +259,22 @@ where
         run().map_err(|e| classify(&path, "starting the backfill", e))
     }
 
-    fn finish_backfill(&mut self, mark: Mark) -> Result<(), WarehouseError> {
+    fn finish_backfill(&mut self, stream: &Spec, mark: Mark) -> Result<(), WarehouseError> {
         let path = self.path.clone();
         let mut run = || -> rusqlite::Result<()> {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            build_secondary_indexes(&tx, R::SPEC)?;
-            write_mark_if_greater(&tx, R::NAME, &mark)?;
-            tx.execute("DELETE FROM backfill_ranges WHERE stream = ?1", [R::NAME])?;
-            tx.execute("DELETE FROM backfill_state WHERE stream = ?1", [R::NAME])?;
+            build_secondary_indexes(&tx, stream)?;
+            write_mark_if_greater(&tx, stream.name, &mark)?;
+            tx.execute(
+                "DELETE FROM backfill_ranges WHERE stream = ?1",
+                [stream.name],
+            )?;
+            tx.execute(
+                "DELETE FROM backfill_state WHERE stream = ?1",
+                [stream.name],
+            )?;
             tx.commit()
         };
         run().map_err(|e| classify(&path, "finishing the backfill", e))?;
@@ -271,16 +282,21 @@ where
         Ok(())
     }
 
-    fn begin_run(&mut self, kind: RunKind, mark_before: &Mark) -> Result<i64, WarehouseError> {
+    fn begin_run(
+        &mut self,
+        stream: &Spec,
+        kind: RunKind,
+        mark_before: &Mark,
+    ) -> Result<i64, WarehouseError> {
         self.exec(
             "INSERT INTO sync_runs (stream, kind, started_at, status, mark_before) VALUES (?1, ?2, ?3, 'running', ?4)",
-            &[&R::NAME, &kind.as_str(), &timefmt::now_canonical(), &mark_before.to_string()],
+            &[&stream.name, &kind.as_str(), &timefmt::now_canonical(), &mark_before.to_string()],
             "recording the run",
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn apply(
+    fn apply<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
@@ -288,7 +304,7 @@ where
         self.apply_with::<R>(run, batches, None)
     }
 
-    fn apply_recording(
+    fn apply_recording<R: Resource>(
         &mut self,
         run: i64,
         batches: &[Batch<R::Record>],
@@ -299,12 +315,13 @@ where
 
     fn finish_run(
         &mut self,
+        stream: &Spec,
         run: i64,
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), WarehouseError> {
-        let mark =
-            read_mark(&self.conn, R::NAME).map_err(|e| self.err("reading the checkpoint", e))?;
+        let mark = read_mark(&self.conn, stream.name)
+            .map_err(|e| self.err("reading the checkpoint", e))?;
         self.exec(
             "UPDATE sync_runs SET status = ?2, error = ?3, finished_at = ?4, mark_after = ?5 WHERE id = ?1",
             &[&run, &status.as_str(), &error, &timefmt::now_canonical(), &mark.to_string()],
@@ -338,8 +355,7 @@ pub(crate) mod testutil {
     }
 
     pub fn apply(wh: &mut SqliteWarehouse, run: i64, recs: Vec<Customer>, mark: Mark) -> RowStats {
-        Warehouse::<Customers>::apply(
-            wh,
+        wh.apply::<Customers>(
             run,
             &[Batch {
                 records: recs,
