@@ -133,6 +133,10 @@ async fn kill_9_rounds(wh: TestWarehouse) {
     let (mut mid_pass, mut finished_first, mut before_commit) = (0, 0, 0);
     let mut mid_backfill = 0;
     let mut next_id = 10_000;
+    // The kill window follows the machine: a process that dies before its first commit (a
+    // loaded machine, a slow server connect) widens it for the next rounds; one that finished
+    // first narrows it. Which rounds land mid-pass is what the test is about, not the delay.
+    let mut scale: f64 = 1.0;
 
     for round in 0..ROUNDS {
         let backfill = round % 2 == 0;
@@ -167,7 +171,7 @@ async fn kill_9_rounds(wh: TestWarehouse) {
             if backfill { "--backfill" } else { "--once" },
             &stderr,
         );
-        let wait = Duration::from_millis(rng.random_range(20..=400));
+        let wait = Duration::from_millis(rng.random_range(20..=400)).mul_f64(scale);
         tokio::time::sleep(wait).await;
         let mut exited = child.try_wait().unwrap();
         if exited.is_none() {
@@ -190,6 +194,7 @@ async fn kill_9_rounds(wh: TestWarehouse) {
                     std::fs::read_to_string(&stderr).unwrap_or_default()
                 );
                 finished_first += 1;
+                scale = (scale / 1.5).max(0.25);
             }
             None => {
                 let moved = if backfill {
@@ -204,6 +209,7 @@ async fn kill_9_rounds(wh: TestWarehouse) {
                     }
                 } else {
                     before_commit += 1;
+                    scale = (scale * 1.5).min(20.0);
                 }
             }
         }
