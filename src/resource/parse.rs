@@ -37,7 +37,41 @@ enum Key {
 }
 
 /// Reads a key, matching the declared names without allocating; only other names are copied.
-struct KeySeed(&'static [Column]);
+/// The API writes its fields in declaration order, so the field after the last one matched
+/// (`next`) is tried first: nearly every key is found by one comparison.
+struct KeySeed {
+    fields: &'static [Column],
+    next: usize,
+}
+
+impl KeySeed {
+    fn find(&self, v: &str) -> Option<usize> {
+        match self.fields.get(self.next) {
+            Some(c) if same(c.name, v) => Some(self.next),
+            _ => self.fields.iter().position(|c| same(c.name, v)),
+        }
+    }
+}
+
+/// `a == b` for field names, without a call to `memcmp` for the short ones (most are 2 to 16
+/// bytes): two overlapping 8-byte loads each. Names are compared once per key of every record.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Key;
@@ -52,13 +86,13 @@ impl Visitor<'_> for KeySeed {
         f.write_str("a field name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(match self.0.iter().position(|c| c.name == v) {
+        Ok(match self.find(v) {
             Some(i) => Key::Known(i),
             None => Key::Other(v.to_owned()),
         })
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Key, E> {
-        Ok(match self.0.iter().position(|c| c.name == v) {
+        Ok(match self.find(&v) {
             Some(i) => Key::Known(i),
             None => Key::Other(v),
         })
@@ -94,7 +128,8 @@ impl<'de, M: Declared, const NI: usize, const NT: usize> Visitor<'de> for WireSe
         let mut ints = [None; NI];
         let mut texts: [Option<Cow<'de, str>>; NT] = std::array::from_fn(|_| None);
         let mut extra = Map::new();
-        while let Some(key) = map.next_key_seed(KeySeed(fields))? {
+        let mut next = 0;
+        while let Some(key) = map.next_key_seed(KeySeed { fields, next })? {
             let i = match key {
                 Key::Known(i) => i,
                 Key::Other(name) => {
@@ -108,6 +143,7 @@ impl<'de, M: Declared, const NI: usize, const NT: usize> Visitor<'de> for WireSe
                 return Err(de::Error::duplicate_field(col.name));
             }
             seen |= 1 << i;
+            next = i + 1;
             let slot = M::SLOTS[i] as usize;
             match (col.ty, col.nullable) {
                 (ColumnType::BigInt, _) if i == 0 => id = map.next_value::<i64>()?,
@@ -123,10 +159,11 @@ impl<'de, M: Declared, const NI: usize, const NT: usize> Visitor<'de> for WireSe
                 (_, false) => texts[slot] = Some(map.next_value::<BorrowedStr<'de>>()?.0),
             }
         }
-        if let Some(missing) = fields
-            .iter()
-            .enumerate()
-            .find(|(i, c)| !c.nullable && seen & (1 << i) == 0)
+        if seen & M::REQUIRED != M::REQUIRED
+            && let Some(missing) = fields
+                .iter()
+                .enumerate()
+                .find(|(i, c)| !c.nullable && seen & (1 << i) == 0)
         {
             return Err(de::Error::missing_field(missing.1.name));
         }
@@ -144,10 +181,9 @@ fn build<M: Declared, const NI: usize, const NT: usize>(
     mut w: Wire<'_, NI, NT>,
 ) -> Result<Record<M, NI, NT>, String> {
     // The cursor first, then the other instants in declaration order.
-    let instants = std::iter::once(M::CURSOR).chain(
-        (1..M::COLUMNS.len() - 1)
-            .filter(|&i| i != M::CURSOR && M::COLUMNS[i].ty == ColumnType::Timestamp),
-    );
+    let others = M::INSTANTS & !(1 << M::CURSOR);
+    let instants = std::iter::once(M::CURSOR)
+        .chain((1..M::COLUMNS.len() - 1).filter(|&i| others & (1 << i) != 0));
     for i in instants {
         let slot = M::SLOTS[i] as usize;
         let owned = match w.texts[slot].as_deref() {

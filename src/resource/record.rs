@@ -22,6 +22,26 @@ pub trait Declared: 'static {
     const SLOTS: &'static [u8];
     /// The column of the incremental cursor (`modified_date`).
     const CURSOR: usize;
+    /// Bit `i` set: API field `i` is required.
+    const REQUIRED: u64 = mask(Self::COLUMNS, true, None);
+    /// Bit `i` set: API field `i` is an instant.
+    const INSTANTS: u64 = mask(Self::COLUMNS, false, Some(ColumnType::Timestamp));
+}
+
+/// The API fields (all but the last column) that are required (`required`) or of type `ty`.
+pub const fn mask(cols: &[Column], required: bool, ty: Option<ColumnType>) -> u64 {
+    let (mut i, mut m) = (0, 0u64);
+    while i + 1 < cols.len() {
+        let hit = match ty {
+            Some(ColumnType::Timestamp) => matches!(cols[i].ty, ColumnType::Timestamp),
+            _ => required && !cols[i].nullable,
+        };
+        if hit {
+            m |= 1 << i;
+        }
+        i += 1;
+    }
+    m
 }
 
 /// Integers live in the integer slots (booleans as 0/1); everything else is text.
