@@ -5,11 +5,13 @@ use rusqlite::Connection;
 use crate::resource::ColumnType;
 use crate::warehouse::shape::TableShape;
 
-/// The declared SQLite type of a column of type `ty` (lower case). Instants and JSON are text.
+/// The declared SQLite type of a column of type `ty` (lower case). Instants are canonical
+/// text in a `DATETIME` column (so BI tools see a date-time), JSON is text.
 pub fn declared_type(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::BigInt => "integer",
-        ColumnType::Text | ColumnType::Timestamp | ColumnType::Json => "text",
+        ColumnType::Text | ColumnType::Json => "text",
+        ColumnType::Timestamp => "datetime",
         ColumnType::Bool => "boolean",
     }
 }
