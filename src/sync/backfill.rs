@@ -55,7 +55,7 @@ pub async fn backfill_slice<R, W>(
 ) -> (W, Result<PassReport, SyncError>)
 where
     R: Resource,
-    W: Warehouse<R> + 'static,
+    W: Warehouse + 'static,
 {
     let progress2 = progress.clone();
     run_pass::<R, W, _>(
