@@ -75,8 +75,45 @@ fn replace_previous_demo(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the demo, writing its story to stdout. A closed stdout ends it with a `BrokenPipe`
-/// error (the caller treats that as a quiet end), never a panic.
+/// The demo's story on stdout. A closed stdout (`demo | head -3`) must not stop the demo half
+/// way, leaving a half-built warehouse: writes after the first failure are dropped, the demo
+/// finishes, and [`Story::finish`] then reports the failure (a `BrokenPipe` is a quiet end).
+struct Story {
+    out: std::io::Stdout,
+    failed: Option<std::io::Error>,
+}
+
+impl Write for Story {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed.is_none()
+            && let Err(e) = self.out.write_all(buf)
+        {
+            self.failed = Some(e);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed.is_none()
+            && let Err(e) = self.out.flush()
+        {
+            self.failed = Some(e);
+        }
+        Ok(())
+    }
+}
+
+impl Story {
+    fn finish(mut self) -> anyhow::Result<()> {
+        let _ = self.flush();
+        match self.failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs the demo, writing its story to stdout. A closed stdout does not stop it (see
+/// [`Story`]); it ends with a `BrokenPipe` error then (the caller treats that as a quiet end).
 /// Where the demo writes: a SQLite file, or a `postgresql://` URL (schema [`DEMO_SCHEMA`]).
 pub fn target(db: &str) -> anyhow::Result<WarehouseConfig> {
     if db.starts_with("postgresql://") || db.starts_with("postgres://") {
@@ -111,7 +148,10 @@ fn open_fresh(target: &WarehouseConfig) -> anyhow::Result<AnyWarehouse> {
 }
 
 pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout();
+    let mut out = Story {
+        out: std::io::stdout(),
+        failed: None,
+    };
     let oms = FakeOms::start(
         FakeOmsConfig::default(),
         fake_oms::synthetic_customers(customers, SEED),
@@ -149,10 +189,12 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
     describe(&mut out, "1. first incremental pass", &r?)?;
 
     let (changed, added, removed) = oms.with_store(|s| {
-        let changed = fake_oms::touch_random(s, 0.02, SEED + 1).len();
+        let touched = fake_oms::touch_random(s, 0.02, SEED + 1);
         let added = fake_oms::insert_new(s, 100, SEED + 2).len();
         let victims: Vec<i64> = s.ids().step_by(500).take(20).collect();
         let removed = victims.iter().filter(|id| s.remove(**id)).count();
+        // An updated customer that is then deleted is not listed again: not counted updated.
+        let changed = touched.iter().filter(|id| !victims.contains(id)).count();
         (changed, added, removed)
     });
     writeln!(
@@ -169,6 +211,13 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
     let (back, r) = pass(RunKind::Backfill, &client, wh, &opts, &cancel).await;
     wh = back;
     describe(&mut out, "4. backfill (finds deletions)", &r?)?;
+    writeln!(
+        out,
+        "\n   requests count every call to the OMS: also the empty page that ends a walk or a\n   \
+         bulk-update tie group, and a backfill's count requests that plan its id ranges, so\n   \
+         they exceed the pages `status` lists. unchanged: rows read again at page boundaries\n   \
+         (the keyset re-reads a page's last instant, never skipping a row), stored as they were."
+    )?;
 
     drop(wh);
     let t = target.clone();
@@ -191,7 +240,7 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
             write!(out, "{}", crate::status::render(&status))?;
             writeln!(
                 out,
-                "\nTry:\n  sqlite3 {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
+                "\nTry:\n  sqlite3 -readonly {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 -readonly {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
                 db = path.display()
             )?;
         }
@@ -203,7 +252,7 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
             )?;
         }
     }
-    Ok(())
+    out.finish()
 }
 
 /// One pass of the customers stream.

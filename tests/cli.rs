@@ -249,6 +249,83 @@ async fn demo_exits_0() {
     assert!(live >= 2000, "{live}");
 }
 
+/// `demo | head -3`: a reader that stops early does not leave a half-built warehouse; the demo
+/// finishes it (all four passes recorded) and ends quietly. Its counts agree with the story
+/// it tells, and its suggested queries open the file read-only.
+#[test]
+fn demo_into_a_closed_pipe_still_finishes_its_warehouse() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("demo.db");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oms-sync"))
+        .args(["demo", "--customers", "3000", "--db"])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..3 {
+        lines.next().expect("a line").expect("utf-8");
+    }
+    drop(lines); // like `head -3` exiting
+    let out = child.wait_with_output().expect("demo ends");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = rusqlite::Connection::open(&db).expect("demo warehouse");
+    let runs: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(runs, 4, "all four passes finished");
+    let deleted: i64 = c
+        .query_row(
+            "SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(deleted > 0, "the backfill ran to its end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_counts_agree_and_queries_are_read_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("demo.db");
+    let r = demo(20000, &db.display().to_string()).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let said = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("the OMS changes:"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .expect("the story names the updated customers");
+    let pass2 = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("2. incremental pass"))
+        .expect("pass 2 line");
+    let words: Vec<&str> = pass2.split_whitespace().collect();
+    let updated: u64 = words[words.iter().position(|w| *w == "updated").unwrap() - 1]
+        .parse()
+        .unwrap();
+    assert_eq!(updated, said, "{pass2}");
+    for l in r
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("sqlite3 "))
+    {
+        assert!(l.contains("sqlite3 -readonly "), "{l}");
+    }
+}
+
 /// Every output of a run at `RUST_LOG=trace`, checked for the token.
 fn assert_no_token(r: &Run, token: &str, what: &str) {
     assert!(!r.stderr.contains(token), "{what}: token in stderr");
