@@ -856,10 +856,10 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
     let Some(db) = TestDb::new("netcut") else {
         return;
     };
-    let oms_sync::warehouse::postgres::PgHost::Tcp(host) = &db.cfg.host else {
+    let (oms_sync::warehouse::postgres::PgHost::Tcp(host), port) = &db.cfg.hosts[0] else {
         panic!("the test server must be reached over TCP");
     };
-    let relay = Relay::start(format!("{host}:{}", db.cfg.port));
+    let relay = Relay::start(format!("{host}:{port}"));
     let url = format!(
         "postgresql://{}@127.0.0.1:{}/{}?sslmode=disable",
         db.cfg.user, relay.port, db.cfg.dbname

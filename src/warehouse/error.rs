@@ -71,6 +71,13 @@ pub enum WarehouseError {
         context: String,
         reason: String,
     },
+    /// Reached a server that does not take writes: a standby, or `default_transaction_read_only`.
+    #[error("PostgreSQL warehouse {location} is read-only: {reason}; fix: {fix}")]
+    PgReadOnly {
+        location: String,
+        reason: String,
+        fix: &'static str,
+    },
     #[error("PostgreSQL warehouse {location}: {context}: {reason}")]
     Postgres {
         location: String,

@@ -1,18 +1,65 @@
-//! Where a PostgreSQL warehouse is and how to reach it: the URL (TCP or unix socket), the
-//! password (from `warehouse.password_file` or the URL, never printed), `sslmode` and the
-//! schema, validated once into a [`PgConfig`] whose `Debug`/`Display` redact the password.
+//! Where a PostgreSQL warehouse is and how to reach it: libpq's URL forms (one or several
+//! `host:port` pairs, unix sockets, `target_session_attrs`, `connect_timeout`,
+//! `application_name`), the password (`warehouse.password_file` or the URL; else libpq's
+//! `PGPASSWORD` and `.pgpass`, read when connecting; never printed), `sslmode` and the schema,
+//! validated once into a [`PgConfig`] whose `Debug`/`Display` redact the password.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use url::Url;
-
 use crate::warehouse::WarehouseError;
 
-/// How long connecting may take before it fails (libpq has no default; hanging is worse).
+mod uri;
+
+pub use super::password::LibpqEnv;
+#[cfg(test)]
+mod tests;
+
+/// How long connecting to one host may take before it fails, unless `connect_timeout` is
+/// given (libpq waits forever by default; hanging is worse).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `application_name` the server shows in `pg_stat_activity`, unless the URL sets one.
+pub const APPLICATION_NAME: &str = "oms-sync";
+
+/// libpq's `target_session_attrs` values the driver supports (`primary`, `standby` and
+/// `prefer-standby` need `pg_is_in_recovery()`, which it does not check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAttrs {
+    /// The first host that accepts the connection.
+    Any,
+    /// The first host whose sessions take writes (the primary of a replicated pair).
+    ReadWrite,
+    /// The first host whose sessions are read-only (a standby).
+    ReadOnly,
+}
+
+impl SessionAttrs {
+    fn parse(s: &str) -> Result<SessionAttrs, WarehouseError> {
+        Ok(match s {
+            "any" => SessionAttrs::Any,
+            "read-write" => SessionAttrs::ReadWrite,
+            "read-only" => SessionAttrs::ReadOnly,
+            other => {
+                return Err(invalid(
+                    "warehouse.url",
+                    format!("has target_session_attrs={other:?}, which oms-sync does not support"),
+                    "use target_session_attrs=read-write (the primary, which oms-sync needs to write), or any",
+                ));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionAttrs::Any => "any",
+            SessionAttrs::ReadWrite => "read-write",
+            SessionAttrs::ReadOnly => "read-only",
+        }
+    }
+}
 
 /// libpq's `sslmode` values oms-sync supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +114,16 @@ pub enum PgHost {
 pub struct PgConfig {
     pub user: String,
     password: Option<String>,
-    pub host: PgHost,
-    pub port: u16,
+    /// Where the servers listen, each with its port, tried in order (libpq's multi-host form).
+    pub hosts: Vec<(PgHost, u16)>,
     pub dbname: String,
     pub sslmode: SslMode,
     /// PEM file of the CA(s) to trust with `verify-full`, instead of the bundled web roots.
     pub sslrootcert: Option<PathBuf>,
+    pub target_session_attrs: SessionAttrs,
+    /// Per host tried.
+    pub connect_timeout: Duration,
+    pub application_name: String,
     pub schema: String,
 }
 
@@ -84,8 +135,18 @@ fn invalid(key: &'static str, reason: impl Into<String>, fix: &'static str) -> W
     }
 }
 
-/// Stands in for the empty host of `postgresql://user@/db?host=/dir`, which `url` rejects.
-const NO_HOST: &str = "unix-socket.invalid";
+/// Refuses a setting given twice (in the URL's body and as a parameter): which one wins
+/// differs between tools, so oms-sync asks for one.
+fn once<T>(a: Option<T>, b: Option<T>, what: &str) -> Result<Option<T>, WarehouseError> {
+    match (a, b) {
+        (Some(_), Some(_)) => Err(invalid(
+            "warehouse.url",
+            format!("gives the {what} both in its body and as ?{what}="),
+            "give it once",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
 
 impl PgConfig {
     /// Validates `warehouse.url`, `warehouse.password_file`, `warehouse.schema` (default
@@ -109,106 +170,133 @@ impl PgConfig {
         credentials_dir: Option<&Path>,
     ) -> Result<PgConfig, WarehouseError> {
         const KEY: &str = "warehouse.url";
-        let url = url.trim();
-        let rest = url
-            .strip_prefix("postgresql://")
-            .or_else(|| url.strip_prefix("postgres://"))
-            .ok_or_else(|| {
-                invalid(
-                    KEY,
-                    "is not a postgresql:// URL",
-                    "write it as postgresql://USER@HOST:PORT/DBNAME?sslmode=verify-full",
-                )
-            })?;
-        // `user@/db`: no host in the authority (the socket directory comes in `?host=`).
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let empty_host = rest[..authority_end].is_empty() || rest[..authority_end].ends_with('@');
-        let fixed = if empty_host {
-            format!(
-                "postgresql://{}{NO_HOST}{}",
-                &rest[..authority_end],
-                &rest[authority_end..]
-            )
-        } else {
-            format!("postgresql://{rest}")
-        };
-        // The parse error of `url` never echoes the input, so a password cannot leak here.
-        let parsed = Url::parse(&fixed).map_err(|e| {
-            invalid(
-                KEY,
-                format!("is not a valid URL ({e})"),
-                "write it as postgresql://USER@HOST:PORT/DBNAME?sslmode=verify-full",
-            )
-        })?;
-        let decode = |s: &str| -> Result<String, WarehouseError> {
-            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .ok_or_else(|| invalid(KEY, "has a bad percent-escape", "percent-encode it"))
-        };
-        let user = decode(parsed.username())?;
-        if user.is_empty() {
-            return Err(invalid(
-                KEY,
-                "names no user",
-                "write it as postgresql://USER@HOST/DBNAME",
-            ));
-        }
-        let url_password = parsed.password().map(decode).transpose()?;
-        let dbname = decode(parsed.path().trim_start_matches('/'))?;
-        if dbname.is_empty() || dbname.contains('/') {
-            return Err(invalid(
-                KEY,
-                "names no database",
-                "write it as postgresql://USER@HOST/DBNAME",
-            ));
-        }
+        let u = uri::parse(url.trim())?;
         let mut sslmode = None;
-        let mut socket_dir = None;
         let mut sslrootcert = None;
-        for (k, v) in parsed.query_pairs() {
-            match &*k {
-                "sslmode" => sslmode = Some(SslMode::parse(&v)?),
-                "host" if v.starts_with('/') => socket_dir = Some(PathBuf::from(&*v)),
-                "sslrootcert" => sslrootcert = Some(PathBuf::from(&*v)),
+        let mut param_hosts: Option<Vec<PgHost>> = None;
+        let mut param_ports: Option<Vec<u16>> = None;
+        let (mut param_db, mut param_user) = (None, None);
+        let mut target_session_attrs = SessionAttrs::Any;
+        let mut connect_timeout = CONNECT_TIMEOUT;
+        let mut application_name = APPLICATION_NAME.to_string();
+        for (k, v) in &u.params {
+            match k.as_str() {
+                "sslmode" => sslmode = Some(SslMode::parse(v)?),
+                "sslrootcert" => sslrootcert = Some(PathBuf::from(v)),
+                "host" => param_hosts = Some(v.split(',').map(uri::host).collect()),
+                "port" => {
+                    param_ports = Some(
+                        v.split(',')
+                            .map(|p| if p.is_empty() { Ok(5432) } else { uri::port(p) })
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                "dbname" => param_db = Some(v.clone()),
+                "user" => param_user = Some(v.clone()),
+                "target_session_attrs" => target_session_attrs = SessionAttrs::parse(v)?,
+                "connect_timeout" => {
+                    connect_timeout = match v.trim().parse::<u64>() {
+                        Ok(s) if s > 0 => Duration::from_secs(s),
+                        _ => {
+                            return Err(invalid(
+                                KEY,
+                                format!("has connect_timeout={v:?}"),
+                                "give whole seconds per host, at least 1 (default 10)",
+                            ));
+                        }
+                    }
+                }
+                "application_name" => application_name = v.clone(),
                 other => {
                     return Err(invalid(
                         KEY,
                         format!("has an unsupported parameter {other:?}"),
-                        "use only sslmode, sslrootcert and host=/socket/dir",
+                        "use only sslmode, sslrootcert, host, port, dbname, user, target_session_attrs, connect_timeout and application_name",
                     ));
                 }
             }
         }
-        let host = match (socket_dir, empty_host) {
-            (Some(dir), true) => PgHost::Unix(dir),
-            (None, true) => {
+        let user = once(u.user, param_user, "user")?
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    KEY,
+                    "names no user",
+                    "write it as postgresql://USER@HOST/DBNAME",
+                )
+            })?;
+        let dbname = once(u.dbname, param_db, "dbname")?
+            .filter(|d| !d.is_empty() && !d.contains('/'))
+            .ok_or_else(|| {
+                invalid(
+                    KEY,
+                    "names no database",
+                    "write it as postgresql://USER@HOST/DBNAME",
+                )
+            })?;
+        let hosts = match (u.hosts.is_empty(), param_hosts) {
+            (true, None) => {
                 return Err(invalid(
                     KEY,
                     "has no host",
                     "give HOST:PORT, or ?host=/run/postgresql for the unix socket",
                 ));
             }
-            (Some(_), false) => {
+            (false, Some(_)) => {
                 return Err(invalid(
                     KEY,
                     "has both a host and ?host=",
-                    "give one: HOST:PORT, or USER@/DB?host=/socket/dir",
+                    "give one: HOST:PORT[,HOST2:PORT2], or USER@/DB?host=/socket/dir",
                 ));
             }
-            (None, false) => PgHost::Tcp(
-                parsed
-                    .host_str()
-                    .unwrap_or_default()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            ),
+            (true, Some(hosts)) => {
+                let ports = param_ports.unwrap_or_else(|| vec![5432]);
+                if ports.len() != 1 && ports.len() != hosts.len() {
+                    return Err(invalid(
+                        KEY,
+                        format!("gives {} ports for {} hosts", ports.len(), hosts.len()),
+                        "give one port for all hosts, or one per host in the same order",
+                    ));
+                }
+                let port_of = |i: usize| ports.get(i).copied().unwrap_or(ports[0]);
+                hosts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, h)| (h, port_of(i)))
+                    .collect::<Vec<_>>()
+            }
+            (false, None) => {
+                if param_ports.is_some() && u.hosts.iter().any(|(_, p)| p.is_some()) {
+                    return Err(invalid(
+                        KEY,
+                        "gives ports both after its hosts and as ?port=",
+                        "give them once, as HOST:PORT",
+                    ));
+                }
+                let ports = param_ports.unwrap_or_default();
+                if ports.len() > 1 && ports.len() != u.hosts.len() {
+                    return Err(invalid(
+                        KEY,
+                        format!("gives {} ports for {} hosts", ports.len(), u.hosts.len()),
+                        "give them as HOST1:PORT1,HOST2:PORT2",
+                    ));
+                }
+                u.hosts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (h, p))| {
+                        let port = p
+                            .or_else(|| ports.get(i).or(ports.first()).copied())
+                            .unwrap_or(5432);
+                        (h, port)
+                    })
+                    .collect()
+            }
         };
-        let local = match &host {
+        let local = hosts.iter().all(|(h, _)| match h {
             PgHost::Unix(_) => true,
             PgHost::Tcp(h) => is_loopback(h),
-        };
+        });
         // libpq's default; the rule below makes it safe off the machine.
         let sslmode = sslmode.unwrap_or(SslMode::Prefer);
         if !local && !allow_insecure && matches!(sslmode, SslMode::Disable | SslMode::Prefer) {
@@ -228,7 +316,7 @@ impl PgConfig {
                 "add sslmode=verify-full, or drop sslrootcert",
             ));
         }
-        let password = match (password_file, url_password) {
+        let password = match (password_file, u.password) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "warehouse.password_file",
@@ -242,11 +330,13 @@ impl PgConfig {
         Ok(PgConfig {
             user,
             password,
-            host,
-            port: parsed.port().unwrap_or(5432),
+            hosts,
             dbname,
             sslmode,
             sslrootcert,
+            target_session_attrs,
+            connect_timeout,
+            application_name,
             schema: parse_schema(schema)?,
         })
     }
@@ -254,20 +344,47 @@ impl PgConfig {
     /// The URL with the password replaced by `***`: what errors and logs show.
     pub fn redacted_url(&self) -> String {
         let pw = if self.password.is_some() { ":***" } else { "" };
-        let mut q = vec![format!("sslmode={}", self.sslmode.as_str())];
-        let host = match &self.host {
-            PgHost::Tcp(h) if h.contains(':') => format!("[{h}]:{}", self.port),
-            PgHost::Tcp(h) => format!("{h}:{}", self.port),
-            PgHost::Unix(dir) => {
-                q.insert(0, format!("host={}", dir.display()));
-                String::new()
+        let mut q = Vec::new();
+        let tcp_only = self.hosts.iter().all(|(h, _)| matches!(h, PgHost::Tcp(_)));
+        let authority = if tcp_only {
+            let list: Vec<String> = self
+                .hosts
+                .iter()
+                .map(|(h, port)| match h {
+                    PgHost::Tcp(h) if h.contains(':') => format!("[{h}]:{port}"),
+                    PgHost::Tcp(h) => format!("{h}:{port}"),
+                    PgHost::Unix(d) => d.display().to_string(),
+                })
+                .collect();
+            list.join(",")
+        } else {
+            let hosts: Vec<String> = self
+                .hosts
+                .iter()
+                .map(|(h, _)| match h {
+                    PgHost::Tcp(h) => h.clone(),
+                    PgHost::Unix(d) => d.display().to_string(),
+                })
+                .collect();
+            q.push(format!("host={}", hosts.join(",")));
+            if self.hosts.iter().any(|(_, p)| *p != 5432) {
+                let ports: Vec<String> = self.hosts.iter().map(|(_, p)| p.to_string()).collect();
+                q.push(format!("port={}", ports.join(",")));
             }
+            String::new()
         };
+        q.push(format!("sslmode={}", self.sslmode.as_str()));
         if let Some(c) = &self.sslrootcert {
             q.push(format!("sslrootcert={}", c.display()));
         }
+        if self.target_session_attrs != SessionAttrs::Any {
+            q.push(format!(
+                "target_session_attrs={}",
+                self.target_session_attrs.as_str()
+            ));
+        }
         format!(
-            "postgresql://{}{pw}@{host}/{}?{}",
+            "postgresql://{}{pw}@{authority}/{}?{}",
             self.user,
             self.dbname,
             q.join("&")
@@ -279,25 +396,43 @@ impl PgConfig {
         format!("{} (schema {})", self.redacted_url(), self.schema)
     }
 
-    /// The driver's connection settings (TLS is chosen by [`super::tls`]).
+    /// The driver's connection settings (TLS is chosen by [`super::tls`]). Without a password
+    /// in the config, libpq's `PGPASSWORD` and `.pgpass` are consulted now, as libpq does
+    /// when it connects (a changed file is seen on the next connection).
     pub fn driver_config(&self) -> postgres::Config {
+        self.driver_config_in(&super::password::LibpqEnv::from_process())
+    }
+
+    /// [`PgConfig::driver_config`] with libpq's environment given (tests).
+    pub fn driver_config_in(&self, env: &super::password::LibpqEnv) -> postgres::Config {
         let mut c = postgres::Config::new();
         c.user(&self.user)
             .dbname(&self.dbname)
-            .port(self.port)
-            .application_name("oms-sync")
-            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name(&self.application_name)
+            .connect_timeout(self.connect_timeout)
             .keepalives(true)
+            .target_session_attrs(match self.target_session_attrs {
+                SessionAttrs::Any => postgres::config::TargetSessionAttrs::Any,
+                SessionAttrs::ReadWrite => postgres::config::TargetSessionAttrs::ReadWrite,
+                SessionAttrs::ReadOnly => postgres::config::TargetSessionAttrs::ReadOnly,
+            })
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => postgres::config::SslMode::Disable,
                 SslMode::Prefer => postgres::config::SslMode::Prefer,
                 SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
             });
-        match &self.host {
-            PgHost::Tcp(h) => c.host(h),
-            PgHost::Unix(dir) => c.host_path(dir),
+        for (h, port) in &self.hosts {
+            match h {
+                PgHost::Tcp(h) => c.host(h),
+                PgHost::Unix(dir) => c.host_path(dir),
+            };
+            c.port(*port);
+        }
+        let password = match &self.password {
+            Some(p) => Some(p.clone()),
+            None => env.password(&self.hosts, &self.dbname, &self.user),
         };
-        if let Some(p) = &self.password {
+        if let Some(p) = password {
             c.password(p);
         }
         c
@@ -343,144 +478,4 @@ fn is_loopback(host: &str) -> bool {
             .parse::<IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(url: &str) -> Result<PgConfig, WarehouseError> {
-        PgConfig::parse_in(url, None, None, false, None)
-    }
-
-    #[test]
-    fn tcp_and_unix_socket_forms() {
-        let c = parse("postgresql://oms@127.0.0.1:5433/wh?sslmode=disable").unwrap();
-        assert_eq!(
-            (c.user.as_str(), &c.host, c.port, c.dbname.as_str()),
-            ("oms", &PgHost::Tcp("127.0.0.1".into()), 5433, "wh")
-        );
-        assert_eq!((c.sslmode, c.schema.as_str()), (SslMode::Disable, "public"));
-        let c = parse("postgresql://oms@/warehouse?host=/run/postgresql").unwrap();
-        assert_eq!(c.host, PgHost::Unix("/run/postgresql".into()));
-        assert_eq!((c.port, c.dbname.as_str()), (5432, "warehouse"));
-        let c = parse("postgres://oms@[::1]/wh").unwrap();
-        assert_eq!(
-            (c.host, c.sslmode),
-            (PgHost::Tcp("::1".into()), SslMode::Prefer)
-        );
-        for bad in [
-            "mysql://oms@h/wh",
-            "postgresql://h/wh",
-            "postgresql://oms@h",
-            "postgresql://oms@/wh",
-            "postgresql://oms@h/wh?host=/tmp",
-            "postgresql://oms@h/wh?sslmode=verify-ca",
-            "postgresql://oms@h/wh?sslmode=require&sslrootcert=/ca.pem",
-            "postgresql://oms@localhost/wh?sslmod=disable",
-        ] {
-            let e = parse(bad).unwrap_err().to_string();
-            assert!(
-                e.starts_with("warehouse.url ") && e.contains("fix: "),
-                "{bad}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn sslmodes_and_the_remote_plaintext_rule() {
-        for (m, want) in [
-            ("disable", SslMode::Disable),
-            ("prefer", SslMode::Prefer),
-            ("require", SslMode::Require),
-            ("verify-full", SslMode::VerifyFull),
-        ] {
-            let c = parse(&format!("postgresql://u@localhost/d?sslmode={m}")).unwrap();
-            assert_eq!(c.sslmode, want);
-        }
-        for m in ["require", "verify-full"] {
-            parse(&format!("postgresql://u@db.example.com/d?sslmode={m}")).unwrap();
-        }
-        for url in [
-            "postgresql://u@db.example.com/d?sslmode=disable",
-            "postgresql://u@db.example.com/d?sslmode=prefer",
-            "postgresql://u@10.0.0.5/d",
-        ] {
-            let e = parse(url).unwrap_err().to_string();
-            assert!(
-                e.contains("unencrypted") && e.contains("allow_insecure"),
-                "{e}"
-            );
-            PgConfig::parse_in(url, None, None, true, None).unwrap();
-        }
-        let c =
-            parse("postgresql://u@db.example.com/d?sslmode=verify-full&sslrootcert=/etc/ca.pem")
-                .unwrap();
-        assert_eq!(c.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        let c = parse("postgresql://oms:s3cr%40t@127.0.0.1/wh").unwrap();
-        assert_eq!(c.password.as_deref(), Some("s3cr@t"));
-        for shown in [format!("{c:?}"), c.to_string(), c.location()] {
-            assert!(
-                !shown.contains("s3cr") && shown.contains(":***@"),
-                "{shown}"
-            );
-        }
-        assert_eq!(
-            c.redacted_url(),
-            "postgresql://oms:***@127.0.0.1:5432/wh?sslmode=prefer"
-        );
-        // The driver's own Debug must not leak it either.
-        assert!(!format!("{:?}", c.driver_config()).contains("s3cr"));
-        // Errors about a URL with a password do not echo it.
-        let e = parse("postgresql://oms:s3cr%40t@db.example.com/wh?sslmode=disable")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("s3cr"), "{e}");
-    }
-
-    #[test]
-    fn password_file_with_credentials_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pg"), "hunter2\n").unwrap();
-        let c = PgConfig::parse_in(
-            "postgresql://oms@/wh?host=/run/postgresql",
-            Some("$CREDENTIALS_DIRECTORY/pg"),
-            Some("oms"),
-            false,
-            Some(dir.path()),
-        )
-        .unwrap();
-        assert_eq!(
-            (c.password.as_deref(), c.schema.as_str()),
-            (Some("hunter2"), "oms")
-        );
-        assert!(!format!("{c:?} {c}").contains("hunter2"));
-        let e = PgConfig::parse_in(
-            "postgresql://oms:x@/wh?host=/tmp",
-            Some("$CREDENTIALS_DIRECTORY/pg"),
-            None,
-            false,
-            Some(dir.path()),
-        )
-        .unwrap_err();
-        assert!(e.to_string().starts_with("warehouse.password_file "), "{e}");
-        let e = PgConfig::parse_in(
-            "postgresql://oms@/wh?host=/tmp",
-            Some("$CREDENTIALS_DIRECTORY/pg"),
-            None,
-            false,
-            None,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("$CREDENTIALS_DIRECTORY"), "{e}");
-        for bad in ["Oms", "a-b", "", "1x", "x; drop table y"] {
-            let e = PgConfig::parse_in("postgresql://u@/d?host=/tmp", None, Some(bad), false, None)
-                .unwrap_err();
-            assert!(e.to_string().starts_with("warehouse.schema "), "{e}");
-        }
-    }
 }

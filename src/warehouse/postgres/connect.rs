@@ -64,6 +64,9 @@ pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseE
         .driver_config()
         .connect(connector)
         .map_err(|e| connect_error(cfg, &e))?;
+    if create {
+        refuse_read_only(cfg, &mut client)?;
+    }
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_namespace WHERE nspname = $1",
@@ -91,6 +94,42 @@ pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseE
         .batch_execute(&format!("SET search_path TO {}", quoted(&cfg.schema)))
         .map_err(|e| classify(cfg, "setting search_path", e))?;
     Ok(client)
+}
+
+/// What to do about a server that takes no writes.
+const READ_ONLY_FIX: &str = "point warehouse.url at the primary: list every server as postgresql://USER@HOST1:PORT1,HOST2:PORT2/DB?target_session_attrs=read-write so the writable one is chosen (also after a failover), or turn default_transaction_read_only off for this role and database";
+
+/// Refuses, before anything is written, a standby or a server whose sessions are read-only:
+/// otherwise the first write fails deep in a pass with a bare SQLSTATE.
+fn refuse_read_only(cfg: &PgConfig, client: &mut Client) -> Result<(), WarehouseError> {
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .map_err(|e| classify(cfg, "asking whether the server takes writes", e))?;
+    let (standby, read_only): (bool, bool) = (
+        row.try_get(0)
+            .map_err(|e| classify(cfg, "asking whether the server takes writes", e))?,
+        row.try_get(1)
+            .map_err(|e| classify(cfg, "asking whether the server takes writes", e))?,
+    );
+    let reason = match (standby, read_only) {
+        (true, _) => "the server is a standby (in recovery), which takes no writes",
+        (false, true) => "its sessions are read-only (default_transaction_read_only is on)",
+        (false, false) => return Ok(()),
+    };
+    Err(WarehouseError::PgReadOnly {
+        location: cfg.location(),
+        reason: reason.to_string(),
+        fix: READ_ONLY_FIX,
+    })
+}
+
+/// Whether the server refused a write because the session is read-only (SQLSTATE 25006): the
+/// connection is dropped so the next call connects again, to the primary if the URL lists it.
+pub(super) fn is_read_only(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
 }
 
 /// The writer's advisory-lock key: FNV-1a of `oms-sync:<schema>` (stable across builds and
@@ -189,6 +228,14 @@ fn migration_error(e: &refinery::Error) -> String {
 
 fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
     let reason = describe(e);
+    // The driver's words when target_session_attrs=read-write found no writable server.
+    if reason.contains("does not allow writes") {
+        return WarehouseError::PgReadOnly {
+            location: cfg.location(),
+            reason: "no server in warehouse.url takes writes (target_session_attrs=read-write); during a failover this lasts until a standby is promoted, and the next pass tries again".into(),
+            fix: READ_ONLY_FIX,
+        };
+    }
     let fix = match e.code() {
         Some(c)
             if *c == SqlState::INVALID_PASSWORD
@@ -247,7 +294,13 @@ pub(super) fn is_connection_lost(e: &postgres::Error) -> bool {
 
 /// Sorts a driver error into the warehouse's kinds.
 pub(super) fn classify(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseError {
-    if is_connection_lost(&e) {
+    if is_read_only(&e) {
+        WarehouseError::PgReadOnly {
+            location: cfg.location(),
+            reason: format!("{context}: {}", describe(&e)),
+            fix: READ_ONLY_FIX,
+        }
+    } else if is_connection_lost(&e) {
         WarehouseError::PgConnectionLost {
             location: cfg.location(),
             context: context.to_string(),

@@ -230,7 +230,7 @@ impl PgWarehouse {
         connect::blocking(|| {
             let client = self.client()?;
             f(client).map_err(|e| {
-                if connect::is_connection_lost(&e) {
+                if connect::is_connection_lost(&e) || connect::is_read_only(&e) {
                     self.client = None;
                 }
                 classify(&self.cfg, context, e)
