@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::*;
-use oms_sync::fake_oms::{FakeCustomer, FakeOms, bulk_update};
+use fake_oms::{FakeCustomer, FakeOms, bulk_update};
 use oms_sync::warehouse::{PgConfig, PgWarehouse, WarehouseError};
 
 const ENV: &str = "OMS_SYNC_TEST_PG_HA";
