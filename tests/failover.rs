@@ -247,6 +247,53 @@ async fn after_a_failover_the_daemon_writes_to_the_promoted_standby_and_loses_no
     eprintln!("failover test took {:?}", started.elapsed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_mid_backfill_and_the_backfill_completes() {
+    let Some(pair) = Pair::start("restart") else {
+        return;
+    };
+    let started = Instant::now();
+    let oms = fake(distinct(6000)).await;
+    oms.knobs(|k| k.record_requests = false);
+    // Slow enough per page that the restart lands inside the backfill.
+    oms.set_before_request(Box::new(|_, _| {
+        std::thread::sleep(Duration::from_millis(20))
+    }));
+    let wh = pair.warehouse(&schema("restart"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &oms, &wh, 50);
+    let log = dir.path().join("backfill.log");
+    let mut child = spawn(&config, &["--backfill"], &log);
+    // Restart once some pages are stored, well before the end.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wh.try_snapshot().is_none() || wh.query_i64("SELECT count(*) FROM customers") < 500 {
+        assert!(Instant::now() < deadline, "the backfill made no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backfill ended early"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = wh.query_i64("SELECT count(*) FROM customers");
+    pair.pg_ctl("primary", &["-m", "fast", "restart"]);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the backfill completes: {status}: {text}");
+    assert!(
+        before < 6000,
+        "the restart landed mid-backfill ({before} rows stored)"
+    );
+    assert!(
+        text.contains("connecting to the PostgreSQL warehouse again"),
+        "it reconnected: {text}"
+    );
+    wait_in_step(&oms, &wh, &log, Duration::from_secs(1)).await;
+    wh.assert_intact();
+    eprintln!("restart test took {:?}", started.elapsed());
+}
+
 #[test]
 fn a_standby_or_a_read_only_server_is_refused_with_the_fix() {
     let Some(pair) = Pair::start("readonly") else {

@@ -119,7 +119,7 @@ where
                         "record quarantined (kept whole in the quarantine table); the pass goes on"
                     );
                 }
-                let applied = wh.apply::<R>(run_id, &batches).map(|s| {
+                let applied = reconnecting(|| wh.apply::<R>(run_id, &batches)).map(|s| {
                     total.add(&s);
                     pages_total += batches.len() as u64;
                     progress.committed(R::NAME, &s);
@@ -130,8 +130,8 @@ where
                 }
                 applied
             }
-            Msg::StartBackfill(state) => wh.start_backfill(R::SPEC, &state),
-            Msg::FinishBackfill(mark) => wh.finish_backfill(R::SPEC, mark),
+            Msg::StartBackfill(state) => reconnecting(|| wh.start_backfill(R::SPEC, &state)),
+            Msg::FinishBackfill(mark) => reconnecting(|| wh.finish_backfill(R::SPEC, mark.clone())),
             Msg::Finish(status, error) => {
                 let r = wh
                     .finish_run(R::SPEC, run_id, status, error.as_deref())
@@ -149,6 +149,25 @@ where
         if let Err(e) = result {
             let _ = wh.finish_run(R::SPEC, run_id, RunStatus::Failed, Some(&e.to_string()));
             return (wh, Err(WriterError::Warehouse(e)));
+        }
+    }
+}
+
+/// How long a write waits for a PostgreSQL server that went away (a restart takes seconds, a
+/// promotion a few more) before the pass fails and the next one tries again.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Repeats `f` while the warehouse is reconnectable ([`WarehouseError::is_reconnectable`]):
+/// its transaction rolled back, so the same pages with the same advance are written again.
+fn reconnecting<T>(mut f: impl FnMut() -> Result<T, WarehouseError>) -> Result<T, WarehouseError> {
+    let deadline = std::time::Instant::now() + RECONNECT_FOR;
+    loop {
+        match f() {
+            Err(e) if e.is_reconnectable() && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "warehouse write failed; retrying on a new connection");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            r => return r,
         }
     }
 }

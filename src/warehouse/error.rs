@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+/// The fix of a PostgreSQL server that refused or timed out the connection.
+pub(crate) const PG_UNREACHABLE_FIX: &str =
+    "check that the server is running and reachable at that host and port (or socket)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     /// `pid`: the process holding the lock, as it wrote in the lock file.
@@ -90,4 +94,18 @@ pub enum WarehouseError {
         "PostgreSQL warehouse {location}: schema migration failed: {reason}; fix: check the role may create tables in the schema, or restore a backup"
     )]
     PgMigration { location: String, reason: String },
+}
+
+impl WarehouseError {
+    /// Whether the warehouse may work again in a moment with nothing to undo: the server went
+    /// away (restart, failover) or none of the listed servers takes writes yet (a standby
+    /// being promoted). The failed call's transaction rolled back, so repeating it is safe.
+    pub fn is_reconnectable(&self) -> bool {
+        match self {
+            WarehouseError::PgConnectionLost { .. } | WarehouseError::PgReadOnly { .. } => true,
+            // Refused or timed out connecting; not a wrong password, database or TLS setup.
+            WarehouseError::PgConnect { fix, .. } => *fix == PG_UNREACHABLE_FIX,
+            _ => false,
+        }
+    }
 }

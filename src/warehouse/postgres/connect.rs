@@ -249,7 +249,7 @@ fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
         _ if reason.contains("TLS") || reason.contains("certificate") || reason.contains("tls") => {
             "check sslmode: require and verify-full need TLS on the server; verify-full needs a certificate for this host name issued by a CA in sslrootcert=/path/ca.pem (default: the public web roots)"
         }
-        _ => "check that the server is running and reachable at that host and port (or socket)",
+        _ => crate::warehouse::error::PG_UNREACHABLE_FIX,
     };
     WarehouseError::PgConnect {
         location: cfg.location(),
