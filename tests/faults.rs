@@ -976,11 +976,11 @@ async fn throttled_backfill_settles_near_the_servers_rate() {
 }
 
 /// PostgreSQL: the server drops the writer's session in the middle of a backfill, as a
-/// restart or a failover does. The pass fails with a clear error and commits nothing half; the
-/// same warehouse (kept, as the daemon keeps it) reconnects on the next pass, which resumes
-/// the backfill and ends in step, with no live customer marked deleted.
+/// restart or a failover does. The page being written rolls back with its cursor, the writer
+/// writes it again on a new session, and the same backfill ends in step, with no live
+/// customer marked deleted. (tests/failover.rs restarts a real server mid-backfill.)
 #[tokio::test]
-async fn postgres_session_dropped_mid_backfill_then_the_next_pass_resumes() {
+async fn postgres_session_dropped_mid_backfill_and_the_backfill_reconnects_and_completes() {
     if !backends().contains(&Backend::Postgres) {
         return;
     }
@@ -1009,25 +1009,16 @@ async fn postgres_session_dropped_mid_backfill_then_the_next_pass_resumes() {
     }));
     let (wh, r) = h.backfill_on(wh).await;
     oms.clear_before_request();
-    let err = r
-        .expect_err("the session was dropped mid-backfill")
-        .to_string();
-    eprintln!("dropped mid-backfill: {err}");
+    r.expect("the writer reconnects and the backfill completes");
+    let new_pid = match &wh {
+        AnyWarehouse::Postgres(p) => p.backend_pid().expect("connected"),
+        AnyWarehouse::Sqlite(_) => unreachable!("a PostgreSQL harness"),
+    };
+    assert_ne!(new_pid, pid, "the session was dropped and a new one opened");
+    let rows = h.rows();
     assert!(
-        err.contains("connection") && err.contains("fix:"),
-        "a clear error naming the cause and the fix: {err}"
-    );
-    let partial = h.rows();
-    assert!(
-        partial.len() < 600,
-        "{} rows: the drop came too late",
-        partial.len()
-    );
-    assert!(
-        partial.values().all(|r| !r.deleted),
+        rows.values().all(|r| !r.deleted),
         "nothing may be marked deleted"
     );
-    let (_wh, r) = h.backfill_on(wh).await;
-    r.expect("the next pass reconnects and resumes");
-    assert_in_step(&oms, &h.rows(), true);
+    assert_in_step(&oms, &rows, true);
 }
