@@ -3,14 +3,15 @@
 //! It only ever requests `base_url + Resource::PATH` with query parameters it built itself: it
 //! never follows `next` links nor redirects, so the token goes to the configured origin only.
 //! Transient faults (timeouts, resets, 5xx, 429, cut or non-JSON bodies) are retried with
-//! jittered exponential backoff ([`backon`]), honouring `Retry-After`; 400/401/403 are not.
+//! jittered exponential backoff capped at `api.retry_max_delay` ([`backoff`], driven by
+//! [`backon`]), honouring `Retry-After`; 400/401/403 are not.
 //! Every attempt first passes the client's shared [`RateLimiter`] (`limit`), which backs all
 //! ranges off together on a 429.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
@@ -20,8 +21,10 @@ use url::Url;
 use crate::config::{ApiConfig, Secret};
 use crate::resource::{BadRecord, Keyed, Resource};
 
+mod backoff;
 mod error;
 mod limit;
+pub use backoff::RetryBackoff;
 pub use error::{ApiError, endpoint_of, root_cause, transport_error};
 pub use limit::{Outcome, Permit, RateLimiter};
 
@@ -188,13 +191,13 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     token: Secret,
-    backoff: ExponentialBuilder,
+    backoff: RetryBackoff,
     /// Shared by every clone: all ranges of a backfill slow down together on a 429.
     limiter: Arc<RateLimiter>,
     observer: Option<RequestObserver>,
     max_retries: u32,
-    /// The backoff delays summed without jitter: how long an outage is retried, roughly.
-    retry_window: Duration,
+    /// Per-attempt timeout, for the announced retry bound.
+    timeout: Duration,
 }
 
 impl ApiClient {
@@ -213,11 +216,7 @@ impl ApiClient {
                 endpoint: endpoint_of(&cfg.base_url),
                 cause: format!("cannot build the HTTP client: {e}"),
             })?;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(cfg.retry_min_delay)
-            .with_max_delay(cfg.retry_max_delay)
-            .with_max_times(cfg.max_retries as usize)
-            .with_jitter();
+        let backoff = RetryBackoff::new(cfg);
         let limiter = Arc::new(RateLimiter::new(cfg.max_requests_per_second));
         Ok(ApiClient {
             http,
@@ -227,7 +226,7 @@ impl ApiClient {
             limiter,
             observer: None,
             max_retries: cfg.max_retries,
-            retry_window: retry_window(cfg),
+            timeout: cfg.timeout,
         })
     }
 
@@ -269,17 +268,24 @@ impl ApiClient {
             if !retried {
                 retried = true;
                 // Said once, so an operator knows how long an outage is retried before the
-                // pass gives up.
+                // pass gives up: every wait is capped, so their sum is a true bound.
+                let waits = humantime::format_duration(self.backoff.bound()).to_string();
+                let timeout = humantime::format_duration(self.timeout).to_string();
                 tracing::warn!(
                     endpoint = %endpoint,
                     retries = self.max_retries,
-                    window = %humantime::format_duration(self.retry_window),
-                    "request failed; retrying up to {} time(s) over about {}",
+                    waits_at_most_ms = self.backoff.bound().as_millis() as u64,
+                    "request failed; retrying up to {} time(s), waiting at most {waits} in all between attempts (each attempt up to {timeout}; a Retry-After of up to {} replaces a wait)",
                     self.max_retries,
-                    humantime::format_duration(self.retry_window)
+                    humantime::format_duration(MAX_RETRY_AFTER),
                 );
             }
-            tracing::warn!(error = %err, url = err.url(), retry_in = ?dur, "request failed, retrying");
+            tracing::warn!(
+                error = %err,
+                url = err.url(),
+                retry_in_ms = dur.as_millis() as u64,
+                "request failed, retrying"
+            );
         })
         .await;
         match result {
@@ -414,17 +420,6 @@ fn detail_of(body: &[u8]) -> String {
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)]);
     crate::text::one_line(&s)
-}
-
-/// Sum of the backoff delays (min doubling up to max) for the whole retry budget.
-pub fn retry_window(cfg: &ApiConfig) -> Duration {
-    let mut delay = cfg.retry_min_delay;
-    let mut total = Duration::ZERO;
-    for _ in 0..cfg.max_retries {
-        total += delay;
-        delay = (delay * 2).min(cfg.retry_max_delay);
-    }
-    total
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP date.

@@ -637,7 +637,7 @@ async fn unreachable_api_says_the_retry_window_and_ends_with_a_short_line() {
     let windows = r
         .stderr
         .lines()
-        .filter(|l| l.contains("retrying up to 2 time(s) over about"))
+        .filter(|l| l.contains("retrying up to 2 time(s), waiting at most"))
         .count();
     assert_eq!(windows, 1, "{}", r.stderr);
     let errs = errors(&r.stderr);
