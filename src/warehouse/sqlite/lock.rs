@@ -76,7 +76,7 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
         .map_err(|e| WarehouseError::Open {
             path: path.to_path_buf(),
             reason: format!("cannot create lock file {}: {e}", lock.display()),
-            fix: "create the directory and make it writable by the oms-sync user",
+            fix: unwritable_fix(&e),
         })?;
     match file.try_lock() {
         Ok(()) => {
@@ -95,6 +95,19 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
             reason: format!("cannot lock {}: {e}", lock.display()),
             fix: "put the warehouse on a local file system that supports locks",
         }),
+    }
+}
+
+/// The fix for a directory the lock file cannot be created in. A read-only file system under
+/// systemd is most likely the units' `ProtectSystem=strict`, which leaves only
+/// /var/lib/oms-sync writable.
+fn unwritable_fix(e: &std::io::Error) -> &'static str {
+    if e.kind() != std::io::ErrorKind::ReadOnlyFilesystem {
+        "create the directory and make it writable by the oms-sync user"
+    } else if std::env::var_os("INVOCATION_ID").is_some() {
+        "the unit's ProtectSystem=strict makes everything but /var/lib/oms-sync read-only: add ReadWritePaths= with the warehouse's directory in a drop-in (systemctl edit oms-sync, and oms-sync-backfill), or move warehouse.path under /var/lib/oms-sync"
+    } else {
+        "the file system is mounted read-only: put warehouse.path on a writable one"
     }
 }
 
