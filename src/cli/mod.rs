@@ -6,6 +6,7 @@
 pub mod check;
 pub mod exit;
 pub mod help;
+pub mod logfmt;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -212,7 +213,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(check::run(config.or(cli.config).as_deref()))
         }
         None => {
-            let cfg = Config::load(cli.config.as_deref())?;
+            let cfg = Config::load(cli.config.as_deref()).inspect_err(|_| {
+                // The error is printed in the format the config asked for, if it says.
+                if let Some(format) = crate::config::peek_log_format(cli.config.as_deref()) {
+                    let _ = LOG_FORMAT.set(format);
+                }
+            })?;
             init_logging(&cfg.log);
             let mode = if cli.backfill {
                 Mode::Backfill
@@ -261,9 +267,13 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
     };
     let opts = SyncOptions::from_config(cfg);
     tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
         base_url = %cfg.api.base_url,
         warehouse = %warehouse::describe(&cfg.warehouse),
         mode = ?mode,
+        interval = %humantime::format_duration(cfg.sync.interval),
+        lookback = %humantime::format_duration(cfg.sync.lookback),
+        streams = %Stream::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
         "oms-sync starting"
     );
     match mode {
@@ -338,15 +348,31 @@ fn backfill_while_locked(f: Failure, cfg: &Config) -> Failure {
     )
 }
 
-/// Logs to stderr: text (no colours unless stderr is a terminal) or JSON. `RUST_LOG` wins
-/// over `log.level` when set.
+/// Libraries whose INFO lines are chatter for an operator (each PostgreSQL connect: refinery's
+/// "no migrations to apply", the server's `NOTICE: relation … already exists, skipping`):
+/// shown from `log.level = "debug"` on.
+const QUIET_BELOW_DEBUG: &str = "refinery=warn,refinery_core=warn,tokio_postgres=warn,postgres=warn";
+
+/// The filter for `log.level`: the level, with [`QUIET_BELOW_DEBUG`] unless it asks for
+/// debug or trace (then everything it names shows).
+fn level_filter(level: &str) -> String {
+    let verbose = level.contains("debug") || level.contains("trace");
+    if verbose {
+        level.to_string()
+    } else {
+        format!("{level},{QUIET_BELOW_DEBUG}")
+    }
+}
+
+/// Logs to stderr: text in logfmt fields ([`logfmt`]; no colours unless stderr is a
+/// terminal) or JSON. `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(cfg: &LogConfig) {
     let _ = LOG_FORMAT.set(cfg.format);
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::try_new(&cfg.level)
+            tracing_subscriber::EnvFilter::try_new(level_filter(&cfg.level))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
     let builder = tracing_subscriber::fmt()
@@ -354,7 +380,7 @@ pub fn init_logging(cfg: &LogConfig) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match cfg.format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(logfmt::Logfmt).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

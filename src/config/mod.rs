@@ -308,5 +308,35 @@ impl Config {
     }
 }
 
+/// `log.format` as the file and the environment give it, read leniently (unknown keys and
+/// other sections' mistakes ignored), so a configuration error can be reported in the format
+/// the configuration asked for. None when it cannot be read.
+pub fn peek_log_format(path: Option<&Path>) -> Option<LogFormat> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).ok()?,
+        None => String::new(),
+    };
+    let env: config::Map<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    let format = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        )
+        .build()
+        .ok()?
+        .get_string("log.format")
+        .ok()?;
+    match format.as_str() {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;
