@@ -351,6 +351,48 @@ async fn packaged_config_syncs_with_the_token_as_a_credential_only() {
         String::from_utf8_lossy(&out.stderr).contains("CREDENTIALS_DIRECTORY"),
         "{out:?}"
     );
+
+    // 24.8: `check` by hand with the packaged config names both ways to run it, and the
+    // environment one works: the token file given directly, every check passing.
+    let conf_arg = conf.display().to_string();
+    let (db_s, url) = (db.display().to_string(), oms.base_url());
+    let out = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            &["--config", &conf_arg, "check"],
+            &[
+                ("OMS_SYNC__API__BASE_URL", url),
+                ("OMS_SYNC__WAREHOUSE__PATH", db_s),
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for fix in [
+        "systemd-run --pipe --wait -p User=oms-sync -p LoadCredential=oms-token:/etc/oms-sync/token",
+        "OMS_SYNC__API__TOKEN_FILE=",
+    ] {
+        assert!(stdout.contains(fix), "{fix} not named: {stdout}");
+    }
+    let conf_arg = conf.display().to_string();
+    let (db_s, url) = (db.display().to_string(), oms.base_url());
+    let token = creds.join("oms-token").display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run_with_env(
+            &["--config", &conf_arg, "check"],
+            &[
+                ("OMS_SYNC__API__BASE_URL", url),
+                ("OMS_SYNC__WAREHOUSE__PATH", db_s),
+                ("OMS_SYNC__API__TOKEN_FILE", token),
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("checks passed"), "{stdout}");
 }
 
 #[test]

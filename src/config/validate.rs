@@ -367,8 +367,8 @@ fn read_token_file(file: &str, origin: Origin<'_>) -> Result<String, ConfigError
             None => {
                 return Err(ConfigError::invalid(
                     KEY,
-                    "refers to $CREDENTIALS_DIRECTORY, which is not set",
-                    "run under systemd with LoadCredential=, or give an absolute path",
+                    "refers to $CREDENTIALS_DIRECTORY, which only the systemd units set",
+                    "by hand, run as root: systemd-run --pipe --wait -p User=oms-sync -p LoadCredential=oms-token:/etc/oms-sync/token oms-sync --config FILE check; or, as a user who may read the token, set OMS_SYNC__API__TOKEN_FILE=/etc/oms-sync/token",
                 ));
             }
         },

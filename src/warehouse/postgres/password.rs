@@ -163,8 +163,8 @@ pub(super) fn read_password_file(
             Some(dir) => dir.join(rest),
             None => {
                 return Err(invalid(
-                    "refers to $CREDENTIALS_DIRECTORY, which is not set".into(),
-                    "run under systemd with LoadCredential=, or give an absolute path",
+                    "refers to $CREDENTIALS_DIRECTORY, which only the systemd units set".into(),
+                    "by hand, add -p LoadCredential=pg-password:/etc/oms-sync/pg-password to systemd-run, or set OMS_SYNC__WAREHOUSE__PASSWORD_FILE=/etc/oms-sync/pg-password as a user who may read it",
                 ));
             }
         },
