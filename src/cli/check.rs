@@ -294,13 +294,35 @@ async fn auth(client: &ApiClient, stream: Stream) -> Outcome {
 
 /// Opens the warehouse as the daemon would, then proves a write (rolled back).
 async fn warehouse(cfg: &WarehouseConfig) -> Outcome {
+    // A PostgreSQL schema that only this check would create is dropped again after it.
+    let created = match cfg {
+        WarehouseConfig::Postgres(pg) => {
+            let pg = pg.clone();
+            match tokio::task::spawn_blocking(move || crate::warehouse::postgres::schema_exists(&pg))
+                .await
+            {
+                Ok(Ok(exists)) => !exists,
+                Ok(Err(e)) => return Outcome::Failed(ExitKind::Warehouse, e.to_string()),
+                Err(e) => return Outcome::Failed(ExitKind::Other, format!("warehouse task failed: {e}")),
+            }
+        }
+        WarehouseConfig::Sqlite { .. } => false,
+    };
     let mut wh = match super::open_warehouse(cfg).await {
         Ok(wh) => wh,
         Err(f) => return Outcome::Failed(f.kind, f.message()),
     };
     let where_ = crate::warehouse::describe(cfg);
     // SQLite stays off the async workers.
-    let probe = tokio::task::spawn_blocking(move || wh.probe_writable()).await;
+    let probe = tokio::task::spawn_blocking(move || {
+        let state = wh.probe_writable()?;
+        if created {
+            wh.drop_created_schema()?;
+            return Ok(format!("{state}; the schema it created was dropped again"));
+        }
+        Ok(state)
+    })
+    .await;
     match probe {
         Ok(Ok(state)) => Outcome::Ok(format!("{where_}: lock taken, {state}")),
         Ok(Err(e)) => Outcome::Failed(ExitKind::Warehouse, e.to_string()),

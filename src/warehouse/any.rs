@@ -27,6 +27,14 @@ impl AnyWarehouse {
         })
     }
 
+    /// Drops a PostgreSQL schema this process created (see `check`); SQLite: nothing to do.
+    pub fn drop_created_schema(&mut self) -> Result<(), WarehouseError> {
+        match self {
+            AnyWarehouse::Sqlite(_) => Ok(()),
+            AnyWarehouse::Postgres(w) => w.drop_schema(),
+        }
+    }
+
     /// Proves the warehouse takes a write (rolled back) and names its schema version.
     pub fn probe_writable(&mut self) -> Result<String, WarehouseError> {
         match self {

@@ -65,6 +65,21 @@ pub enum WarehouseError {
         reason: String,
         fix: &'static str,
     },
+    /// Connected, but the schema is missing or holds no warehouse (a reader never creates one).
+    #[error("PostgreSQL warehouse {location}: {reason}; fix: {fix}")]
+    PgNoWarehouse {
+        location: String,
+        reason: String,
+        fix: &'static str,
+    },
+    /// The role may not do what opening the warehouse needs (SQLSTATE 42501).
+    #[error("PostgreSQL warehouse {location}: permission denied {context}: {reason}; fix: {fix}")]
+    PgDenied {
+        location: String,
+        context: String,
+        reason: String,
+        fix: String,
+    },
     /// The server went away mid-call (restart, failover, network, terminated backend): the open
     /// transaction rolled back on the server, and the next call reconnects.
     #[error(

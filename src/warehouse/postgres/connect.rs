@@ -57,13 +57,17 @@ pub(super) fn quoted(ident: &str) -> String {
     format!("\"{ident}\"")
 }
 
+/// Connects to the database without touching the schema (errors still name it).
+pub(super) fn connect_server(cfg: &PgConfig) -> Result<Client, WarehouseError> {
+    let connector = tls::connector(cfg)?;
+    cfg.driver_config()
+        .connect(connector)
+        .map_err(|e| connect_error(cfg, &e))
+}
+
 /// Connects and points `search_path` at the schema (which must exist unless `create`).
 pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseError> {
-    let connector = tls::connector(cfg)?;
-    let mut client = cfg
-        .driver_config()
-        .connect(connector)
-        .map_err(|e| connect_error(cfg, &e))?;
+    let mut client = connect_server(cfg)?;
     if create {
         refuse_read_only(cfg, &mut client)?;
     }
@@ -76,7 +80,7 @@ pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseE
         .is_some();
     if !exists {
         if !create {
-            return Err(WarehouseError::PgConnect {
+            return Err(WarehouseError::PgNoWarehouse {
                 location: cfg.location(),
                 reason: format!("schema {} does not exist", cfg.schema),
                 fix: "run oms-sync --once or --backfill first, or check warehouse.schema",
@@ -87,7 +91,7 @@ pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseE
                 "CREATE SCHEMA IF NOT EXISTS {}",
                 quoted(&cfg.schema)
             ))
-            .map_err(|e| classify(cfg, "creating the schema", e))?;
+            .map_err(|e| denied_or(cfg, "creating the schema", e))?;
     }
     // pg_catalog stays implicitly first, so built-in functions resolve as usual.
     client
@@ -246,6 +250,10 @@ fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
             "create the database (createdb) or fix its name in warehouse.url"
         }
+        // The server asked for a password and none was configured (the driver's own check).
+        _ if reason.contains("password missing") => {
+            "the server asks this user for a password: put it in a file named by warehouse.password_file (or in warehouse.url), or use a user the server trusts"
+        }
         _ if reason.contains("TLS") || reason.contains("certificate") || reason.contains("tls") => {
             "check sslmode: require and verify-full need TLS on the server; verify-full needs a certificate for this host name issued by a CA in sslrootcert=/path/ca.pem (default: the public web roots)"
         }
@@ -292,6 +300,22 @@ pub(super) fn is_connection_lost(e: &postgres::Error) -> bool {
             .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
 }
 
+/// A permission error names the grant that fixes it; anything else is sorted by [`classify`].
+fn denied_or(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseError {
+    if e.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return classify(cfg, context, e);
+    }
+    WarehouseError::PgDenied {
+        location: cfg.location(),
+        context: format!("while {context}"),
+        reason: describe(&e),
+        fix: format!(
+            "as a superuser or the database owner: GRANT CREATE ON DATABASE {} TO {}; or create the schema for it: CREATE SCHEMA {} AUTHORIZATION {}",
+            cfg.dbname, cfg.user, cfg.schema, cfg.user
+        ),
+    }
+}
+
 /// Sorts a driver error into the warehouse's kinds.
 pub(super) fn classify(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseError {
     if is_read_only(&e) {
@@ -326,6 +350,47 @@ mod tests {
         assert!(!m.is_empty());
         let versions: Vec<i64> = m.iter().map(|m| i64::from(m.version())).collect();
         assert!(versions.windows(2).all(|w| w[0] < w[1]) && versions[0] == 1);
+    }
+
+    /// 24.10: a server that asks for a password none was configured for gets the password
+    /// fix, not "check that the server is running". (The test server trusts every local
+    /// user, so this one speaks just enough of the protocol to ask.)
+    #[test]
+    fn a_password_request_without_a_password_names_password_file() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut s, _) = listener.accept()?;
+            loop {
+                let mut len = [0u8; 4];
+                s.read_exact(&mut len)?;
+                let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                s.read_exact(&mut body)?;
+                // SSLRequest: no TLS here; then the startup message follows.
+                if body.get(..4) == Some(&80_877_103u32.to_be_bytes()[..]) {
+                    s.write_all(b"N")?;
+                    continue;
+                }
+                break;
+            }
+            // AuthenticationCleartextPassword.
+            s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3])?;
+            let _ = s.read(&mut [0u8; 64]);
+            Ok(())
+        });
+        let cfg = PgConfig::parse(
+            &format!("postgresql://app@127.0.0.1:{port}/db?sslmode=disable"),
+            None,
+            None,
+            false,
+        )
+        .expect("config");
+        let err = connect(&cfg, false).expect_err("no password to give").to_string();
+        assert!(err.contains("password missing"), "{err}");
+        assert!(err.contains("warehouse.password_file"), "{err}");
+        assert!(!err.contains("server is running"), "{err}");
+        server.join().expect("server thread").expect("server io");
     }
 
     #[test]

@@ -71,9 +71,8 @@ pub const DEMO_MARKER: &str = "oms_sync_demo";
 /// [`DEMO_MARKER`]); refuses a schema that holds anything else; a missing one is fine.
 pub fn drop_previous_demo(cfg: &PgConfig) -> Result<(), WarehouseError> {
     connect::blocking(|| {
-        let mut admin = cfg.clone();
-        admin.schema = "public".into();
-        let mut c = connect::connect(&admin, false)?;
+        // Not into the schema, which may not exist; errors still name it.
+        let mut c = connect::connect_server(cfg)?;
         let (exists, marked, tables): (bool, bool, i64) = c
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
@@ -101,7 +100,29 @@ pub fn drop_previous_demo(cfg: &PgConfig) -> Result<(), WarehouseError> {
     })
 }
 
+/// Whether the configured schema exists (`check` drops one only it created).
+pub fn schema_exists(cfg: &PgConfig) -> Result<bool, WarehouseError> {
+    connect::blocking(|| {
+        connect::connect_server(cfg)?
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&cfg.schema],
+            )
+            .map(|r| r.is_some())
+            .map_err(|e| classify(cfg, "looking up the schema", e))
+    })
+}
+
 impl PgWarehouse {
+    /// Drops the whole schema, on the writer's own session (so while holding its lock): for
+    /// `check`, which created it only to prove it could.
+    pub fn drop_schema(&mut self) -> Result<(), WarehouseError> {
+        let sql = format!("DROP SCHEMA {} CASCADE", connect::quoted(&self.cfg.schema));
+        self.run("dropping the schema the check created", |c| {
+            c.batch_execute(&sql)
+        })
+    }
+
     /// Marks the schema as the demo's own, so the next demo run may replace it.
     pub fn mark_as_demo(&mut self) -> Result<(), WarehouseError> {
         self.run("marking the demo schema", |c| {
