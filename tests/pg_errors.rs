@@ -75,14 +75,15 @@ async fn a_role_without_create_rights_is_told_the_grant() {
     ];
     let out = run(vec!["--once".into()], env.clone()).await;
     let err = stderr(&out);
-    let grant = format!("GRANT CREATE ON DATABASE postgres TO {role}");
+    let dbname = url.rsplit('/').next().and_then(|d| d.split('?').next()).unwrap_or("postgres");
+    let grant = format!("GRANT CREATE ON DATABASE {dbname} TO {role}");
     let first = (out.status.code(), err.contains("permission denied"), err.contains(&grant));
     // The fix as the error words it.
     admin(&url, &format!("{grant};")).expect("grant");
     let after = run(vec!["--once".into()], env).await;
     let _ = admin(
         &url,
-        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; REVOKE CREATE ON DATABASE postgres FROM {role}; DROP ROLE {role}"),
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; REVOKE CREATE ON DATABASE {dbname} FROM {role}; DROP ROLE {role}"),
     );
     assert_eq!(first, (Some(5), true, true), "{err}");
     assert!(!err.contains("server is running"), "{err}");

@@ -314,7 +314,7 @@ async fn warehouse(cfg: &WarehouseConfig) -> Outcome {
     };
     let where_ = crate::warehouse::describe(cfg);
     // SQLite stays off the async workers.
-    let probe = tokio::task::spawn_blocking(move || {
+    let probe = tokio::task::spawn_blocking(move || -> Result<String, crate::warehouse::WarehouseError> {
         let state = wh.probe_writable()?;
         if created {
             wh.drop_created_schema()?;
