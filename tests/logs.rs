@@ -111,7 +111,12 @@ async fn text_log_values_with_spaces_are_quoted_for_logfmt_parsers() {
     let oms = common::fake(common::distinct(30)).await;
     oms.push_fault(Fault::html(503));
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = write_config(dir.path(), &oms.base_url(), &oms.token(), "[sync]\nlookback = \"90s\"");
+    let cfg = write_config(
+        dir.path(),
+        &oms.base_url(),
+        &oms.token(),
+        "[sync]\nlookback = \"90s\"",
+    );
     let out = run(&cfg, &["--once"], &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -128,7 +133,11 @@ async fn text_log_values_with_spaces_are_quoted_for_logfmt_parsers() {
         .expect("the run's mark");
     assert!(recorded.contains(' '), "a mark in words: {recorded}");
     assert_eq!(pass.get("mark"), Some(&recorded), "{pass:?}");
-    assert_eq!(pass.get("fetched").map(String::as_str), Some("30"), "{pass:?}");
+    assert_eq!(
+        pass.get("fetched").map(String::as_str),
+        Some("30"),
+        "{pass:?}"
+    );
 
     let (retry, bare) = logfmt(fields_after(&stderr, "request failed, retrying"));
     assert!(bare.is_empty(), "stray words {bare:?} in {retry:?}");
@@ -138,10 +147,25 @@ async fn text_log_values_with_spaces_are_quoted_for_logfmt_parsers() {
     // 24.13: the start line names the version and the settings that shape every pass.
     let (start, bare) = logfmt(fields_after(&stderr, "oms-sync starting"));
     assert!(bare.is_empty(), "stray words {bare:?} in {start:?}");
-    assert_eq!(start.get("version").map(String::as_str), Some(env!("CARGO_PKG_VERSION")));
-    assert_eq!(start.get("interval").map(String::as_str), Some("1m"), "{start:?}");
-    assert_eq!(start.get("lookback").map(String::as_str), Some("1m 30s"), "{start:?}");
-    assert_eq!(start.get("streams").map(String::as_str), Some("customers"), "{start:?}");
+    assert_eq!(
+        start.get("version").map(String::as_str),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        start.get("interval").map(String::as_str),
+        Some("1m"),
+        "{start:?}"
+    );
+    assert_eq!(
+        start.get("lookback").map(String::as_str),
+        Some("1m 30s"),
+        "{start:?}"
+    );
+    assert_eq!(
+        start.get("streams").map(String::as_str),
+        Some("customers"),
+        "{start:?}"
+    );
 }
 
 /// 24.13: with `log.format = "json"` a configuration error is one JSON event too, whether
@@ -151,7 +175,10 @@ async fn config_errors_are_json_when_the_config_asks_for_json_logs() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (extra, key) in [
         ("[sync]\nbogus = 1\n[log]\nformat = \"json\"", "bogus"),
-        ("[sync]\ninterval = \"0s\"\n[log]\nformat = \"json\"", "sync.interval"),
+        (
+            "[sync]\ninterval = \"0s\"\n[log]\nformat = \"json\"",
+            "sync.interval",
+        ),
     ] {
         let cfg = write_config(dir.path(), "http://127.0.0.1:9", "t", extra);
         let out = run(&cfg, &["--once"], &[]).await;
@@ -207,7 +234,9 @@ async fn postgres_library_chatter_stays_below_info() {
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         let chatter = stderr
             .lines()
-            .filter(|l| l.contains("refinery") || l.contains("tokio_postgres") || l.contains("NOTICE"))
+            .filter(|l| {
+                l.contains("refinery") || l.contains("tokio_postgres") || l.contains("NOTICE")
+            })
             .count();
         seen.push(chatter);
     }
@@ -219,5 +248,8 @@ async fn postgres_library_chatter_stays_below_info() {
     .join()
     .expect("drop thread");
     assert_eq!(&seen[..2], &[0, 0], "library lines at info: {seen:?}");
-    assert!(seen[2] > 0, "at debug they show (so the filter is what hid them): {seen:?}");
+    assert!(
+        seen[2] > 0,
+        "at debug they show (so the filter is what hid them): {seen:?}"
+    );
 }

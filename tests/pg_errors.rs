@@ -65,7 +65,11 @@ async fn a_role_without_create_rights_is_told_the_grant() {
     let Some(url) = pg_url() else { return };
     let role = format!("nocreate_{}", std::process::id());
     let schema = format!("denied_{}", std::process::id());
-    admin(&url, &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")).expect("role");
+    admin(
+        &url,
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"),
+    )
+    .expect("role");
     let oms = common::fake(common::distinct(5)).await;
     let env = vec![
         ("OMS_SYNC__API__BASE_URL", oms.base_url()),
@@ -75,15 +79,25 @@ async fn a_role_without_create_rights_is_told_the_grant() {
     ];
     let out = run(vec!["--once".into()], env.clone()).await;
     let err = stderr(&out);
-    let dbname = url.rsplit('/').next().and_then(|d| d.split('?').next()).unwrap_or("postgres");
+    let dbname = url
+        .rsplit('/')
+        .next()
+        .and_then(|d| d.split('?').next())
+        .unwrap_or("postgres");
     let grant = format!("GRANT CREATE ON DATABASE {dbname} TO {role}");
-    let first = (out.status.code(), err.contains("permission denied"), err.contains(&grant));
+    let first = (
+        out.status.code(),
+        err.contains("permission denied"),
+        err.contains(&grant),
+    );
     // The fix as the error words it.
     admin(&url, &format!("{grant};")).expect("grant");
     let after = run(vec!["--once".into()], env).await;
     let _ = admin(
         &url,
-        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; REVOKE CREATE ON DATABASE {dbname} FROM {role}; DROP ROLE {role}"),
+        &format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; REVOKE CREATE ON DATABASE {dbname} FROM {role}; DROP ROLE {role}"
+        ),
     );
     assert_eq!(first, (Some(5), true, true), "{err}");
     assert!(!err.contains("server is running"), "{err}");
@@ -99,7 +113,10 @@ async fn status_on_a_schema_without_a_warehouse_says_so_not_cannot_connect() {
     admin(&url, &format!("CREATE SCHEMA IF NOT EXISTS {empty}")).expect("schema");
     let missing = format!("missing_{}", std::process::id());
     let mut seen = Vec::new();
-    for (schema, says) in [(&empty, "holds no oms-sync warehouse"), (&missing, "does not exist")] {
+    for (schema, says) in [
+        (&empty, "holds no oms-sync warehouse"),
+        (&missing, "does not exist"),
+    ] {
         let db = format!("{url}?schema={schema}");
         let out = run(vec!["status".into(), "--db".into(), db], vec![]).await;
         seen.push((out.status.code(), stderr(&out), says));
@@ -107,7 +124,10 @@ async fn status_on_a_schema_without_a_warehouse_says_so_not_cannot_connect() {
     let _ = admin(&url, &format!("DROP SCHEMA IF EXISTS {empty}"));
     for (code, err, says) in seen {
         assert_eq!(code, Some(5), "{err}");
-        assert!(err.contains(says) && err.contains("fix: run oms-sync --once"), "{err}");
+        assert!(
+            err.contains(says) && err.contains("fix: run oms-sync --once"),
+            "{err}"
+        );
         assert!(!err.contains("cannot connect"), "{err}");
     }
 }

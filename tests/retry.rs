@@ -54,7 +54,11 @@ async fn retry_waits_never_exceed_retry_max_delay_and_sum_within_the_announced_b
         .filter(|l| l.contains("retrying up to 4 time(s), waiting at most 800ms in all"))
         .collect();
     assert_eq!(announced.len(), 1, "{stderr}");
-    assert_eq!(field(announced[0], "waits_at_most_ms"), Some("800"), "{stderr}");
+    assert_eq!(
+        field(announced[0], "waits_at_most_ms"),
+        Some("800"),
+        "{stderr}"
+    );
 
     let waits: Vec<u64> = stderr
         .lines()
@@ -68,8 +72,14 @@ async fn retry_waits_never_exceed_retry_max_delay_and_sum_within_the_announced_b
     eprintln!("waits (ms): {waits:?}");
     assert_eq!(waits.len(), 4, "{stderr}");
     for w in &waits {
-        assert!(*w <= 200, "a wait of {w} ms exceeds retry_max_delay = 200ms: {waits:?}");
-        assert!(*w >= 100, "a wait of {w} ms is below half its step: {waits:?}");
+        assert!(
+            *w <= 200,
+            "a wait of {w} ms exceeds retry_max_delay = 200ms: {waits:?}"
+        );
+        assert!(
+            *w >= 100,
+            "a wait of {w} ms is below half its step: {waits:?}"
+        );
     }
     assert!(waits.iter().sum::<u64>() <= 800, "{waits:?}");
 

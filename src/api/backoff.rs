@@ -118,7 +118,10 @@ mod tests {
             let waits: Vec<Duration> = b.build().collect();
             assert_eq!(waits.len(), 6);
             for (w, s) in waits.iter().zip(&steps) {
-                assert!(*w <= *s && *w <= Duration::from_millis(250), "{w:?} > {s:?}");
+                assert!(
+                    *w <= *s && *w <= Duration::from_millis(250),
+                    "{w:?} > {s:?}"
+                );
                 assert!(*w >= *s / 2, "{w:?} below half of {s:?}");
             }
             assert!(waits.iter().sum::<Duration>() <= b.bound());

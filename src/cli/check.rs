@@ -298,12 +298,16 @@ async fn warehouse(cfg: &WarehouseConfig) -> Outcome {
     let created = match cfg {
         WarehouseConfig::Postgres(pg) => {
             let pg = pg.clone();
-            match tokio::task::spawn_blocking(move || crate::warehouse::postgres::schema_exists(&pg))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                crate::warehouse::postgres::schema_exists(&pg)
+            })
+            .await
             {
                 Ok(Ok(exists)) => !exists,
                 Ok(Err(e)) => return Outcome::Failed(ExitKind::Warehouse, e.to_string()),
-                Err(e) => return Outcome::Failed(ExitKind::Other, format!("warehouse task failed: {e}")),
+                Err(e) => {
+                    return Outcome::Failed(ExitKind::Other, format!("warehouse task failed: {e}"));
+                }
             }
         }
         WarehouseConfig::Sqlite { .. } => false,
@@ -314,14 +318,16 @@ async fn warehouse(cfg: &WarehouseConfig) -> Outcome {
     };
     let where_ = crate::warehouse::describe(cfg);
     // SQLite stays off the async workers.
-    let probe = tokio::task::spawn_blocking(move || -> Result<String, crate::warehouse::WarehouseError> {
-        let state = wh.probe_writable()?;
-        if created {
-            wh.drop_created_schema()?;
-            return Ok(format!("{state}; the schema it created was dropped again"));
-        }
-        Ok(state)
-    })
+    let probe = tokio::task::spawn_blocking(
+        move || -> Result<String, crate::warehouse::WarehouseError> {
+            let state = wh.probe_writable()?;
+            if created {
+                wh.drop_created_schema()?;
+                return Ok(format!("{state}; the schema it created was dropped again"));
+            }
+            Ok(state)
+        },
+    )
     .await;
     match probe {
         Ok(Ok(state)) => Outcome::Ok(format!("{where_}: lock taken, {state}")),

@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn values_are_bare_unless_they_need_quotes() {
         assert_eq!(value("customers"), "customers");
-        assert_eq!(value("2024-03-01T09:00:00.000000Z"), "2024-03-01T09:00:00.000000Z");
+        assert_eq!(
+            value("2024-03-01T09:00:00.000000Z"),
+            "2024-03-01T09:00:00.000000Z"
+        );
         assert_eq!(value("1m 31s 500ms"), "\"1m 31s 500ms\"");
         assert_eq!(value("a=b"), "\"a=b\"");
         assert_eq!(value(""), "\"\"");

@@ -351,7 +351,8 @@ fn backfill_while_locked(f: Failure, cfg: &Config) -> Failure {
 /// Libraries whose INFO lines are chatter for an operator (each PostgreSQL connect: refinery's
 /// "no migrations to apply", the server's `NOTICE: relation … already exists, skipping`):
 /// shown from `log.level = "debug"` on.
-const QUIET_BELOW_DEBUG: &str = "refinery=warn,refinery_core=warn,tokio_postgres=warn,postgres=warn";
+const QUIET_BELOW_DEBUG: &str =
+    "refinery=warn,refinery_core=warn,tokio_postgres=warn,postgres=warn";
 
 /// The filter for `log.level`: the level, with [`QUIET_BELOW_DEBUG`] unless it asks for
 /// debug or trace (then everything it names shows).

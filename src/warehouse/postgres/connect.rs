@@ -386,7 +386,10 @@ mod tests {
             false,
         )
         .expect("config");
-        let err = connect(&cfg, false).expect_err("no password to give").to_string();
+        let err = match connect(&cfg, false) {
+            Ok(_) => panic!("connected without the password the server asked for"),
+            Err(e) => e.to_string(),
+        };
         assert!(err.contains("password missing"), "{err}");
         assert!(err.contains("warehouse.password_file"), "{err}");
         assert!(!err.contains("server is running"), "{err}");
