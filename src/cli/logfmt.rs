@@ -71,14 +71,14 @@ fn is_quoted(text: &str) -> bool {
     };
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if chars.next().is_none() {
-                    return false;
-                }
-            }
-            '"' => return false,
-            _ => {}
+        // A backslash escapes the next character; a bare quote ends the string early.
+        let ends_early = match c {
+            '\\' => chars.next().is_none(),
+            '"' => true,
+            _ => false,
+        };
+        if ends_early {
+            return false;
         }
     }
     true
