@@ -133,10 +133,12 @@ async fn kill_9_rounds(wh: TestWarehouse) {
     let (mut mid_pass, mut finished_first, mut before_commit) = (0, 0, 0);
     let mut mid_backfill = 0;
     let mut next_id = 10_000;
-    // The kill window follows the machine: a process that dies before its first commit (a
-    // loaded machine, a slow server connect) widens it for the next rounds; one that finished
-    // first narrows it. Which rounds land mid-pass is what the test is about, not the delay.
-    let mut scale: f64 = 1.0;
+    // The kill window follows the machine: a kill that landed before the first commit (a
+    // loaded machine, a slow server connect) moves its start later, a run that finished first
+    // moves its end earlier. Which rounds land mid-pass is what the test is about, not the
+    // delay. One window (start, length in ms) per mode: a backfill takes longer to its first
+    // commit than an incremental pass.
+    let mut windows: [(f64, f64); 2] = [(20.0, 380.0); 2];
 
     for round in 0..ROUNDS {
         let backfill = round % 2 == 0;
@@ -171,7 +173,9 @@ async fn kill_9_rounds(wh: TestWarehouse) {
             if backfill { "--backfill" } else { "--once" },
             &stderr,
         );
-        let wait = Duration::from_millis(rng.random_range(20..=400)).mul_f64(scale);
+        let window = &mut windows[usize::from(backfill)];
+        let wait_ms = window.0 + window.1 * rng.random_range(0.0..=1.0);
+        let wait = Duration::from_secs_f64(wait_ms / 1000.0);
         tokio::time::sleep(wait).await;
         let mut exited = child.try_wait().unwrap();
         if exited.is_none() {
@@ -194,7 +198,8 @@ async fn kill_9_rounds(wh: TestWarehouse) {
                     std::fs::read_to_string(&stderr).unwrap_or_default()
                 );
                 finished_first += 1;
-                scale = (scale / 1.5).max(0.25);
+                // It ends before `wait_ms`.
+                window.1 = ((wait_ms - window.0) * 0.8).max(20.0);
             }
             None => {
                 let moved = if backfill {
@@ -209,7 +214,10 @@ async fn kill_9_rounds(wh: TestWarehouse) {
                     }
                 } else {
                     before_commit += 1;
-                    scale = (scale * 1.5).min(20.0);
+                    // Its first commit comes after `wait_ms`.
+                    let end = window.0 + window.1;
+                    window.0 = window.0.max(wait_ms * 0.8);
+                    window.1 = (end - window.0).max(20.0) * 1.5;
                 }
             }
         }
