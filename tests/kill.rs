@@ -216,8 +216,8 @@ async fn kill_9_rounds(wh: TestWarehouse) {
                     before_commit += 1;
                     // Its first commit comes after `wait_ms`.
                     let end = window.0 + window.1;
-                    window.0 = window.0.max(wait_ms * 0.8);
-                    window.1 = (end - window.0).max(20.0) * 1.5;
+                    window.0 = window.0.max(wait_ms);
+                    window.1 = (end - window.0).max(40.0);
                 }
             }
         }
