@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use common::*;
 use fake_oms::{FakeCustomer, FakeOms, bulk_update};
-use oms_sync::warehouse::{PgConfig, PgWarehouse, WarehouseError};
+use oms_sync::warehouse::{Location, PgConfig, PgWarehouse, WarehouseError};
 
 const ENV: &str = "OMS_SYNC_TEST_PG_HA";
 const BIN: &str = env!("CARGO_BIN_EXE_oms-sync");
@@ -306,7 +306,13 @@ fn a_standby_or_a_read_only_server_is_refused_with_the_fix() {
     let cfg = PgConfig::parse(&standby, None, Some("f_ro"), false).unwrap();
     let e = PgWarehouse::open(&cfg).unwrap_err();
     assert!(
-        matches!(e, WarehouseError::PgReadOnly { .. }) && e.to_string().contains("standby"),
+        matches!(
+            e,
+            WarehouseError::ReadOnly {
+                at: Location::Server(_),
+                ..
+            }
+        ) && e.to_string().contains("standby"),
         "{e}"
     );
     assert!(
@@ -323,7 +329,13 @@ fn a_standby_or_a_read_only_server_is_refused_with_the_fix() {
     .unwrap();
     let e = PgWarehouse::open(&cfg).unwrap_err();
     assert!(
-        matches!(e, WarehouseError::PgReadOnly { .. }) && e.to_string().contains("no server"),
+        matches!(
+            e,
+            WarehouseError::ReadOnly {
+                at: Location::Server(_),
+                ..
+            }
+        ) && e.to_string().contains("no server"),
         "{e}"
     );
     // A primary whose sessions are read-only by default.
@@ -339,8 +351,13 @@ fn a_standby_or_a_read_only_server_is_refused_with_the_fix() {
     let cfg = PgConfig::parse(&ro, None, Some("f_ro"), false).unwrap();
     let e = PgWarehouse::open(&cfg).unwrap_err();
     assert!(
-        matches!(e, WarehouseError::PgReadOnly { .. })
-            && e.to_string().contains("default_transaction_read_only"),
+        matches!(
+            e,
+            WarehouseError::ReadOnly {
+                at: Location::Server(_),
+                ..
+            }
+        ) && e.to_string().contains("default_transaction_read_only"),
         "{e}"
     );
     // The multi-host URL picks the primary and opens.

@@ -11,8 +11,8 @@ use oms_sync::resource::{BadRecord, Customer, CustomerFields, Customers};
 use oms_sync::warehouse::postgres::BulkPath;
 use oms_sync::warehouse::secondary_indexes;
 use oms_sync::warehouse::{
-    Advance, BackfillRange, BackfillState, Batch, Confirmed, Mark, PgConfig, PgReader, PgWarehouse,
-    Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
+    Advance, BackfillRange, BackfillState, Batch, Confirmed, Location, Mark, PgConfig, PgReader,
+    PgWarehouse, Reader, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
 };
 
 const ENV: &str = "OMS_SYNC_TEST_PG_URL";
@@ -638,7 +638,16 @@ fn a_second_writer_is_refused_with_one_clear_line_and_readers_are_not() {
     };
     let _first = db.open();
     let err = PgWarehouse::open(&db.cfg).unwrap_err();
-    assert!(matches!(err, WarehouseError::PgLocked { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            WarehouseError::Locked {
+                at: Location::Server(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
     let line = err.to_string();
     assert!(
         !line.contains('\n') && line.contains("another oms-sync process") && line.contains("fix:"),
@@ -727,7 +736,13 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
     tx.rollback().unwrap();
     let err = r.unwrap_err();
     assert!(
-        matches!(err, WarehouseError::PgConnectionLost { .. }),
+        matches!(
+            err,
+            WarehouseError::ConnectionLost {
+                at: Location::Server(_),
+                ..
+            }
+        ),
         "{err}"
     );
     let line = err.to_string();
@@ -743,7 +758,10 @@ fn connection_killed_mid_transaction_rolls_back_and_the_next_call_reconnects() {
     assert_eq!(db.one("SELECT count(*) FROM customers"), "1");
     assert!(matches!(
         PgWarehouse::open(&db.cfg),
-        Err(WarehouseError::PgLocked { .. })
+        Err(WarehouseError::Locked {
+            at: Location::Server(_),
+            ..
+        })
     ));
     let s = apply(
         &mut wh,
@@ -871,7 +889,13 @@ fn after_a_network_cut_the_reconnect_ends_the_stale_session_holding_the_lock() {
     relay.cut();
     let err = wh.mark(Customers::SPEC).unwrap_err();
     assert!(
-        matches!(err, WarehouseError::PgConnectionLost { .. }),
+        matches!(
+            err,
+            WarehouseError::ConnectionLost {
+                at: Location::Server(_),
+                ..
+            }
+        ),
         "{err}"
     );
     // The server still has the old session, holding the lock.
@@ -963,7 +987,13 @@ fn sslmodes_against_the_server() {
     if !ssl_on {
         let e = open("sslmode=require").unwrap_err();
         assert!(
-            matches!(e, WarehouseError::PgConnect { .. }) && e.to_string().contains("TLS"),
+            matches!(
+                e,
+                WarehouseError::Unusable {
+                    at: Location::Server(_),
+                    ..
+                }
+            ) && e.to_string().contains("TLS"),
             "{e}"
         );
         assert!(!encrypted(&mut open("sslmode=prefer").unwrap()));
@@ -980,7 +1010,16 @@ fn sslmodes_against_the_server() {
     ));
     // The bundled web roots do not know the test CA.
     let e = open("sslmode=verify-full").unwrap_err();
-    assert!(matches!(e, WarehouseError::PgConnect { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            WarehouseError::Unusable {
+                at: Location::Server(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(
         e.to_string().contains("certificate") || e.to_string().contains("UnknownIssuer"),
         "{e}"
@@ -1021,8 +1060,13 @@ fn a_migration_is_applied_with_its_history_row_or_not_at_all() {
         .unwrap();
     let err = PgWarehouse::open(&db.cfg).expect_err("the history row was refused");
     assert!(
-        matches!(err, WarehouseError::PgMigration { .. })
-            && err.to_string().contains("history row refused"),
+        matches!(
+            err,
+            WarehouseError::Migration {
+                at: Location::Server(_),
+                ..
+            }
+        ) && err.to_string().contains("history row refused"),
         "{err}"
     );
     assert_eq!(

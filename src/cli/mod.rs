@@ -321,13 +321,9 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
 /// the daemon reconciles by itself and how to reconcile now instead.
 fn backfill_while_locked(f: Failure, cfg: &Config) -> Failure {
     let held = match f.error.downcast_ref::<warehouse::WarehouseError>() {
-        Some(warehouse::WarehouseError::Locked { path, pid, .. }) => format!(
-            "warehouse {} is in use by another oms-sync process{}",
-            path.display(),
+        Some(warehouse::WarehouseError::Locked { at, pid, .. }) => format!(
+            "{at} is in use by another oms-sync process{}",
             pid.map(|p| format!(" (PID {p})")).unwrap_or_default()
-        ),
-        Some(warehouse::WarehouseError::PgLocked { location, schema }) => format!(
-            "PostgreSQL warehouse {location} (schema {schema}) is in use by another oms-sync process"
         ),
         _ => return f,
     };

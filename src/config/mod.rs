@@ -121,7 +121,7 @@ impl ConfigError {
     /// A PostgreSQL setting rejected by its parser, as the configuration error it is (exit 2).
     fn from_warehouse(e: WarehouseError) -> Self {
         match e {
-            WarehouseError::PgConfig { key, reason, fix } => ConfigError::Invalid {
+            WarehouseError::Config { key, reason, fix } => ConfigError::Invalid {
                 key,
                 problem: reason,
                 fix: fix.into(),

@@ -18,7 +18,7 @@ use std::fmt;
 use crate::resource::{BadRecord, Resource};
 
 pub use any::{AnyWarehouse, describe, open_reader};
-pub use error::WarehouseError;
+pub use error::{Location, WarehouseError};
 pub use postgres::{PgConfig, PgReader, PgWarehouse};
 pub use snapshot::{Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;

@@ -128,7 +128,7 @@ pub struct PgConfig {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>, fix: &'static str) -> WarehouseError {
-    WarehouseError::PgConfig {
+    WarehouseError::Config {
         key,
         reason: reason.into(),
         fix,
@@ -394,6 +394,11 @@ impl PgConfig {
     /// The location errors name: redacted URL and schema.
     pub fn location(&self) -> String {
         format!("{} (schema {})", self.redacted_url(), self.schema)
+    }
+
+    /// [`PgConfig::location`] as errors name it.
+    pub fn at(&self) -> crate::warehouse::Location {
+        crate::warehouse::Location::Server(self.location())
     }
 
     /// The driver's connection settings (TLS is chosen by [`super::tls`]). Without a password

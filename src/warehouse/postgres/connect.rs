@@ -80,8 +80,8 @@ pub(super) fn connect(cfg: &PgConfig, create: bool) -> Result<Client, WarehouseE
         .is_some();
     if !exists {
         if !create {
-            return Err(WarehouseError::PgNoWarehouse {
-                location: cfg.location(),
+            return Err(WarehouseError::NotAWarehouse {
+                at: cfg.at(),
                 reason: format!("schema {} does not exist", cfg.schema),
                 fix: "run oms-sync --once or --backfill first, or check warehouse.schema",
             });
@@ -123,8 +123,8 @@ fn refuse_read_only(cfg: &PgConfig, client: &mut Client) -> Result<(), Warehouse
         (false, true) => "its sessions are read-only (default_transaction_read_only is on)",
         (false, false) => return Ok(()),
     };
-    Err(WarehouseError::PgReadOnly {
-        location: cfg.location(),
+    Err(WarehouseError::ReadOnly {
+        at: cfg.at(),
         reason: reason.to_string(),
         fix: READ_ONLY_FIX,
     })
@@ -152,7 +152,7 @@ pub(super) fn lock_key(schema: &str) -> i64 {
 pub(super) const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Takes the session advisory lock (held until the connection closes) or fails with
-/// `PgLocked`. `stale` is this process's own previous backend, after a lost connection: if the
+/// `Locked`. `stale` is this process's own previous backend, after a lost connection: if the
 /// server has not noticed yet that it is gone (a network cut), it still holds the lock, and
 /// is terminated so the reconnect can take it.
 pub(super) fn take_lock(
@@ -186,9 +186,11 @@ pub(super) fn take_lock(
                 .map_err(|e| classify(cfg, "ending this process's stale session", e))?;
         }
         if Instant::now() >= deadline {
-            return Err(WarehouseError::PgLocked {
-                location: cfg.redacted_url(),
-                schema: cfg.schema.clone(),
+            return Err(WarehouseError::Locked {
+                at: cfg.at(),
+                pid: None,
+                lock: "advisory lock held".into(),
+                fix: "stop the other instance, or set warehouse.schema to another schema",
             });
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -203,18 +205,20 @@ pub(super) fn take_lock(
 pub(super) fn migrate(cfg: &PgConfig, client: &mut Client) -> Result<(), WarehouseError> {
     let migrations = MIGRATIONS
         .as_ref()
-        .map_err(|e| WarehouseError::PgMigration {
-            location: cfg.location(),
-            reason: e.clone(),
-        })?;
+        .map_err(|e| migration_failed(cfg, e.clone()))?;
     Runner::new(migrations)
         .set_grouped(true)
         .run(client)
-        .map_err(|e| WarehouseError::PgMigration {
-            location: cfg.location(),
-            reason: migration_error(&e),
-        })?;
+        .map_err(|e| migration_failed(cfg, migration_error(&e)))?;
     Ok(())
+}
+
+fn migration_failed(cfg: &PgConfig, reason: String) -> WarehouseError {
+    WarehouseError::Migration {
+        at: cfg.at(),
+        reason,
+        fix: "check the role may create tables in the schema, or restore a backup",
+    }
 }
 
 /// Refinery's error with the server's message and SQLSTATE ([`describe`]) from further down
@@ -234,8 +238,8 @@ fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
     let reason = describe(e);
     // The driver's words when target_session_attrs=read-write found no writable server.
     if reason.contains("does not allow writes") {
-        return WarehouseError::PgReadOnly {
-            location: cfg.location(),
+        return WarehouseError::ReadOnly {
+            at: cfg.at(),
             reason: "no server in warehouse.url takes writes (target_session_attrs=read-write); during a failover this lasts until a standby is promoted, and the next pass tries again".into(),
             fix: READ_ONLY_FIX,
         };
@@ -259,8 +263,9 @@ fn connect_error(cfg: &PgConfig, e: &postgres::Error) -> WarehouseError {
         }
         _ => crate::warehouse::error::PG_UNREACHABLE_FIX,
     };
-    WarehouseError::PgConnect {
-        location: cfg.location(),
+    WarehouseError::Unusable {
+        at: cfg.at(),
+        what: "cannot connect",
         reason,
         fix,
     }
@@ -305,9 +310,9 @@ fn denied_or(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseErro
     if e.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
         return classify(cfg, context, e);
     }
-    WarehouseError::PgDenied {
-        location: cfg.location(),
-        context: format!("while {context}"),
+    WarehouseError::PermissionDenied {
+        at: cfg.at(),
+        context: context.to_string(),
         reason: describe(&e),
         fix: format!(
             "as a superuser or the database owner: GRANT CREATE ON DATABASE {} TO {}; or create the schema for it: CREATE SCHEMA {} AUTHORIZATION {}",
@@ -319,20 +324,36 @@ fn denied_or(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseErro
 /// Sorts a driver error into the warehouse's kinds.
 pub(super) fn classify(cfg: &PgConfig, context: &str, e: postgres::Error) -> WarehouseError {
     if is_read_only(&e) {
-        WarehouseError::PgReadOnly {
-            location: cfg.location(),
+        WarehouseError::ReadOnly {
+            at: cfg.at(),
             reason: format!("{context}: {}", describe(&e)),
             fix: READ_ONLY_FIX,
         }
+    } else if e.code() == Some(&SqlState::DISK_FULL) {
+        WarehouseError::DiskFull {
+            at: cfg.at(),
+            context: context.to_string(),
+            reason: describe(&e),
+        }
+    } else if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        WarehouseError::PermissionDenied {
+            at: cfg.at(),
+            context: context.to_string(),
+            reason: describe(&e),
+            fix: format!(
+                "connect as the role that created the warehouse, or grant {} the privilege the server names",
+                cfg.user
+            ),
+        }
     } else if is_connection_lost(&e) {
-        WarehouseError::PgConnectionLost {
-            location: cfg.location(),
+        WarehouseError::ConnectionLost {
+            at: cfg.at(),
             context: context.to_string(),
             reason: describe(&e),
         }
     } else {
-        WarehouseError::Postgres {
-            location: cfg.location(),
+        WarehouseError::Backend {
+            at: cfg.at(),
             context: context.to_string(),
             reason: describe(&e),
             code: e.code().map(|c| c.code().to_string()),

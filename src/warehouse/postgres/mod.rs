@@ -5,7 +5,7 @@
 //!
 //! The daemon keeps one warehouse across passes, so a connection lost mid-pass (server
 //! restart, failover, terminated backend) fails that call with
-//! [`WarehouseError::PgConnectionLost`] (its transaction rolled back server-side) and the next
+//! [`WarehouseError::ConnectionLost`] (its transaction rolled back server-side) and the next
 //! call connects again, re-taking the lock.
 //!
 //! - [`config`]: the URL, password, sslmode and schema; `password`: the password file;
@@ -86,7 +86,7 @@ pub fn drop_previous_demo(cfg: &PgConfig) -> Result<(), WarehouseError> {
             return Ok(());
         }
         if !marked {
-            return Err(WarehouseError::PgConfig {
+            return Err(WarehouseError::Config {
                 key: "--db",
                 reason: format!("schema {} exists and was not made by the demo", cfg.schema),
                 fix: "point the demo at another database, or drop that schema yourself",

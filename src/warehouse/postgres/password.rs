@@ -142,7 +142,7 @@ fn split_fields(line: &str) -> Vec<String> {
 }
 
 fn invalid(reason: String, fix: &'static str) -> WarehouseError {
-    WarehouseError::PgConfig {
+    WarehouseError::Config {
         key: "warehouse.password_file",
         reason,
         fix,

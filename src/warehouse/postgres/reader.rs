@@ -120,8 +120,8 @@ impl Reader for PgReader {
             read(client).map_err(|e| {
                 // A schema without our tables: say what to run rather than which relation.
                 if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) {
-                    WarehouseError::PgNoWarehouse {
-                        location: cfg.location(),
+                    WarehouseError::NotAWarehouse {
+                        at: cfg.at(),
                         reason: format!("schema {} holds no oms-sync warehouse", cfg.schema),
                         fix: "run oms-sync --once or --backfill first, or check warehouse.schema",
                     }

@@ -54,8 +54,9 @@ pub fn connector(cfg: &PgConfig) -> Result<MakeRustlsConnect, WarehouseError> {
 }
 
 fn tls_error(cfg: &PgConfig, reason: String) -> WarehouseError {
-    WarehouseError::PgConnect {
-        location: cfg.location(),
+    WarehouseError::Unusable {
+        at: cfg.at(),
+        what: "cannot connect",
         reason,
         fix: "point sslrootcert at a PEM file with the server's CA",
     }

@@ -62,8 +62,9 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("oms-sync-checkpoint".into())
             .spawn(move || run(&conn, &rx, &counter))
-            .map_err(|e| WarehouseError::Open {
-                path: path.to_path_buf(),
+            .map_err(|e| WarehouseError::Unusable {
+                at: crate::warehouse::Location::file(path),
+                what: "cannot be opened",
                 reason: format!("cannot start the checkpoint thread: {e}"),
                 fix: "raise the process's thread limit (ulimit -u, systemd TasksMax)",
             })?;

@@ -11,7 +11,7 @@ use rusqlite_migration::Migrations;
 
 use super::BUSY_TIMEOUT;
 use super::checkpoint::CHECKPOINT_PAGES;
-use crate::warehouse::WarehouseError;
+use crate::warehouse::{Location, WarehouseError};
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite");
 pub(super) static MIGRATIONS: LazyLock<Result<Migrations<'static>, String>> =
@@ -62,8 +62,9 @@ pub(super) fn inspect(path: &Path, writer: bool) -> Result<Contents, WarehouseEr
         .iter()
         .all(|t| tables.iter().any(|have| have == t));
     let not_ours = |reason: String| WarehouseError::NotAWarehouse {
-        path: path.to_path_buf(),
-        reason,
+        at: Location::file(path),
+        reason: format!("it is not an oms-sync warehouse ({reason}); it was left unchanged"),
+        fix: "point warehouse.path (or --db) at an oms-sync warehouse or at a new file",
     };
     match app {
         APPLICATION_ID => Ok(Contents::Warehouse),
@@ -112,25 +113,21 @@ fn read_identity(path: &Path) -> rusqlite::Result<(i32, i64, Vec<String>)> {
 /// Applies the pending migrations and stamps the application id. A failure names the
 /// statement's error, not the migration's whole SQL.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), WarehouseError> {
-    let migrations = MIGRATIONS.as_ref().map_err(|e| WarehouseError::Migration {
-        path: path.to_path_buf(),
-        reason: e.clone(),
-    })?;
+    let failed = |reason: String| WarehouseError::Migration {
+        at: Location::file(path),
+        reason,
+        fix: "restore a backup or move the file aside to start afresh",
+    };
+    let migrations = MIGRATIONS.as_ref().map_err(|e| failed(e.clone()))?;
     migrations.to_latest(conn).map_err(|e| match e {
         rusqlite_migration::Error::RusqliteError {
             err: rusqlite::Error::SqlInputError { msg, .. },
             ..
-        } => WarehouseError::Migration {
-            path: path.to_path_buf(),
-            reason: msg,
-        },
+        } => failed(msg),
         rusqlite_migration::Error::RusqliteError { err, .. } => {
             classify(path, "applying migrations", err)
         }
-        other => WarehouseError::Migration {
-            path: path.to_path_buf(),
-            reason: other.to_string(),
-        },
+        other => failed(other.to_string()),
     })?;
     let app: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -161,8 +158,9 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Wareh
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| open_error(path, &e))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(WarehouseError::Open {
-                path: path.to_path_buf(),
+            return Err(WarehouseError::Unusable {
+                at: Location::file(path),
+                what: "cannot be opened",
                 reason: format!("cannot switch to WAL mode (got {mode})"),
                 fix: "put the warehouse on a local file system",
             });
@@ -276,8 +274,9 @@ pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> WarehouseError {
             "check that warehouse.path is a writable SQLite file",
         ),
     };
-    WarehouseError::Open {
-        path: path.to_path_buf(),
+    WarehouseError::Unusable {
+        at: Location::file(path),
+        what: "cannot be opened",
         reason,
         fix,
     }
@@ -285,19 +284,29 @@ pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> WarehouseError {
 
 pub(super) fn classify(path: &Path, context: &str, e: rusqlite::Error) -> WarehouseError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => WarehouseError::Full {
-            path: path.to_path_buf(),
+        Some(ErrorCode::DiskFull) => WarehouseError::DiskFull {
+            at: Location::file(path),
             context: context.to_string(),
+            reason: e.to_string(),
         },
         Some(ErrorCode::ReadOnly) => WarehouseError::ReadOnly {
-            path: path.to_path_buf(),
-            context: context.to_string(),
+            at: Location::file(path),
+            reason: context.to_string(),
+            fix: "make the file and its directory writable by the oms-sync user",
         },
-        _ => WarehouseError::Sqlite {
-            path: path.to_path_buf(),
-            context: context.to_string(),
-            source: e,
-        },
+        _ => failed(path, context, &e),
+    }
+}
+
+/// A statement's failure as it is, unsorted (a reader's: it never writes).
+pub(super) fn failed(path: &Path, context: &str, e: &rusqlite::Error) -> WarehouseError {
+    WarehouseError::Backend {
+        at: Location::file(path),
+        context: context.to_string(),
+        reason: e.to_string(),
+        code: e
+            .sqlite_error()
+            .map(|f| format!("SQLite result code {}", f.extended_code)),
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::FILE_MODE;
-use crate::warehouse::WarehouseError;
+use crate::warehouse::{Location, WarehouseError};
 
 /// Symlinks followed at most while resolving a path (Linux's own limit, ELOOP).
 const MAX_SYMLINKS: usize = 40;
@@ -73,11 +73,7 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
         .truncate(false)
         .mode(FILE_MODE)
         .open(&lock)
-        .map_err(|e| WarehouseError::Open {
-            path: path.to_path_buf(),
-            reason: format!("cannot create lock file {}: {e}", lock.display()),
-            fix: unwritable_fix(&e),
-        })?;
+        .map_err(|e| lock_file_error(path, &lock, &e))?;
     match file.try_lock() {
         Ok(()) => {
             let mut held = WriterLock(file);
@@ -86,15 +82,36 @@ pub(super) fn take_lock(path: &Path) -> Result<WriterLock, WarehouseError> {
             Ok(held)
         }
         Err(std::fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked {
-            path: path.to_path_buf(),
+            at: Location::file(path),
             pid: read_pid(&file),
-            lock,
+            lock: format!("lock {}", lock.display()),
+            fix: "stop the other instance, or point warehouse.path elsewhere",
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(WarehouseError::Open {
-            path: path.to_path_buf(),
+        Err(std::fs::TryLockError::Error(e)) => Err(WarehouseError::Unusable {
+            at: Location::file(path),
+            what: "cannot be opened",
             reason: format!("cannot lock {}: {e}", lock.display()),
             fix: "put the warehouse on a local file system that supports locks",
         }),
+    }
+}
+
+/// The lock file cannot be created: a directory this user may not write is permission denied,
+/// anything else (no directory, a read-only file system) makes the warehouse unusable.
+fn lock_file_error(path: &Path, lock: &Path, e: &std::io::Error) -> WarehouseError {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return WarehouseError::PermissionDenied {
+            at: Location::file(path),
+            context: format!("creating lock file {}", lock.display()),
+            reason: e.to_string(),
+            fix: unwritable_fix(e).to_string(),
+        };
+    }
+    WarehouseError::Unusable {
+        at: Location::file(path),
+        what: "cannot be opened",
+        reason: format!("cannot create lock file {}: {e}", lock.display()),
+        fix: unwritable_fix(e),
     }
 }
 

@@ -36,7 +36,9 @@ pub use reader::SqliteReader;
 pub use upsert::UpsertSql;
 
 use super::write::{Consumer, Recorder};
-use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
+use super::{
+    BackfillState, Batch, Location, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
+};
 use crate::resource::{Resource, Spec};
 use crate::timefmt;
 use checkpoint::Checkpointer;
@@ -81,8 +83,9 @@ impl SqliteWarehouse {
     /// pending migrations, and marks runs a killed process left `running` as `interrupted`.
     pub fn open(path: &Path) -> Result<Self, WarehouseError> {
         if path.is_dir() {
-            return Err(WarehouseError::Open {
-                path: path.to_path_buf(),
+            return Err(WarehouseError::Unusable {
+                at: Location::file(path),
+                what: "cannot be opened",
                 reason: "it is a directory".into(),
                 fix: "set warehouse.path to a file name inside it, e.g. DIR/warehouse.db",
             });
@@ -108,8 +111,9 @@ impl SqliteWarehouse {
                 .truncate(false)
                 .mode(FILE_MODE)
                 .open(path)
-                .map_err(|e| WarehouseError::Open {
-                    path: path.to_path_buf(),
+                .map_err(|e| WarehouseError::Unusable {
+                    at: Location::file(path),
+                    what: "cannot be opened",
                     reason: e.to_string(),
                     fix: "create the directory and make it writable by the oms-sync user",
                 })?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::connection::{Contents, inspect, open_connection};
 use super::state::read_backfill;
-use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
+use crate::warehouse::{Location, Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 /// A read-only view of a SQLite warehouse file.
 pub struct SqliteReader {
@@ -19,22 +19,25 @@ impl SqliteReader {
     /// its fix (a reader never creates a warehouse).
     pub fn open(path: &Path) -> Result<Self, WarehouseError> {
         if !path.exists() {
-            return Err(WarehouseError::Open {
-                path: path.to_path_buf(),
+            return Err(WarehouseError::Unusable {
+                at: Location::file(path),
+                what: "cannot be opened",
                 reason: "the file does not exist".into(),
                 fix: "run oms-sync --once or --backfill first, or check warehouse.path",
             });
         }
         if path.is_dir() {
-            return Err(WarehouseError::Open {
-                path: path.to_path_buf(),
+            return Err(WarehouseError::Unusable {
+                at: Location::file(path),
+                what: "cannot be opened",
                 reason: "it is a directory".into(),
                 fix: "name the warehouse file itself (warehouse.path or --db), e.g. DIR/warehouse.db",
             });
         }
         if inspect(path, false)? == Contents::Empty {
-            return Err(WarehouseError::Open {
-                path: path.to_path_buf(),
+            return Err(WarehouseError::Unusable {
+                at: Location::file(path),
+                what: "cannot be opened",
                 reason: "it holds no warehouse yet".into(),
                 fix: "run oms-sync --once or --backfill first, or check warehouse.path",
             });
@@ -46,11 +49,7 @@ impl SqliteReader {
     }
 
     fn err(&self, context: &str, e: rusqlite::Error) -> WarehouseError {
-        WarehouseError::Sqlite {
-            path: self.path.clone(),
-            context: context.to_string(),
-            source: e,
-        }
+        super::connection::failed(&self.path, context, &e)
     }
 }
 
