@@ -2,17 +2,21 @@
 //! (`count/next/previous/results`); a [`Resource`] is one declaration
 //! ([`crate::declare_resource!`]): its path, its fields (name, type, nullable), its cursor, its
 //! indexes and the filters its endpoint takes. The record, its parser, its cells and the column
-//! and index lists all follow from it ([`record`]). Adding addresses or orders later means one
-//! more file beside [`customers`] (plus a migration per backend).
+//! and index lists all follow from it ([`record`]). Each resource is one file ([`customers`],
+//! [`stock_locations`], [`customer_addresses`]) plus a migration per backend.
 
+pub mod customer_addresses;
 pub mod customers;
 mod declare;
 pub mod parse;
 pub mod record;
+pub mod stock_locations;
 
 use serde_json::value::RawValue;
 
+pub use customer_addresses::{CustomerAddress, CustomerAddressFields, CustomerAddresses};
 pub use customers::{Customer, CustomerFields, Customers};
+pub use stock_locations::{StockLocation, StockLocationFields, StockLocations};
 
 /// A record the API sent that cannot be stored as a row; it goes to quarantine, never dropped.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +107,11 @@ pub struct Spec {
 }
 
 /// Every resource oms-sync ships, in the order their streams run.
-pub const ALL: &[&Spec] = &[&customers::SPEC];
+pub const ALL: &[&Spec] = &[
+    &customers::SPEC,
+    &stock_locations::SPEC,
+    &customer_addresses::SPEC,
+];
 
 /// One value of a stored row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
