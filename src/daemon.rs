@@ -27,7 +27,7 @@ use crate::notify::{self, Heartbeat, Notifier};
 use crate::reconcile::Reconciler;
 use crate::status;
 use crate::stream::{Stream, StreamWarehouse};
-use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions};
+use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions, retention};
 use crate::warehouse::{RowStats, RunKind};
 
 /// Longest wait between passes after repeated failures.
@@ -46,6 +46,8 @@ pub struct Schedule {
     pub options: SyncOptions,
     /// `sync.reconcile_every` (zero: never).
     pub reconcile_every: Duration,
+    /// `sync.keep_runs` (zero: forever).
+    pub keep_runs: Duration,
 }
 
 /// What watches the loop: the heartbeat, a progress sink for each pass (metrics), and the
@@ -110,9 +112,20 @@ pub async fn run<W: StreamWarehouse>(
         inner: progress,
     });
     let mut failures = 0u32;
+    let mut prune_at = tokio::time::Instant::now();
     loop {
         if cancel.is_cancelled() {
             return (wh, Ok(()));
+        }
+        if tokio::time::Instant::now() >= prune_at {
+            heartbeat.beat();
+            let (back, r) = retention::prune_runs(wh, schedule.keep_runs).await;
+            wh = back;
+            // Housekeeping: a failure is the next pass's to report if it persists.
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot forget old runs (sync.keep_runs); tried again later");
+            }
+            prune_at = tokio::time::Instant::now() + retention::PRUNE_EVERY;
         }
         let mut failed = false;
         for stream in Stream::ALL {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::config::{
-    DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE, ENV_PREFIX,
+    DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_KEEP_RUNS, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE,
+    DEFAULT_RECONCILE_EVERY, ENV_PREFIX,
 };
 
 /// The packaged configuration, the one the systemd units pass with `--config`.
@@ -43,6 +44,16 @@ pub fn main_keys() -> Vec<(&'static str, String, &'static str)> {
             "window re-read behind the mark each pass",
         ),
         (
+            "sync.reconcile_every",
+            d(DEFAULT_RECONCILE_EVERY),
+            "the daemon's backfill (finds deletions) this long after the last; \"0s\": off",
+        ),
+        (
+            "sync.keep_runs",
+            d(DEFAULT_KEEP_RUNS),
+            "how long sync_runs keeps a run; \"0s\": forever",
+        ),
+        (
             "api.page_size",
             DEFAULT_PAGE_SIZE.to_string(),
             "rows per request",
@@ -66,10 +77,14 @@ pub fn main_keys() -> Vec<(&'static str, String, &'static str)> {
     ]
 }
 
-/// A whole-second default as the README and the example config write it: "60s", "5m".
+/// A whole-second default as the README and the example config write it: "60s", "5m", "7d".
 fn spell(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs >= 300 && secs.is_multiple_of(60) {
+    if secs >= 86_400 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs >= 3600 && secs.is_multiple_of(3600) && d.subsec_nanos() == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs >= 300 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else if d.subsec_nanos() == 0 {
         format!("{secs}s")
@@ -98,7 +113,7 @@ pub fn after_long_help() -> String {
         } else {
             format!(" ({default})")
         };
-        s.push_str(&format!("  {key:<16} {meaning}{default}\n"));
+        s.push_str(&format!("  {key:<20} {meaning}{default}\n"));
     }
     s.push_str("All keys: /usr/share/doc/oms-sync/README.md, section \"Configuration\".");
     s

@@ -21,6 +21,7 @@ use crate::config::{Config, LogConfig, LogFormat, WarehouseConfig};
 use crate::daemon::{self, Schedule};
 use crate::status;
 use crate::stream::Stream;
+use crate::stream::StreamWarehouse;
 use crate::sync::{NoProgress, Progress, SyncOptions};
 use crate::warehouse::{self, AnyWarehouse, RunKind};
 
@@ -282,6 +283,7 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
                 interval: cfg.sync.interval,
                 options: opts,
                 reconcile_every: cfg.sync.reconcile_every,
+                keep_runs: cfg.sync.keep_runs,
             };
             Ok(daemon::serve(cfg, client, wh, &schedule, cancel).await?)
         }
@@ -300,6 +302,7 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
                 wh = back;
                 daemon::log_pass(&r?);
             }
+            forget_old_runs(wh, cfg).await;
             Ok(())
         }
         Mode::Backfill => {
@@ -312,8 +315,17 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
                 wh = back;
                 daemon::log_pass(&r?);
             }
+            forget_old_runs(wh, cfg).await;
             Ok(())
         }
+    }
+}
+
+/// `sync.keep_runs` after a one-shot run's passes. Housekeeping: a failure is a warning, the
+/// passes it follows succeeded.
+async fn forget_old_runs<W: StreamWarehouse>(wh: W, cfg: &Config) {
+    if let (_, Err(e)) = crate::sync::retention::prune_runs(wh, cfg.sync.keep_runs).await {
+        tracing::warn!(error = %e, "cannot forget old runs (sync.keep_runs); the next run tries again");
     }
 }
 

@@ -40,6 +40,9 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
 /// `sync.reconcile_every` when unset: the daemon's full pass by id (finds deletions) once a
 /// week, as the weekly backfill timer did.
 pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `sync.keep_runs` when unset: a quarter of run history (~130k rows at a 60 s interval),
+/// enough to compare passes over weeks, with the reconciliation's weekly runs far inside it.
+pub const DEFAULT_KEEP_RUNS: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// A secret string (the API token). Its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -225,6 +228,9 @@ pub struct SyncConfig {
     /// How long after the last finished backfill the daemon starts the next one, run in slices
     /// between its incremental passes; zero: never (the daemon only runs incremental passes).
     pub reconcile_every: Duration,
+    /// How long `sync_runs` keeps a run (the rows `status` and the scheduler read are kept
+    /// whatever their age); zero: forever.
+    pub keep_runs: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,6 +66,7 @@ pub(super) struct RawSync {
     pub interval: Option<String>,
     pub lookback: Option<String>,
     pub reconcile_every: Option<String>,
+    pub keep_runs: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,7 @@ mod basics {
                 c.sync.interval,
                 c.sync.lookback,
                 c.sync.reconcile_every,
+                c.sync.keep_runs,
             );
             let want = (
                 DEFAULT_PAGE_SIZE,
@@ -65,9 +66,33 @@ mod basics {
                 DEFAULT_INTERVAL,
                 DEFAULT_LOOKBACK,
                 DEFAULT_RECONCILE_EVERY,
+                DEFAULT_KEEP_RUNS,
             );
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    /// `sync.keep_runs`: days from the file or the environment, `"0s"` keeps every run, and a
+    /// word that is no duration is refused naming the key.
+    #[test]
+    fn keep_runs_takes_days_and_zero() {
+        assert_eq!(
+            load(MINIMAL, &[]).unwrap().sync.keep_runs,
+            DEFAULT_KEEP_RUNS
+        );
+        let c = load(MINIMAL, &[("OMS_SYNC__SYNC__KEEP_RUNS", "0s")]).unwrap();
+        assert!(c.sync.keep_runs.is_zero());
+        let c = load(MINIMAL, &[("OMS_SYNC__SYNC__KEEP_RUNS", "30d")]).unwrap();
+        assert_eq!(c.sync.keep_runs, Duration::from_secs(30 * 86400));
+        let text = format!("{MINIMAL}\n[sync]\nkeep_runs = \"12h\"\n");
+        assert_eq!(
+            load(&text, &[]).unwrap().sync.keep_runs,
+            Duration::from_secs(12 * 3600)
+        );
+        let e = load(MINIMAL, &[("OMS_SYNC__SYNC__KEEP_RUNS", "forever")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sync.keep_runs"), "{e}");
     }
 
     #[test]

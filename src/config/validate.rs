@@ -10,10 +10,10 @@ use url::Url;
 
 use super::raw::{RawApi, RawConfig, RawWarehouse};
 use super::{
-    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_LOOKBACK,
-    DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RECONCILE_EVERY, DEFAULT_RETRY_MAX_DELAY,
-    DEFAULT_RETRY_MIN_DELAY, DEFAULT_TIMEOUT, LogConfig, LogFormat, MAX_CONCURRENCY, MAX_PAGE_SIZE,
-    MetricsConfig, Secret, SyncConfig, WarehouseConfig, env_name,
+    ApiConfig, Config, ConfigError, DEFAULT_CONCURRENCY, DEFAULT_INTERVAL, DEFAULT_KEEP_RUNS,
+    DEFAULT_LOOKBACK, DEFAULT_MAX_RETRIES, DEFAULT_PAGE_SIZE, DEFAULT_RECONCILE_EVERY,
+    DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_MIN_DELAY, DEFAULT_TIMEOUT, LogConfig, LogFormat,
+    MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret, SyncConfig, WarehouseConfig, env_name,
 };
 use crate::warehouse::postgres::PgConfig;
 
@@ -84,6 +84,11 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
         raw.sync.reconcile_every.as_deref(),
         DEFAULT_RECONCILE_EVERY,
     )?;
+    let keep_runs = parse_duration(
+        "sync.keep_runs",
+        raw.sync.keep_runs.as_deref(),
+        DEFAULT_KEEP_RUNS,
+    )?;
     let level = validate_level(raw.log.level)?;
     let format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -113,6 +118,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
             interval,
             lookback,
             reconcile_every,
+            keep_runs,
         },
         log: LogConfig { level, format },
         metrics: MetricsConfig { listen },

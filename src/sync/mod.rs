@@ -29,6 +29,7 @@
 mod backfill;
 mod incremental;
 pub mod plan;
+pub mod retention;
 mod writer;
 
 use std::sync::Arc;

@@ -118,4 +118,7 @@ impl Warehouse for AnyWarehouse {
     ) -> Result<(), WarehouseError> {
         delegate!(self, w => w.finish_run(stream, run, status, error))
     }
+    fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError> {
+        delegate!(self, w => w.prune_runs(older_than))
+    }
 }

@@ -7,6 +7,7 @@
 mod any;
 mod error;
 pub mod postgres;
+mod retention;
 pub mod shape;
 mod snapshot;
 pub mod sqlite;
@@ -319,6 +320,10 @@ pub trait Warehouse: Send {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), WarehouseError>;
+    /// Forgets the runs of every stream that started before `older_than` (a canonical
+    /// timestamp), keeping the ones `status` and the scheduler read (see
+    /// `retention::prune_statement`). Returns how many were deleted.
+    fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError>;
 }
 
 #[cfg(test)]

@@ -362,4 +362,11 @@ impl Warehouse for PgWarehouse {
             Ok(())
         })
     }
+
+    fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError> {
+        let sql = super::retention::prune_statement("$1::text::timestamptz");
+        self.run("forgetting old runs (sync.keep_runs)", |c| {
+            c.execute(&sql, &[&older_than])
+        })
+    }
 }

@@ -333,6 +333,15 @@ impl Warehouse for SqliteWarehouse {
         )?;
         Ok(())
     }
+
+    fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError> {
+        let n = self.exec(
+            &super::retention::prune_statement("?1"),
+            &[&older_than],
+            "forgetting old runs (sync.keep_runs)",
+        )?;
+        Ok(n as u64)
+    }
 }
 
 #[cfg(test)]
