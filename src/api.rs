@@ -407,6 +407,13 @@ fn display_url(url: &Url, query: &ListQuery) -> String {
     u.to_string()
 }
 
+/// `path?query` as sent (for messages that name a request without the host).
+pub fn path_and_query(path: &str, query: &ListQuery) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    ser.extend_pairs(query.0.iter().map(|(k, v)| (*k, v.as_str())));
+    format!("{path}?{}", ser.finish())
+}
+
 fn detail_of(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Detail {

@@ -75,7 +75,7 @@ impl From<&SyncError> for ExitKind {
     fn from(e: &SyncError) -> Self {
         match e {
             SyncError::Api(a) => a.into(),
-            SyncError::NoProgress { .. } => ExitKind::Api,
+            SyncError::NoProgress { .. } | SyncError::PageMismatch { .. } => ExitKind::Api,
             SyncError::Warehouse(_)
             | SyncError::CorruptMark { .. }
             | SyncError::WriterStopped

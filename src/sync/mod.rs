@@ -27,6 +27,7 @@
 //! instant stays unconfirmed, so the next pass re-reads it).
 
 mod backfill;
+mod check;
 mod incremental;
 pub mod plan;
 pub mod retention;
@@ -95,6 +96,15 @@ pub enum SyncError {
         "the API returned a page that does not move past the checkpoint ({detail}); fix: report this to the OMS vendor; the checkpoint did not move"
     )]
     NoProgress { detail: String },
+    #[error(
+        "stream {stream}: the API answered GET {request} with {detail}; the endpoint ignores a filter or sort it was sent (django-filter drops what it does not declare); nothing of that page was stored and the checkpoint did not move; fix: run oms-sync check to see what the endpoint honours, and report it to the OMS vendor"
+    )]
+    PageMismatch {
+        stream: &'static str,
+        /// Path and query (the token is a header, never part of it).
+        request: String,
+        detail: String,
+    },
     #[error("the pass was stopped before it finished; its committed pages are kept")]
     Cancelled,
     #[error("the warehouse writer stopped before the pass finished")]
@@ -177,10 +187,19 @@ impl<R: Resource> Fetch<'_, R> {
     ) -> Result<Page<R::Record>, SyncError> {
         let query = query.with("limit", limit.to_string());
         self.requests.fetch_add(1, Ordering::Relaxed);
-        tokio::select! {
+        let page = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => Err(SyncError::Cancelled),
-            r = self.client.list::<R>(&query) => Ok(r?),
+            _ = self.cancel.cancelled() => return Err(SyncError::Cancelled),
+            r = self.client.list::<R>(&query) => r?,
+        };
+        // Every page of every path passes here before anything of it is sent to the writer.
+        match check::Asked::of(&query).violation(&page) {
+            None => Ok(page),
+            Some(detail) => Err(SyncError::PageMismatch {
+                stream: R::NAME,
+                request: crate::api::path_and_query(R::PATH, &query),
+                detail,
+            }),
         }
     }
 

@@ -199,6 +199,42 @@ pub struct Knobs {
     /// Whether a throttled 429 carries `Retry-After` (whole seconds until a request would be
     /// let through), as DRF's does; `false` answers like a gateway that does not say.
     pub throttle_retry_after: bool,
+    /// Query parameters a route does not declare, as `(path, parameter)`: ignored silently as
+    /// django-filter ignores any parameter it does not know (the rows come unfiltered, or in
+    /// the default order by id for `sort`), and left out of the route's `OPTIONS` `filters`.
+    /// See [`Knobs::ignore`].
+    pub ignored_params: Vec<(String, String)>,
+}
+
+/// `modified_date` and its lookups, for [`Knobs::ignore`].
+pub const MODIFIED_DATE_FILTERS: &[&str] = &[
+    "modified_date",
+    "modified_date__gt",
+    "modified_date__gte",
+    "modified_date__lt",
+    "modified_date__lte",
+];
+/// The id lookups, for [`Knobs::ignore`].
+pub const ID_FILTERS: &[&str] = &["id__gt", "id__gte", "id__lt", "id__lte"];
+/// `sort`, for [`Knobs::ignore`].
+pub const SORT: &[&str] = &["sort"];
+
+impl Knobs {
+    /// Makes the route at `path` ignore `params` (e.g. [`MODIFIED_DATE_FILTERS`]).
+    pub fn ignore(&mut self, path: &str, params: &[&str]) {
+        for p in params {
+            if !self.ignores(path, p) {
+                self.ignored_params.push((path.to_owned(), (*p).to_owned()));
+            }
+        }
+    }
+
+    /// Whether the route at `path` ignores `param`.
+    pub fn ignores(&self, path: &str, param: &str) -> bool {
+        self.ignored_params
+            .iter()
+            .any(|(p, q)| p == path && q == param)
+    }
 }
 
 impl Default for Knobs {
@@ -221,6 +257,7 @@ impl Default for Knobs {
             latency_jitter: Duration::ZERO,
             throttle_per_second: None,
             throttle_retry_after: true,
+            ignored_params: Vec::new(),
         }
     }
 }

@@ -166,7 +166,13 @@ pub(super) fn parse_query(
     knobs: &Knobs,
     resource: &Resource,
 ) -> Result<Query, QueryError> {
-    let non_empty = |k: &str| inc.param(k).filter(|v| !v.trim().is_empty());
+    // A parameter the route does not declare (`Knobs::ignored_params`) is dropped silently,
+    // as django-filter drops any it does not know.
+    let non_empty = |k: &str| {
+        inc.param(k)
+            .filter(|v| !v.trim().is_empty())
+            .filter(|_| !knobs.ignores(&inc.path, k))
+    };
     let mut errors: Vec<(&'static str, String)> = Vec::new();
 
     let limit = match inc.param("limit").map(py_int) {

@@ -263,6 +263,40 @@ async fn id_filters() {
     );
 }
 
+/// A route told to ignore a parameter behaves as django-filter does with one it does not
+/// declare: silently, as if it was not sent; other routes and parameters are untouched.
+#[tokio::test]
+async fn ignored_filters_and_sort_are_dropped_silently() {
+    let oms = start(simple(30)).await;
+    // Customer 28's instant (t0 + 28 s).
+    let md_q = "limit=100&modified_date__gt=2023-10-06T08:43:21.427050Z";
+    assert_eq!(get(&oms, md_q).await.ids(), [29, 30]);
+    oms.knobs(|k| k.ignore(CUSTOMERS_PATH, fake_oms::MODIFIED_DATE_FILTERS));
+    let r = get(&oms, md_q).await;
+    assert_eq!((r.status, r.json()["count"].as_i64()), (200, Some(30)));
+    // A value the filter would refuse is not even read.
+    assert_eq!(get(&oms, "modified_date__gte=garbage").await.status, 200);
+    assert_eq!(get(&oms, "limit=100&id__gt=27").await.ids(), [28, 29, 30]);
+
+    oms.knobs(|k| k.ignore(CUSTOMERS_PATH, fake_oms::ID_FILTERS));
+    assert_eq!(get(&oms, "limit=100&id__gt=27").await.ids().len(), 30);
+    assert_eq!(get(&oms, "limit=3&sort=-id").await.ids(), [30, 29, 28]);
+
+    oms.knobs(|k| k.ignore(CUSTOMERS_PATH, fake_oms::SORT));
+    assert_eq!(
+        get(&oms, "limit=3&sort=-id").await.ids(),
+        [1, 2, 3],
+        "default order"
+    );
+    assert_eq!(
+        get(&oms, "sort=name").await.status,
+        200,
+        "not even validated"
+    );
+    assert!(oms.knobs(|k| k.ignores(CUSTOMERS_PATH, "sort")));
+    assert!(!oms.knobs(|k| k.ignores("/other/", "sort")));
+}
+
 #[tokio::test]
 async fn modified_date_filters_and_offsets() {
     let oms = start(simple(10)).await;
