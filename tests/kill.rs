@@ -5,11 +5,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
+use common::kill;
 use common::*;
 use fake_oms::{FakeCustomer, FakeOms, bulk_update};
 use oms_sync::timefmt;
@@ -23,42 +25,23 @@ fn read_mark(wh: &TestWarehouse) -> Mark {
     wh.try_snapshot().map_or(Mark::Start, |s| s.mark)
 }
 
-/// `(ranges, sum of cursors, ranges done)` of an unfinished backfill, if any.
-fn backfill_progress(wh: &TestWarehouse) -> Option<(i64, i128, i64)> {
-    let ranges = wh.try_snapshot()?.backfill?.ranges;
-    Some((
-        ranges.len() as i64,
-        ranges.iter().map(|r| i128::from(r.cursor)).sum(),
-        ranges.iter().filter(|r| r.done).count() as i64,
-    ))
+fn progress(wh: &TestWarehouse) -> Option<(i64, i128, i64)> {
+    kill::backfill_progress(wh.try_snapshot()?.backfill)
 }
 
-/// g3 after a kill: every server row the checkpoint claims is stored with at least that version.
-fn assert_claims_stored(oms: &FakeOms, wh: &TestWarehouse, mark: &Mark, round: usize) {
-    if *mark == Mark::Start {
-        return;
-    }
-    let rows = wh.rows();
-    let mut claimed = 0;
-    for c in oms.with_store(|s| s.snapshot()) {
-        let md = timefmt::canonical(&c.modified_date);
-        if mark.covers(&md, c.id) {
-            claimed += 1;
-            let row = rows.get(&c.id).unwrap_or_else(|| {
-                panic!(
-                    "round {round}: mark {mark} claims {} but it is missing",
-                    c.id
-                )
-            });
-            assert!(
-                row.modified_date >= md,
-                "round {round}: mark {mark} claims {} at {md}, stored {}",
-                c.id,
-                row.modified_date
-            );
-        }
-    }
-    assert!(claimed <= rows.len());
+/// The server's customers as `(id, canonical modified_date)`, and the stored ones.
+fn claims(oms: &FakeOms, wh: &TestWarehouse) -> (Vec<(i64, String)>, BTreeMap<i64, String>) {
+    let server = oms
+        .with_store(|s| s.snapshot())
+        .into_iter()
+        .map(|c| (c.id, timefmt::canonical(&c.modified_date)))
+        .collect();
+    let stored = wh
+        .rows()
+        .into_iter()
+        .map(|(id, r)| (id, r.modified_date))
+        .collect();
+    (server, stored)
 }
 
 /// Runs the binary without interruption; it must succeed.
@@ -130,15 +113,10 @@ async fn kill_9_rounds(wh: TestWarehouse) {
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_oms-sync");
     let mut rng = StdRng::seed_from_u64(0x6b11);
-    let (mut mid_pass, mut finished_first, mut before_commit) = (0, 0, 0);
-    let mut mid_backfill = 0;
+    let mut tally = kill::Tally::default();
     let mut next_id = 10_000;
-    // The kill window follows the machine: a kill that landed before the first commit (a
-    // loaded machine, a slow server connect) moves its start later, a run that finished first
-    // moves its end earlier. Which rounds land mid-pass is what the test is about, not the
-    // delay. One window (start, length in ms) per mode: a backfill takes longer to its first
-    // commit than an incremental pass.
-    let mut windows: [(f64, f64); 2] = [(20.0, 380.0); 2];
+    // One window per mode (incremental, backfill); see `KillWindow`.
+    let mut windows = [kill::KillWindow::new(20.0, 380.0); 2];
 
     for round in 0..ROUNDS {
         let backfill = round % 2 == 0;
@@ -165,7 +143,7 @@ async fn kill_9_rounds(wh: TestWarehouse) {
             });
         }
         let mark_before = read_mark(&wh);
-        let bf_before = backfill_progress(&wh);
+        let bf_before = progress(&wh);
         let stderr = dir.path().join("stderr");
         let mut child = run(
             bin,
@@ -174,53 +152,23 @@ async fn kill_9_rounds(wh: TestWarehouse) {
             &stderr,
         );
         let window = &mut windows[usize::from(backfill)];
-        let wait_ms = window.0 + window.1 * rng.random_range(0.0..=1.0);
-        let wait = Duration::from_secs_f64(wait_ms / 1000.0);
-        tokio::time::sleep(wait).await;
-        let mut exited = child.try_wait().unwrap();
-        if exited.is_none() {
-            child.kill().unwrap(); // SIGKILL
-        }
-        let status = child.wait().unwrap();
-        // A process that finished between `try_wait` and the signal exited on its own (a
-        // SIGKILLed one never exits 0): count it so, do not fail the round.
-        if exited.is_none() && status.success() {
-            exited = Some(status);
-        }
+        let wait_ms = window.draw(&mut rng);
+        let ended = kill::kill_after(&mut child, wait_ms).await;
         let mark = read_mark(&wh);
-        assert_claims_stored(&oms, &wh, &mark, round);
-        let bf_after = backfill_progress(&wh);
-        match exited {
-            Some(s) => {
-                assert!(
-                    s.success(),
-                    "round {round}: exited early with {s}: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-                finished_first += 1;
-                // It ends before `wait_ms`.
-                window.1 = ((wait_ms - window.0) * 0.8).max(20.0);
-            }
-            None => {
-                let moved = if backfill {
-                    bf_after.is_some() && bf_after != bf_before
-                } else {
-                    mark != mark_before
-                };
-                if moved {
-                    mid_pass += 1;
-                    if backfill {
-                        mid_backfill += 1;
-                    }
-                } else {
-                    before_commit += 1;
-                    // Its first commit comes after `wait_ms`.
-                    let end = window.0 + window.1;
-                    window.0 = window.0.max(wait_ms);
-                    window.1 = (end - window.0).max(40.0);
-                }
-            }
+        // Before its first commit a killed run may leave no tables yet.
+        if mark != Mark::Start {
+            let (server, stored) = claims(&oms, &wh);
+            kill::assert_claims_stored(&mark, server, &stored, round);
         }
+        let moved = if backfill {
+            let bf_after = progress(&wh);
+            bf_after.is_some() && bf_after != bf_before
+        } else {
+            mark != mark_before
+        };
+        tally.record(window, wait_ms, ended, moved, backfill, || {
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        });
     }
 
     // Run to completion: the backfill (resuming a killed one if any), then an incremental pass:
@@ -228,7 +176,7 @@ async fn kill_9_rounds(wh: TestWarehouse) {
     // behind its cursor made while it was stopped, so one more (fresh) backfill must then
     // leave no extra live row.
     oms.clear_before_request();
-    let resumed = backfill_progress(&wh).is_some();
+    let resumed = progress(&wh).is_some();
     for mode in ["--backfill", "--once"] {
         run_to_success(bin, &config, mode);
     }
@@ -245,6 +193,12 @@ async fn kill_9_rounds(wh: TestWarehouse) {
         running, 0,
         "runs of killed processes are closed on the next open"
     );
+    let kill::Tally {
+        mid_pass,
+        mid_backfill,
+        before_commit,
+        finished_first,
+    } = &tally;
     eprintln!(
         "kill -9: {ROUNDS} rounds: {} killed ({mid_pass} mid-pass with committed progress, \
          {mid_backfill} of them in a backfill; {before_commit} before their first commit), \
@@ -253,8 +207,5 @@ async fn kill_9_rounds(wh: TestWarehouse) {
         ROUNDS - finished_first,
         started.elapsed()
     );
-    assert!(
-        mid_pass >= ROUNDS / 3,
-        "only {mid_pass} of {ROUNDS} kills landed mid-pass: the test does not test much"
-    );
+    tally.assert_enough_mid_pass(ROUNDS);
 }

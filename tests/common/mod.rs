@@ -19,6 +19,8 @@ use oms_sync::sync::{self, NoProgress, PassReport, SyncError, SyncOptions};
 use oms_sync::warehouse::{AnyWarehouse, Mark, PgConfig, Reader, Snapshot};
 use tokio_util::sync::CancellationToken;
 
+pub mod kill;
+
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 3, 1, 9, 0, 0).unwrap()
 }
@@ -43,20 +45,29 @@ pub async fn fake(customers: Vec<FakeCustomer>) -> FakeOms {
 
 /// A client config for the fake, every key the tests do not set at its default.
 pub fn fake_api_config(oms: &FakeOms) -> ApiConfig {
+    fake_api_config_at(&oms.base_url(), &oms.token())
+}
+
+fn fake_api_config_at(base_url: &str, token: &str) -> ApiConfig {
     ApiConfig::new(
-        parse_base_url(&oms.base_url(), false).expect("the fake listens on a loopback http URL"),
-        Secret::new(oms.token()),
+        parse_base_url(base_url, false).expect("the fake listens on a loopback http URL"),
+        Secret::new(token.to_owned()),
     )
 }
 
 pub fn api_config(oms: &FakeOms, page_size: u32) -> ApiConfig {
+    api_config_at(&oms.base_url(), &oms.token(), page_size)
+}
+
+/// [`api_config`] for a fake known by its URL and token (a child process of the test).
+pub fn api_config_at(base_url: &str, token: &str, page_size: u32) -> ApiConfig {
     ApiConfig {
         page_size,
         timeout: Duration::from_secs(10),
         max_retries: 6,
         retry_min_delay: Duration::from_millis(1),
         retry_max_delay: Duration::from_millis(20),
-        ..fake_api_config(oms)
+        ..fake_api_config_at(base_url, token)
     }
 }
 
@@ -196,10 +207,12 @@ impl TestWarehouse {
     /// The snapshot, or None while the warehouse does not exist yet or has no schema (a
     /// process killed before its first commit).
     pub fn try_snapshot(&self) -> Option<Snapshot> {
-        self.reader()
-            .ok()?
-            .snapshot(Stream::Customers.name(), Stream::Customers.table(), 100)
-            .ok()
+        self.try_snapshot_of(Stream::Customers.name(), Stream::Customers.table())
+    }
+
+    /// [`TestWarehouse::try_snapshot`] of any stream and its table.
+    pub fn try_snapshot_of(&self, stream: &str, table: &str) -> Option<Snapshot> {
+        self.reader().ok()?.snapshot(stream, table, 100).ok()
     }
 
     /// The backend's own check that its storage is intact (SQLite: `PRAGMA integrity_check`).
