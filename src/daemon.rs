@@ -28,6 +28,7 @@ use crate::reconcile::Reconciler;
 use crate::status;
 use crate::stream::{Stream, StreamWarehouse};
 use crate::sync::{NoProgress, PassReport, Progress, SyncError, SyncOptions, retention};
+use crate::tick::{self, Backoff};
 use crate::warehouse::{RowStats, RunKind};
 
 /// Longest wait between passes after repeated failures.
@@ -48,6 +49,8 @@ pub struct Schedule {
     pub reconcile_every: Duration,
     /// `sync.keep_runs` (zero: forever).
     pub keep_runs: Duration,
+    /// The enabled streams, in the order each tick runs them (`sync.streams`).
+    pub streams: Vec<Stream>,
 }
 
 /// What watches the loop: the heartbeat, a progress sink for each pass (metrics), and the
@@ -111,7 +114,8 @@ pub async fn run<W: StreamWarehouse>(
         heartbeat: heartbeat.clone(),
         inner: progress,
     });
-    let mut failures = 0u32;
+    let streams = &schedule.streams;
+    let mut backoff = Backoff::default();
     let mut prune_at = tokio::time::Instant::now();
     loop {
         if cancel.is_cancelled() {
@@ -127,50 +131,77 @@ pub async fn run<W: StreamWarehouse>(
             }
             prune_at = tokio::time::Instant::now() + retention::PRUNE_EVERY;
         }
-        let mut failed = false;
-        for stream in Stream::ALL {
-            heartbeat.beat();
-            let (back, result) = stream
-                .pass(
-                    RunKind::Incremental,
-                    client,
-                    wh,
-                    &schedule.options,
-                    cancel,
-                    progress.clone(),
-                )
-                .await;
-            wh = back;
-            heartbeat.beat();
-            match &result {
-                Ok(report) => log_pass(report),
+        let now = tokio::time::Instant::now();
+        let due: Vec<Stream> = streams
+            .iter()
+            .copied()
+            .filter(|s| backoff.may_run(*s, now))
+            .collect();
+        heartbeat.beat();
+        let (back, outcomes) = tick::run_all(
+            &due,
+            RunKind::Incremental,
+            client,
+            wh,
+            &schedule.options,
+            cancel,
+            &|_| progress.clone(),
+            &mut |stream, result| {
+                heartbeat.beat();
+                match result {
+                    Ok(report) => tick::log_pass(report),
+                    Err(SyncError::Cancelled) => return,
+                    Err(e) => tick::log_failure(
+                        stream,
+                        RunKind::Incremental,
+                        e,
+                        backoff.failures(stream) + 1,
+                    ),
+                }
+                observe(
+                    stream.name(),
+                    &match result {
+                        Ok(report) => Ok(report.clone()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                );
+            },
+        )
+        .await;
+        wh = back;
+        let mut failed_now = Vec::new();
+        let mut refused = None;
+        for (stream, result) in outcomes {
+            backoff.record(
+                stream,
+                &result,
+                schedule.interval,
+                tokio::time::Instant::now(),
+            );
+            match result {
                 Err(SyncError::Cancelled) => return (wh, Ok(())),
                 Err(e) => {
-                    failed = true;
-                    tracing::error!(
-                        stream = stream.name(),
-                        error = %e,
-                        consecutive_failures = failures + 1,
-                        "pass failed"
-                    );
+                    failed_now.push(stream);
+                    if e.is_auth() && refused.is_none() {
+                        refused = Some(e);
+                    }
                 }
-            }
-            observe(
-                stream.name(),
-                &result.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
-            );
-            if let Err(e) = result
-                && e.is_auth()
-            {
-                return (wh, Err(e));
+                Ok(_) => {}
             }
         }
-        failures = if failed { failures + 1 } else { 0 };
-        let delay = next_delay(schedule.interval, failures);
-        let mut deadline = tokio::time::Instant::now() + delay;
-        // After a failed pass the backoff comes first: the API or the warehouse is in trouble.
-        for stream in Stream::ALL.iter().filter(|_| !failed) {
-            if !reconciler.is_due(*stream, tokio::time::Instant::now()) {
+        // Only a token that may list none of the streams ends the daemon.
+        if let Some(e) = refused
+            && backoff.all_refused(streams)
+        {
+            return (wh, Err(e));
+        }
+        let normal = tokio::time::Instant::now() + next_delay(schedule.interval, 0);
+        let deadline = backoff.next_tick(streams, normal);
+        // A stream that failed waits out its backoff before it reconciles too.
+        for stream in streams.iter().filter(|s| !failed_now.contains(s)) {
+            if !backoff.may_run(*stream, tokio::time::Instant::now())
+                || !reconciler.is_due(*stream, tokio::time::Instant::now())
+            {
                 continue;
             }
             heartbeat.beat();
@@ -201,19 +232,20 @@ pub async fn run<W: StreamWarehouse>(
                 }
                 Err(SyncError::Cancelled) => return (wh, Ok(())),
                 Err(e) => {
-                    failures += 1;
+                    let failures = backoff.failures(*stream) + 1;
                     tracing::error!(
                         stream = stream.name(),
                         error = %e,
                         consecutive_failures = failures,
                         "reconciliation slice failed; it resumes where it stopped"
                     );
-                    if e.is_auth() {
+                    let r = Err(e);
+                    backoff.record(*stream, &r, schedule.interval, tokio::time::Instant::now());
+                    if let Err(e) = r
+                        && backoff.all_refused(streams)
+                    {
                         return (wh, Err(e));
                     }
-                    deadline =
-                        tokio::time::Instant::now() + next_delay(schedule.interval, failures);
-                    break;
                 }
             }
         }
@@ -223,26 +255,6 @@ pub async fn run<W: StreamWarehouse>(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
-}
-
-/// One line per pass with its figures.
-pub fn log_pass(r: &PassReport) {
-    tracing::info!(
-        stream = r.stream,
-        kind = r.kind.as_str(),
-        run = r.run_id,
-        requests = r.requests,
-        pages = r.pages,
-        fetched = r.stats.fetched,
-        inserted = r.stats.inserted,
-        updated = r.stats.updated,
-        unchanged = r.stats.unchanged,
-        deleted = r.stats.deleted,
-        quarantined = r.stats.quarantined,
-        mark = %r.mark_after,
-        elapsed_ms = r.elapsed.as_millis() as u64,
-        "pass finished"
-    );
 }
 
 /// Longest error text put in `STATUS=` (systemctl shows one line).
@@ -314,7 +326,7 @@ pub async fn serve(
             None
         }
     };
-    let reconciler = Reconciler::new(schedule.reconcile_every, report.as_ref());
+    let reconciler = Reconciler::new(schedule.reconcile_every, report.as_ref(), &schedule.streams);
     reconciler.log_schedule();
     let metrics = match cfg.metrics.listen {
         None => None,
@@ -325,7 +337,7 @@ pub async fn serve(
                     addr,
                     reason: e.to_string(),
                 })?;
-            let m = Arc::new(Metrics::new());
+            let m = Arc::new(Metrics::for_streams(&schedule.streams));
             m.watch_rate_limit(client.limiter());
             for s in report.iter().flat_map(|r| &r.streams) {
                 m.seed(

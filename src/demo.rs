@@ -1,8 +1,10 @@
 //! `oms-sync demo`: the whole job with no Akinon account. Starts the fake OMS in-process with
-//! synthetic customers (Turkish names, nulls, bulk-update ties), syncs them into a SQLite file
-//! (or a PostgreSQL schema, `oms_sync_demo`, with `--db postgresql://…`),
-//! changes some (updates, a bulk update, new customers, deletions), syncs again, reconciles
-//! deletions with a backfill, and prints what happened and queries to try.
+//! synthetic customers (Turkish names, nulls, bulk-update ties), their addresses and the
+//! stores and warehouses, syncs all three streams into a SQLite file (or a PostgreSQL schema,
+//! `oms_sync_demo`, with `--db postgresql://…`), changes some customers (updates, a bulk
+//! update, new customers, deletions), syncs again, reconciles deletions with a backfill, and
+//! prints what happened and queries to try (a join of customers and their addresses among
+//! them).
 
 use std::io::Write;
 use std::path::Path;
@@ -18,12 +20,14 @@ use crate::stream::Stream;
 use crate::sync::{NoProgress, PassReport, SyncOptions};
 use crate::warehouse::postgres::{PgConfig, drop_previous_demo};
 use crate::warehouse::{AnyWarehouse, RunKind, describe as describe_warehouse, open_reader};
-use fake_oms::{FakeOms, FakeOmsConfig};
+use fake_oms::{FakeOms, FakeOmsConfig, Store};
 
 /// The schema a PostgreSQL demo writes, so it never touches the database's own tables.
 pub const DEMO_SCHEMA: &str = "oms_sync_demo";
 
 const SEED: u64 = 2026;
+/// Stores and warehouses the demo's fake OMS lists.
+const STOCK_LOCATIONS: usize = 60;
 
 fn describe(out: &mut impl Write, label: &str, r: &PassReport) -> std::io::Result<()> {
     writeln!(
@@ -152,17 +156,24 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
         out: std::io::stdout(),
         failed: None,
     };
-    let oms = FakeOms::start(
-        FakeOmsConfig::default(),
-        fake_oms::synthetic_customers(customers, SEED),
-    )
-    .await
-    .context("starting the built-in fake OMS on 127.0.0.1")?;
+    let people = fake_oms::synthetic_customers(customers, SEED);
+    let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+    let oms = FakeOms::start(FakeOmsConfig::default(), people)
+        .await
+        .context("starting the built-in fake OMS on 127.0.0.1")?;
+    let addresses = fake_oms::synthetic_customer_addresses(&ids, 2, SEED);
+    let locations = fake_oms::synthetic_stock_locations(STOCK_LOCATIONS, SEED);
     writeln!(
         out,
-        "fake OMS with {customers} synthetic customers at {}",
+        "fake OMS with {customers} synthetic customers, {} addresses and {STOCK_LOCATIONS} stores and warehouses at {}",
+        addresses.len(),
         oms.base_url()
     )?;
+    oms.add_resource(Store::from_records(&fake_oms::STOCK_LOCATIONS, locations));
+    oms.add_resource(Store::from_records(
+        &fake_oms::CUSTOMER_ADDRESSES,
+        addresses,
+    ));
     let base_url = parse_base_url(&oms.base_url(), false).context("the fake OMS's address")?;
     let api = ApiConfig {
         page_size: 500,
@@ -186,7 +197,7 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
 
     let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
-    describe(&mut out, "1. first incremental pass", &r?)?;
+    describe_all(&mut out, "1. first incremental pass", r)?;
 
     let (changed, added, removed) = oms.with_store(|s| {
         let touched = fake_oms::touch_random(s, 0.02, SEED + 1);
@@ -204,13 +215,13 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
 
     let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
-    describe(&mut out, "2. incremental pass", &r?)?;
+    describe_all(&mut out, "2. incremental pass", r)?;
     let (back, r) = pass(RunKind::Incremental, &client, wh, &opts, &cancel).await;
     wh = back;
-    describe(&mut out, "3. incremental pass, no changes", &r?)?;
+    describe_all(&mut out, "3. incremental pass, no changes", r)?;
     let (back, r) = pass(RunKind::Backfill, &client, wh, &opts, &cancel).await;
     wh = back;
-    describe(&mut out, "4. backfill (finds deletions)", &r?)?;
+    describe_all(&mut out, "4. backfill (finds deletions)", r)?;
     writeln!(
         out,
         "\n   requests count every call to the OMS: also the empty page that ends a walk or a\n   \
@@ -240,7 +251,7 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
             write!(out, "{}", crate::status::render(&status))?;
             writeln!(
                 out,
-                "\nTry:\n  sqlite3 -readonly {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 -readonly {db} \"SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
+                "\nTry:\n  sqlite3 -readonly {db} \"SELECT id, first_name, last_name, email, modified_date FROM live_customers ORDER BY modified_date DESC LIMIT 5;\"\n  sqlite3 -readonly {db} \"{JOIN_SQLITE}\"\n  sqlite3 -readonly {db} \"SELECT stream, kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM sync_runs;\"",
                 db = path.display()
             )?;
         }
@@ -248,22 +259,53 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
             write!(out, "\n{}", crate::status::render(&status))?;
             writeln!(
                 out,
-                "\nTry (psql on the same database):\n  SELECT id, first_name, last_name, email, modified_date FROM {DEMO_SCHEMA}.live_customers ORDER BY modified_date DESC LIMIT 5;\n  SELECT kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM {DEMO_SCHEMA}.sync_runs;"
+                "\nTry (psql on the same database):\n  SELECT id, first_name, last_name, email, modified_date FROM {DEMO_SCHEMA}.live_customers ORDER BY modified_date DESC LIMIT 5;\n  SET search_path = {DEMO_SCHEMA}; {JOIN_PG}\n  SELECT stream, kind, status, rows_fetched, rows_inserted, rows_updated, rows_deleted FROM {DEMO_SCHEMA}.sync_runs;"
             )?;
         }
     }
     out.finish()
 }
 
-/// One pass of the customers stream.
+/// The customers ↔ addresses join the demo suggests (`customer_addresses.customer` refers to
+/// `customers.id`, inferred: see docs/resources.md).
+pub const JOIN_SQLITE: &str = "SELECT c.id, c.first_name, c.last_name, a.address_type, a.title, a.line, json_extract(a.extra, '$.city') AS city FROM live_customers c JOIN live_customer_addresses a ON a.customer = c.id ORDER BY c.id, a.id LIMIT 10;";
+/// [`JOIN_SQLITE`] for PostgreSQL (`extra` is jsonb).
+pub const JOIN_PG: &str = "SELECT c.id, c.first_name, c.last_name, a.address_type, a.title, a.line, a.extra->>'city' AS city FROM live_customers c JOIN live_customer_addresses a ON a.customer = c.id ORDER BY c.id, a.id LIMIT 10;";
+
+/// One line per stream: the step's label on customers' (the story's figures), the stream's
+/// name on the others'. The first failure fails the demo.
+fn describe_all(
+    out: &mut impl Write,
+    label: &str,
+    outcomes: Vec<crate::tick::Outcome>,
+) -> anyhow::Result<()> {
+    for (stream, r) in outcomes {
+        let r = r.with_context(|| format!("{label}: stream {}", stream.name()))?;
+        match stream {
+            Stream::Customers => describe(out, label, &r)?,
+            other => describe(out, &format!("   {}", other.name()), &r)?,
+        }
+    }
+    Ok(())
+}
+
+/// One pass of every stream.
 async fn pass(
     kind: RunKind,
     client: &ApiClient,
     wh: AnyWarehouse,
     opts: &SyncOptions,
     cancel: &CancellationToken,
-) -> (AnyWarehouse, Result<PassReport, crate::sync::SyncError>) {
-    Stream::Customers
-        .pass(kind, client, wh, opts, cancel, Arc::new(NoProgress))
-        .await
+) -> (AnyWarehouse, Vec<crate::tick::Outcome>) {
+    crate::tick::run_all(
+        Stream::ALL,
+        kind,
+        client,
+        wh,
+        opts,
+        cancel,
+        &|_| Arc::new(NoProgress),
+        &mut |_, _| {},
+    )
+    .await
 }

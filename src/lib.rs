@@ -1,16 +1,17 @@
 //! oms-sync keeps a warehouse (a SQLite file or a PostgreSQL schema) in step with the
-//! customers of an Akinon OMS.
+//! customers, stock locations and customer addresses of an Akinon OMS.
 //!
 //! Layout, one module per concern:
 //! - [`config`]: the TOML file plus `OMS_SYNC__*` environment, validated into [`config::Config`].
 //! - [`api`]: the HTTP client for OMS list endpoints (auth, retries, rate limit, page parsing).
-//! - [`resource`]: what is specific to one OMS resource (customers): path, record shape, columns.
+//! - [`resource`]: what is specific to one OMS resource (customers, stock locations, customer addresses): path, record shape, columns.
 //! - [`stream`]: the streams the commands run, one per resource.
 //! - [`timefmt`]: the one canonical text form of an instant (UTC, microseconds).
 //! - [`text`]: text helpers (one-line messages) for errors, logs and status lines.
 //! - [`warehouse`]: the backend-neutral storage interface (writer, reader, snapshot) and its
 //!   SQLite and PostgreSQL backends.
 //! - [`sync`]: the engine: incremental keyset passes and id-keyset backfills, with the writer.
+//! - [`tick`]: every enabled stream in one tick, each failing (and backing off) alone.
 //! - [`daemon`]: the scheduler loop, its service plumbing and signal handling.
 //! - [`reconcile`]: when the daemon runs its scheduled backfill (reconciliation).
 //! - [`metrics`]: the Prometheus endpoint.
@@ -39,6 +40,7 @@ pub mod status;
 pub mod stream;
 pub mod sync;
 pub mod text;
+pub mod tick;
 pub mod timefmt;
 pub mod warehouse;
 

@@ -22,7 +22,7 @@
 //! - `last_reconcile_timestamp_seconds{stream}`: Unix time the stream's last backfill
 //!   finished (0: none known).
 //!
-//! Every stream of [`Stream::ALL`] has its own series wherever a figure is per stream, so a
+//! Every enabled stream has its own series wherever a figure is per stream, so a
 //! stalled stream shows beside a healthy one. Request metrics are the client's: all streams
 //! share one client and one rate limiter.
 
@@ -157,7 +157,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics with the series of the default streams made visible from the start.
     pub fn new() -> Self {
+        Self::for_streams(Stream::DEFAULT)
+    }
+
+    /// Metrics with every per-stream series of `streams` made visible from the start.
+    pub fn for_streams(streams: &[Stream]) -> Self {
         let mut registry = Registry::with_prefix("oms_sync");
         let passes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -217,7 +223,7 @@ impl Metrics {
         );
         // Make both outcomes visible from the start, so `rate()` and alerts see a zero; and
         // each stream's last success, so a stream that never succeeds reads as 0, not absent.
-        for stream in Stream::ALL.iter().map(|s| s.name()) {
+        for stream in streams.iter().map(|s| s.name()) {
             let _ = last_success.get_or_create(&StreamLabels { stream });
             let _ = reconcile_done.get_or_create(&StreamLabels { stream });
             let _ = reconcile_ranges.get_or_create(&StreamLabels { stream });

@@ -20,6 +20,8 @@ pub struct Reconciler {
     every: Duration,
     /// Absent: never (`sync.reconcile_every = "0s"`).
     due: BTreeMap<&'static str, Instant>,
+    /// The enabled streams.
+    streams: Vec<Stream>,
 }
 
 impl Reconciler {
@@ -28,17 +30,21 @@ impl Reconciler {
         Reconciler {
             every: Duration::ZERO,
             due: BTreeMap::new(),
+            streams: Stream::DEFAULT.to_vec(),
         }
     }
 
-    /// The schedule from what `report` (the warehouse at start) says; without a report (it
-    /// could not be read), the first reconciliation is `every` from now.
-    pub fn new(every: Duration, report: Option<&Report>) -> Self {
+    /// The schedule of `streams` from what `report` (the warehouse at start) says; without a
+    /// report (it could not be read), the first reconciliation is `every` from now.
+    pub fn new(every: Duration, report: Option<&Report>, streams: &[Stream]) -> Self {
         if every.is_zero() {
-            return Self::off();
+            return Reconciler {
+                streams: streams.to_vec(),
+                ..Self::off()
+            };
         }
         let now = Instant::now();
-        let due = Stream::ALL
+        let due = streams
             .iter()
             .map(|stream| {
                 let s = report.and_then(|r| r.stream(stream.name()));
@@ -56,7 +62,11 @@ impl Reconciler {
                 (stream.name(), now + wait)
             })
             .collect();
-        Reconciler { every, due }
+        Reconciler {
+            every,
+            due,
+            streams: streams.to_vec(),
+        }
     }
 
     /// Whether `stream`'s reconciliation is due (or under way) at `now`.
@@ -81,7 +91,7 @@ impl Reconciler {
     /// One line per stream at start: when its reconciliation is due, or that it is off.
     pub fn log_schedule(&self) {
         let now = Instant::now();
-        for stream in Stream::ALL {
+        for stream in &self.streams {
             match self.due_in(*stream, now) {
                 None => tracing::info!(
                     stream = stream.name(),

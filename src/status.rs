@@ -160,12 +160,27 @@ pub fn read_stream(reader: &mut dyn Reader, stream: Stream) -> Result<Status, Wa
     Ok(from_snapshot(stream, snapshot))
 }
 
-/// Reads the status of every stream through `reader`.
+/// Reads the status of the streams the warehouse knows through `reader`: those that have run
+/// (a run, a checkpoint or rows), or customers alone in a warehouse where none has (what
+/// `sync.streams` runs by default). Streams never enabled stay out, so the totals' freshness
+/// is that of the streams in use.
 pub fn read(reader: &mut dyn Reader) -> Result<Report, WarehouseError> {
-    let streams = Stream::ALL
-        .iter()
-        .map(|s| read_stream(reader, *s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut streams = Vec::new();
+    for stream in Stream::ALL {
+        let snapshot = reader.snapshot(stream.name(), stream.table(), RECENT_RUNS)?;
+        let used = snapshot.first_run_at.is_some()
+            || snapshot.mark != Mark::Start
+            || snapshot.live + snapshot.deleted + snapshot.quarantined > 0;
+        if used {
+            streams.push(from_snapshot(*stream, snapshot));
+        }
+    }
+    if streams.is_empty() {
+        streams = Stream::DEFAULT
+            .iter()
+            .map(|s| read_stream(reader, *s))
+            .collect::<Result<Vec<_>, _>>()?;
+    }
     Ok(Report {
         warehouse: reader.location(),
         total: Total::of(&streams),

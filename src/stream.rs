@@ -1,22 +1,45 @@
 //! The streams oms-sync keeps in step, one per OMS resource. The daemon, `--once`, `--backfill`,
-//! `status`, `check` and the metrics walk [`Stream::ALL`] instead of naming a resource; adding a
-//! resource is one variant here and one file under `resource/`.
+//! `check` and the metrics walk the enabled streams (`sync.streams`, a subset of
+//! [`Stream::ALL`]) instead of naming a resource; adding a resource is one variant here and one
+//! file under `resource/`.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, ListQuery};
-use crate::resource::{Customers, Resource};
+use crate::resource::{CustomerAddresses, Customers, Resource, StockLocations};
 use crate::sync::{
     PassReport, Progress, SyncError, SyncOptions, backfill_pass, backfill_slice, incremental_pass,
 };
 use crate::warehouse::{RunKind, Warehouse};
 
 /// One stream: a resource and its checkpoint, run history and table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Customers,
+    StockLocations,
+    CustomerAddresses,
+}
+
+/// Runs `$body` with `$r` the resource type of `$stream`.
+macro_rules! with_resource {
+    ($stream:expr, $r:ident => $body:expr) => {
+        match $stream {
+            Stream::Customers => {
+                type $r = Customers;
+                $body
+            }
+            Stream::StockLocations => {
+                type $r = StockLocations;
+                $body
+            }
+            Stream::CustomerAddresses => {
+                type $r = CustomerAddresses;
+                $body
+            }
+        }
+    };
 }
 
 /// A warehouse that can store every stream (any [`Warehouse`] can).
@@ -25,35 +48,55 @@ impl<W: Warehouse + 'static> StreamWarehouse for W {}
 
 impl Stream {
     /// Every stream, in the order passes run.
-    pub const ALL: &'static [Stream] = &[Stream::Customers];
+    pub const ALL: &'static [Stream] = &[
+        Stream::Customers,
+        Stream::StockLocations,
+        Stream::CustomerAddresses,
+    ];
+
+    /// The streams run when `sync.streams` is not set: customers alone, as before there were
+    /// more.
+    pub const DEFAULT: &'static [Stream] = &[Stream::Customers];
+
+    /// The stream of this name (`sync.streams`, `--stream`).
+    pub fn from_name(name: &str) -> Option<Stream> {
+        Stream::ALL.iter().copied().find(|s| s.name() == name)
+    }
+
+    /// The valid names, for error messages: `customers, stock_locations, customer_addresses`.
+    pub fn names() -> String {
+        Stream::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Its resource's declaration: path, fields, the filters its endpoint is declared to
+    /// take.
+    pub fn spec(self) -> &'static crate::resource::Spec {
+        with_resource!(self, R => R::SPEC)
+    }
 
     /// The name of its checkpoint and runs (`sync_state.stream`, `sync_runs.stream`).
     pub fn name(self) -> &'static str {
-        match self {
-            Stream::Customers => Customers::NAME,
-        }
+        with_resource!(self, R => R::NAME)
     }
 
     /// Its warehouse table.
     pub fn table(self) -> &'static str {
-        match self {
-            Stream::Customers => Customers::TABLE,
-        }
+        with_resource!(self, R => R::TABLE)
     }
 
     /// Its OMS list endpoint, relative to `api.base_url`.
     pub fn path(self) -> &'static str {
-        match self {
-            Stream::Customers => Customers::PATH,
-        }
+        with_resource!(self, R => R::PATH)
     }
 
     /// One request for one record (`limit=1`) with `client`: proves the token may list this
     /// stream (what `check` runs for each stream).
     pub async fn probe(self, client: &ApiClient) -> Result<Probe, ApiError> {
-        match self {
-            Stream::Customers => probe::<Customers>(client).await,
-        }
+        with_resource!(self, R => probe::<R>(client).await)
     }
 
     /// One pass of this stream: incremental, or a backfill (resuming an unfinished one).
@@ -66,14 +109,12 @@ impl Stream {
         cancel: &CancellationToken,
         progress: Arc<dyn Progress>,
     ) -> (W, Result<PassReport, SyncError>) {
-        match (self, kind) {
-            (Stream::Customers, RunKind::Incremental) => {
-                incremental_pass::<Customers, W>(client, wh, opts, cancel, progress).await
+        with_resource!(self, R => match kind {
+            RunKind::Incremental => {
+                incremental_pass::<R, W>(client, wh, opts, cancel, progress).await
             }
-            (Stream::Customers, RunKind::Backfill) => {
-                backfill_pass::<Customers, W>(client, wh, opts, cancel, progress).await
-            }
-        }
+            RunKind::Backfill => backfill_pass::<R, W>(client, wh, opts, cancel, progress).await,
+        })
     }
 }
 
@@ -89,12 +130,9 @@ impl Stream {
         progress: Arc<dyn Progress>,
         until: tokio::time::Instant,
     ) -> (W, Result<PassReport, SyncError>) {
-        match self {
-            Stream::Customers => {
-                backfill_slice::<Customers, W>(client, wh, opts, cancel, progress, Some(until))
-                    .await
-            }
-        }
+        with_resource!(self, R => {
+            backfill_slice::<R, W>(client, wh, opts, cancel, progress, Some(until)).await
+        })
     }
 }
 

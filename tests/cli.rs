@@ -250,7 +250,7 @@ async fn demo_exits_0() {
 }
 
 /// `demo | head -3`: a reader that stops early does not leave a half-built warehouse; the demo
-/// finishes it (all four passes recorded) and ends quietly. Its counts agree with the story
+/// finishes it (all four passes of each stream recorded) and ends quietly. Its counts agree with the story
 /// it tells, and its suggested queries open the file read-only.
 #[test]
 fn demo_into_a_closed_pipe_still_finishes_its_warehouse() {
@@ -284,7 +284,7 @@ fn demo_into_a_closed_pipe_still_finishes_its_warehouse() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(runs, 4, "all four passes finished");
+    assert_eq!(runs, 4 * 3, "all four passes of the three streams finished");
     let deleted: i64 = c
         .query_row(
             "SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL",
@@ -505,10 +505,10 @@ async fn status_works_without_the_token() {
 }
 
 /// `status --json` is one object: the warehouse, a total over every stream and each stream of
-/// `Stream::ALL` by name. Before any pass succeeded the freshness fields are null.
+/// `Stream::DEFAULT` (the streams a default config runs) by name. Before any pass succeeded the freshness fields are null.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_reports_every_stream_and_their_total() {
-    let names: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
+    let names: Vec<&str> = Stream::DEFAULT.iter().map(|s| s.name()).collect();
     let status = |cfg: PathBuf| async move {
         let r = run(args(&cfg, &["status", "--json"]), vec![]).await;
         assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -540,7 +540,7 @@ async fn status_json_reports_every_stream_and_their_total() {
     let mut sorted = names.clone();
     sorted.sort_unstable();
     assert_eq!(streams_of(&v), sorted);
-    for stream in Stream::ALL {
+    for stream in Stream::DEFAULT {
         let s = &v["streams"][stream.name()];
         assert_eq!(s["stream"], stream.name(), "{s}");
         assert_eq!(s["table"], stream.table(), "{s}");
@@ -587,11 +587,14 @@ async fn status_json_reports_every_stream_and_their_total() {
     // For people: one block per stream, each naming its stream and table.
     let r = run(args(&cfg, &["status"]), vec![]).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    for stream in Stream::ALL {
+    for stream in Stream::DEFAULT {
         let head = format!("stream      {} (table {})", stream.name(), stream.table());
         assert_eq!(r.stdout.matches(&head).count(), 1, "{}", r.stdout);
     }
-    assert_eq!(r.stdout.matches("checkpoint  ").count(), Stream::ALL.len());
+    assert_eq!(
+        r.stdout.matches("checkpoint  ").count(),
+        Stream::DEFAULT.len()
+    );
 }
 
 // ---- Issue 11: operator-facing defects, each through the real binary ----
@@ -923,14 +926,14 @@ async fn check_passes_every_step_against_a_healthy_setup() {
     }
     // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request per
     // stream, each on its own `auth` line naming the stream and its endpoint.
-    assert_eq!(oms.total_requests(), 1 + Stream::ALL.len() as u64);
+    assert_eq!(oms.total_requests(), 1 + Stream::DEFAULT.len() as u64);
     let auth: Vec<&str> = r
         .stdout
         .lines()
         .filter(|l| l.split_whitespace().nth(1) == Some("auth"))
         .collect();
-    assert_eq!(auth.len(), Stream::ALL.len(), "{}", r.stdout);
-    for (line, stream) in auth.iter().zip(Stream::ALL) {
+    assert_eq!(auth.len(), Stream::DEFAULT.len(), "{}", r.stdout);
+    for (line, stream) in auth.iter().zip(Stream::DEFAULT) {
         let says = format!("may list {} (GET {} ", stream.name(), stream.path());
         assert!(line.starts_with("ok") && line.contains(&says), "{line}");
     }

@@ -94,7 +94,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), Failure> {
     // One `auth` step per stream: a token may be allowed one endpoint and not another, so
     // every stream is asked even when an earlier one is refused.
     let client = ok.then(|| auth_client(&cfg));
-    for stream in Stream::ALL {
+    for stream in &cfg.sync.streams {
         let outcome = match &client {
             None => Outcome::Skipped,
             Some(Err(e)) => Outcome::Failed(ExitKind::Other, e.to_string()),

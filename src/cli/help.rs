@@ -54,6 +54,11 @@ pub fn main_keys() -> Vec<(&'static str, String, &'static str)> {
             "how long sync_runs keeps a run; \"0s\": forever",
         ),
         (
+            "sync.streams",
+            "[\"customers\"]".into(),
+            "streams to sync: customers, stock_locations, customer_addresses",
+        ),
+        (
             "api.page_size",
             DEFAULT_PAGE_SIZE.to_string(),
             "rows per request",

@@ -39,13 +39,17 @@ pub struct Cli {
     /// Configuration file (TOML); OMS_SYNC__SECTION__KEY environment variables override it.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Run one incremental pass and exit.
+    /// Run one incremental pass of every stream of sync.streams and exit (with the first
+    /// failure's exit code, after trying them all).
     #[arg(long, conflicts_with = "backfill")]
     pub once: bool,
-    /// Run one full pass by id (resuming an unfinished one), mark customers the API no longer
-    /// lists as deleted, and exit.
+    /// Run one full pass by id of every stream (resuming an unfinished one), mark records the
+    /// API no longer lists as deleted, and exit.
     #[arg(long)]
     pub backfill: bool,
+    /// With --backfill: only this stream (customers, stock_locations or customer_addresses).
+    #[arg(long, value_name = "NAME", requires = "backfill", value_parser = parse_stream)]
+    pub stream: Option<Stream>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -85,6 +89,16 @@ pub enum Command {
     /// Write the man page and shell completions into DIR (used to build the package).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+}
+
+/// `--stream NAME`: a known stream, or an error listing them.
+fn parse_stream(name: &str) -> Result<Stream, String> {
+    Stream::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown stream {name:?}; the streams are: {}",
+            Stream::names()
+        )
+    })
 }
 
 impl Cli {
@@ -222,7 +236,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             })?;
             init_logging(&cfg.log);
             let mode = if cli.backfill {
-                Mode::Backfill
+                Mode::Backfill(cli.stream)
             } else if cli.once {
                 Mode::Once
             } else {
@@ -241,7 +255,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 pub enum Mode {
     Daemon,
     Once,
-    Backfill,
+    /// Every enabled stream, or the one named by `--stream`.
+    Backfill(Option<Stream>),
 }
 
 /// Opens the configured warehouse for writing off the async workers.
@@ -261,9 +276,9 @@ pub async fn open_warehouse(cfg: &WarehouseConfig) -> Result<AnyWarehouse, Failu
 /// Runs the daemon, one pass or a backfill with an already loaded config.
 pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> Result<(), Failure> {
     let client = ApiClient::new(&cfg.api).map_err(|e| Failure::new(ExitKind::Other, e))?;
-    let mut wh = match open_warehouse(&cfg.warehouse).await {
+    let wh = match open_warehouse(&cfg.warehouse).await {
         Ok(wh) => wh,
-        Err(f) if mode == Mode::Backfill => return Err(backfill_while_locked(f, cfg)),
+        Err(f) if matches!(mode, Mode::Backfill(_)) => return Err(backfill_while_locked(f, cfg)),
         Err(f) => return Err(f),
     };
     let opts = SyncOptions::from_config(cfg);
@@ -274,7 +289,7 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
         mode = ?mode,
         interval = %humantime::format_duration(cfg.sync.interval),
         lookback = %humantime::format_duration(cfg.sync.lookback),
-        streams = %Stream::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
+        streams = %cfg.sync.streams.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
         "oms-sync starting"
     );
     match mode {
@@ -284,39 +299,64 @@ pub async fn run_mode(cfg: &Config, mode: Mode, cancel: &CancellationToken) -> R
                 options: opts,
                 reconcile_every: cfg.sync.reconcile_every,
                 keep_runs: cfg.sync.keep_runs,
+                streams: cfg.sync.streams.clone(),
             };
             Ok(daemon::serve(cfg, client, wh, &schedule, cancel).await?)
         }
-        Mode::Once => {
-            for stream in Stream::ALL {
-                let (back, r) = stream
-                    .pass(
-                        RunKind::Incremental,
-                        &client,
-                        wh,
-                        &opts,
-                        cancel,
-                        Arc::new(NoProgress),
-                    )
-                    .await;
-                wh = back;
-                daemon::log_pass(&r?);
+        Mode::Once | Mode::Backfill(_) => {
+            let (kind, streams) = match mode {
+                Mode::Backfill(Some(one)) => (RunKind::Backfill, vec![one]),
+                Mode::Backfill(None) => (RunKind::Backfill, cfg.sync.streams.clone()),
+                _ => (RunKind::Incremental, cfg.sync.streams.clone()),
+            };
+            let progress = |_| -> Arc<dyn Progress> {
+                match kind {
+                    RunKind::Backfill => Arc::new(crate::progress::BackfillProgress::new()),
+                    RunKind::Incremental => Arc::new(NoProgress),
+                }
+            };
+            let (wh, outcomes) = crate::tick::run_all(
+                &streams,
+                kind,
+                &client,
+                wh,
+                &opts,
+                cancel,
+                &progress,
+                &mut |stream, r| match r {
+                    Ok(report) => crate::tick::log_pass(report),
+                    Err(e) if streams.len() > 1 => crate::tick::log_failure(stream, kind, e, 1),
+                    Err(_) => {}
+                },
+            )
+            .await;
+            if outcomes.iter().all(|(_, r)| r.is_ok()) {
+                forget_old_runs(wh, cfg).await;
             }
-            forget_old_runs(wh, cfg).await;
-            Ok(())
+            first_failure(outcomes, streams.len())
         }
-        Mode::Backfill => {
-            for stream in Stream::ALL {
-                let progress: Arc<dyn Progress> =
-                    Arc::new(crate::progress::BackfillProgress::new());
-                let (back, r) = stream
-                    .pass(RunKind::Backfill, &client, wh, &opts, cancel, progress)
-                    .await;
-                wh = back;
-                daemon::log_pass(&r?);
-            }
-            forget_old_runs(wh, cfg).await;
-            Ok(())
+    }
+}
+
+/// The first failed stream's failure (its exit code), named by stream when several ran; the
+/// others were tried all the same and logged their own.
+fn first_failure(outcomes: Vec<crate::tick::Outcome>, ran: usize) -> Result<(), Failure> {
+    let failed = outcomes.iter().filter(|(_, r)| r.is_err()).count();
+    match outcomes
+        .into_iter()
+        .find_map(|(s, r)| r.err().map(|e| (s, e)))
+    {
+        None => Ok(()),
+        Some((_, e)) if ran == 1 => Err(Failure::from(e)),
+        Some((stream, e)) => {
+            let f = Failure::from(e);
+            Err(Failure {
+                kind: f.kind,
+                error: f.error.context(format!(
+                    "stream {} failed ({failed} of {ran} streams failed; the others ran)",
+                    stream.name()
+                )),
+            })
         }
     }
 }

@@ -231,6 +231,9 @@ pub struct SyncConfig {
     /// How long `sync_runs` keeps a run (the rows `status` and the scheduler read are kept
     /// whatever their age); zero: forever.
     pub keep_runs: Duration,
+    /// The streams every tick, `--once` and `--backfill` run, in this order (`sync.streams`;
+    /// default customers alone).
+    pub streams: Vec<crate::stream::Stream>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

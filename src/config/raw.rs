@@ -67,6 +67,7 @@ pub(super) struct RawSync {
     pub lookback: Option<String>,
     pub reconcile_every: Option<String>,
     pub keep_runs: Option<String>,
+    pub streams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +105,10 @@ pub(super) fn raw_config(
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // OMS_SYNC__SYNC__STREAMS="customers,customer_addresses"; no other key is
+                // split (a token or URL may hold a comma).
+                .list_separator(",")
+                .with_list_parse_key("sync.streams")
                 .source(Some(env_map)),
         )
         .build()

@@ -55,6 +55,7 @@ mod basics {
                 c.sync.lookback,
                 c.sync.reconcile_every,
                 c.sync.keep_runs,
+                c.sync.streams,
             );
             let want = (
                 DEFAULT_PAGE_SIZE,
@@ -67,6 +68,7 @@ mod basics {
                 DEFAULT_LOOKBACK,
                 DEFAULT_RECONCILE_EVERY,
                 DEFAULT_KEEP_RUNS,
+                crate::stream::Stream::DEFAULT.to_vec(),
             );
             assert_eq!(got, want, "{name}");
         }
@@ -135,6 +137,50 @@ mod basics {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sync.reconcile_every"), "{e}");
+    }
+
+    /// `sync.streams`: customers alone by default; a list from the file or from one variable
+    /// (comma-separated, in order); an unknown or repeated name or an empty list is an error
+    /// naming the key, the value and the valid names.
+    #[test]
+    fn streams_are_chosen_by_name() {
+        use crate::stream::Stream;
+        assert_eq!(
+            load(MINIMAL, &[]).unwrap().sync.streams,
+            [Stream::Customers]
+        );
+        let file =
+            format!("{MINIMAL}\n[sync]\nstreams = [\"customer_addresses\", \"customers\"]\n");
+        assert_eq!(
+            load(&file, &[]).unwrap().sync.streams,
+            [Stream::CustomerAddresses, Stream::Customers]
+        );
+        let c = load(
+            MINIMAL,
+            &[(
+                "OMS_SYNC__SYNC__STREAMS",
+                "customers,stock_locations, customer_addresses",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.sync.streams, Stream::ALL);
+        // The token is not split on its comma.
+        let c = load(MINIMAL, &[("OMS_SYNC__API__TOKEN", "a,b")]).unwrap();
+        assert_eq!(c.api.token.expose(), "a,b");
+        let e = load(MINIMAL, &[("OMS_SYNC__SYNC__STREAMS", "customers,orders")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sync.streams"), "{e}");
+        assert!(e.contains("\"orders\""), "{e}");
+        assert!(
+            e.contains("customers, stock_locations, customer_addresses"),
+            "{e}"
+        );
+        let twice = format!("{MINIMAL}\n[sync]\nstreams = [\"customers\", \"customers\"]\n");
+        assert!(load(&twice, &[]).unwrap_err().to_string().contains("twice"));
+        let empty = format!("{MINIMAL}\n[sync]\nstreams = []\n");
+        let e = load(&empty, &[]).unwrap_err().to_string();
+        assert!(e.contains("sync.streams") && e.contains("empty"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{
     DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_MIN_DELAY, DEFAULT_TIMEOUT, LogConfig, LogFormat,
     MAX_CONCURRENCY, MAX_PAGE_SIZE, MetricsConfig, Secret, SyncConfig, WarehouseConfig, env_name,
 };
+use crate::stream::Stream;
 use crate::warehouse::postgres::PgConfig;
 
 /// Where the values came from, for errors that say where to fix them.
@@ -89,6 +90,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
         raw.sync.keep_runs.as_deref(),
         DEFAULT_KEEP_RUNS,
     )?;
+    let streams = validate_streams(raw.sync.streams)?;
     let level = validate_level(raw.log.level)?;
     let format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -119,10 +121,47 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
             lookback,
             reconcile_every,
             keep_runs,
+            streams,
         },
         log: LogConfig { level, format },
         metrics: MetricsConfig { listen },
     })
+}
+
+/// `sync.streams`: known names, each once, at least one.
+fn validate_streams(names: Option<Vec<String>>) -> Result<Vec<Stream>, ConfigError> {
+    let Some(names) = names else {
+        return Ok(Stream::DEFAULT.to_vec());
+    };
+    let mut streams = Vec::new();
+    for name in names.iter().map(|n| n.trim()) {
+        let stream = Stream::from_name(name).ok_or_else(|| {
+            ConfigError::invalid(
+                "sync.streams",
+                format!("names an unknown stream {name:?}"),
+                format!("use some of: {}", Stream::names()),
+            )
+        })?;
+        if streams.contains(&stream) {
+            return Err(ConfigError::invalid(
+                "sync.streams",
+                format!("names {name:?} twice"),
+                "list each stream once",
+            ));
+        }
+        streams.push(stream);
+    }
+    if streams.is_empty() {
+        return Err(ConfigError::invalid(
+            "sync.streams",
+            "is empty",
+            format!(
+                "list at least one of: {} (or leave the key out for customers)",
+                Stream::names()
+            ),
+        ));
+    }
+    Ok(streams)
 }
 
 /// A level, or a filter whose every directive ends in `=level`. A bare word that is not a

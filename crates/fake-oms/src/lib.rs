@@ -77,6 +77,8 @@
 //! - `reply`: error bodies (DRF detail, Django and load-balancer HTML), 429, gzip.
 //! - `resource`: the description of a route's records ([`Resource`], [`Field`], [`Kind`]).
 //! - `customers`: the customers' description ([`CUSTOMERS`]) and row ([`FakeCustomer`]).
+//! - `locations`: the stock locations' and customer addresses' descriptions
+//!   ([`STOCK_LOCATIONS`], [`CUSTOMER_ADDRESSES`]) and their realistic synthetic rows.
 //! - `record`: the rows of any other resource ([`Record`], [`FieldValue`]).
 //! - `store`: a route's rows and their indexes ([`Store`]), and what it asks of a row ([`Row`]).
 //! - `data`, `dates`: synthetic data and bulk changes, Django's datetimes.
@@ -89,6 +91,7 @@ mod dates;
 mod faults;
 mod json;
 mod links;
+mod locations;
 mod page;
 mod query;
 mod record;
@@ -116,6 +119,10 @@ pub use data::{
 };
 pub use dates::{format_drf_datetime, istanbul, parse_django_datetime, write_drf_datetime};
 pub use faults::Fault;
+pub use locations::{
+    CUSTOMER_ADDRESSES, CUSTOMER_ADDRESSES_PATH, STOCK_LOCATIONS, STOCK_LOCATIONS_PATH,
+    synthetic_customer_addresses, synthetic_stock_locations,
+};
 pub use record::{FieldValue, Record, SetError};
 pub use reply::lb_html;
 pub use resource::{Field, Kind, Resource};
@@ -166,6 +173,9 @@ pub struct Knobs {
     pub default_limit: usize,
     /// Every authenticated request gets 403.
     pub forbidden: bool,
+    /// Routes whose authenticated requests get 403 (a token without the permission for that
+    /// list), e.g. `CUSTOMER_ADDRESSES_PATH`; the other routes answer.
+    pub forbidden_paths: Vec<String>,
     /// Replaces `http://<Host header>` in `next`/`previous`, e.g. `"http://other.example:81"`.
     pub next_link_base: Option<String>,
     /// Writes datetimes in this offset instead of `Z` (same instant).
@@ -244,6 +254,7 @@ impl Default for Knobs {
             max_limit: 1000,
             default_limit: 20,
             forbidden: false,
+            forbidden_paths: Vec::new(),
             next_link_base: None,
             output_offset: None,
             naive_offset: istanbul(),

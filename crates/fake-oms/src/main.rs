@@ -1,21 +1,31 @@
-//! `fake-oms`: serves synthetic customers like Akinon OMS's customers list until Ctrl-C.
+//! `fake-oms`: serves synthetic customers, their addresses and the stock locations like Akinon
+//! OMS's list endpoints until Ctrl-C.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_oms::{FakeOms, FakeOmsConfig, synthetic_customers};
+use fake_oms::{
+    CUSTOMER_ADDRESSES, FakeOms, FakeOmsConfig, STOCK_LOCATIONS, Store,
+    synthetic_customer_addresses, synthetic_customers, synthetic_stock_locations,
+};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "fake-oms",
     version,
-    about = "A fake Akinon OMS customers endpoint with synthetic data"
+    about = "A fake Akinon OMS (customers, customer addresses, stock locations) with synthetic data"
 )]
 struct Args {
     /// Number of synthetic customers.
     #[arg(long, default_value_t = 1000)]
     customers: usize,
+    /// Addresses per customer, on average (about 1 to 2 times this many each).
+    #[arg(long, default_value_t = 2)]
+    addresses_per_customer: usize,
+    /// Number of synthetic stock locations (stores and warehouses).
+    #[arg(long, default_value_t = 60)]
+    stock_locations: usize,
     /// Port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -61,8 +71,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (0.0..=1.0).contains(&args.fault_rate),
         "--fault-rate must be between 0 and 1"
     );
-    let customers =
-        tokio::task::spawn_blocking(move || synthetic_customers(args.customers, args.seed)).await?;
+    let (n, per, locations, seed) = (
+        args.customers,
+        args.addresses_per_customer,
+        args.stock_locations,
+        args.seed,
+    );
+    let (customers, addresses, locations) = tokio::task::spawn_blocking(move || {
+        let customers = synthetic_customers(n, seed);
+        let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
+        let addresses = synthetic_customer_addresses(&ids, per, seed);
+        (
+            customers,
+            addresses,
+            synthetic_stock_locations(locations, seed),
+        )
+    })
+    .await?;
+    let served = (addresses.len(), locations.len());
     let config = FakeOmsConfig {
         token: args.token,
         max_limit: args.max_limit,
@@ -83,6 +109,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     };
+    oms.add_resource(Store::from_records(&STOCK_LOCATIONS, locations));
+    oms.add_resource(Store::from_records(&CUSTOMER_ADDRESSES, addresses));
     oms.knobs(|k| {
         k.random_fault_rate = args.fault_rate;
         k.record_requests = false;
@@ -92,8 +120,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         k.throttle_retry_after = !args.no_retry_after;
     });
     println!(
-        "fake-oms serving {} customers at {} token {}",
+        "fake-oms serving {} customers, {} customer addresses and {} stock locations at {} token {}",
         args.customers,
+        served.0,
+        served.1,
         oms.base_url(),
         oms.token()
     );

@@ -202,7 +202,7 @@ impl State {
         if let Err(detail) = authenticate(inc.authorization.as_deref(), &self.knobs.token) {
             return Reply::detail(401, detail).header(header::WWW_AUTHENTICATE, "Token");
         }
-        if self.knobs.forbidden {
+        if self.knobs.forbidden || self.knobs.forbidden_paths.contains(&inc.path) {
             return Reply::detail(403, "You do not have permission to perform this action.");
         }
         if inc.method != Method::GET && inc.method != Method::HEAD {
