@@ -1,8 +1,12 @@
 //! The throttle and the latency of the fake: what stands between a request's arrival and the
 //! application, as an API gateway and a remote network do. The throttle is DRF's
-//! `SimpleRateThrottle` (a sliding log: at most N requests in any one-second span, the rest get
-//! 429 with the wait until the oldest logged request leaves the window); the latency is a fixed
-//! delay plus uniform jitter, slept with tokio so that many requests wait at once.
+//! `SimpleRateThrottle` (`rest_framework/throttling.py`): a history of the arrival times of the
+//! requests it let through; one arriving when the history holds `num_requests` within the
+//! duration is refused (and not logged), and `wait()` is the remaining duration of the oldest
+//! divided by the requests still available plus one (one whenever a request is refused), or
+//! none when the history holds more than the limit (a limit lowered mid-window). A changed
+//! limit keeps the history, as DRF's cache does. The latency is a fixed delay plus uniform
+//! jitter, slept with tokio so that many requests wait at once.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,13 +37,15 @@ impl Throttle {
         }
     }
 
-    pub(super) fn limit(&self) -> u32 {
-        self.limit
+    /// A new rate for the same history (DRF reads the rate from the settings on each request
+    /// and the history from the cache, which a changed setting does not clear).
+    pub(super) fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
     }
 
-    /// Lets a request arriving at `now` through (`Ok`), or says how long until one would be
-    /// let through (`Err`, never zero).
-    pub(super) fn admit(&mut self, now: Instant) -> Result<(), Duration> {
+    /// Lets a request arriving at `now` through (`Ok`), or refuses it with DRF's `wait()`
+    /// (`Err(Some(..))`, never zero; `Err(None)` when the history holds more than the limit).
+    pub(super) fn admit(&mut self, now: Instant) -> Result<(), Option<Duration>> {
         while self
             .history
             .front()
@@ -51,11 +57,19 @@ impl Throttle {
             self.history.push_back(now);
             return Ok(());
         }
-        let wait = match self.history.front() {
+        let remaining = match self.history.front() {
             Some(&oldest) => WINDOW.saturating_sub(now.saturating_duration_since(oldest)),
             None => WINDOW, // limit 0: nothing is ever let through
         };
-        Err(wait.max(Duration::from_millis(1)))
+        // DRF: `available_requests = num_requests - len(history) + 1`, no wait when <= 0.
+        let available = i64::from(self.limit) - self.history.len() as i64 + 1;
+        let Ok(available) = u32::try_from(available) else {
+            return Err(None);
+        };
+        if available == 0 {
+            return Err(None);
+        }
+        Err(Some((remaining / available).max(Duration::from_millis(1))))
     }
 }
 
@@ -89,11 +103,8 @@ impl State {
             self.served += 1;
             return None;
         };
-        // A changed limit starts a fresh log, as a redeployed gateway would.
-        let th = match &mut self.throttle {
-            Some(th) if th.limit() == limit => th,
-            slot => slot.insert(Throttle::new(limit)),
-        };
+        let th = self.throttle.get_or_insert_with(|| Throttle::new(limit));
+        th.set_limit(limit);
         match th.admit(now) {
             Ok(()) => {
                 self.served += 1;
@@ -101,10 +112,11 @@ impl State {
             }
             Err(wait) => {
                 self.throttled += 1;
-                Some(if self.knobs.throttle_retry_after {
-                    throttled(&retry_after_secs(wait).to_string())
-                } else {
-                    throttled_without_retry_after()
+                Some(match wait {
+                    Some(wait) if self.knobs.throttle_retry_after => {
+                        throttled(&retry_after_secs(wait).to_string())
+                    }
+                    _ => throttled_without_retry_after(),
                 })
             }
         }
@@ -128,18 +140,40 @@ mod tests {
         assert_eq!(th.admit(t0 + ms(100)), Ok(()));
         assert_eq!(th.admit(t0 + ms(200)), Ok(()));
         // The 4th within the second waits until the first leaves the window.
-        assert_eq!(th.admit(t0 + ms(300)), Err(ms(700)));
-        assert_eq!(th.admit(t0 + ms(999)), Err(ms(1)));
+        assert_eq!(th.admit(t0 + ms(300)), Err(Some(ms(700))));
+        assert_eq!(th.admit(t0 + ms(999)), Err(Some(ms(1))));
         assert_eq!(th.admit(t0 + ms(1000)), Ok(()));
         // Sliding, not fixed: the second and third still count at 1.05 s.
-        assert_eq!(th.admit(t0 + ms(1050)), Err(ms(50)));
+        assert_eq!(th.admit(t0 + ms(1050)), Err(Some(ms(50))));
         assert_eq!(th.admit(t0 + ms(1100)), Ok(()));
+    }
+
+    /// DRF keeps the history when the rate changes: a lowered limit refuses until the history
+    /// has drained below it, with no wait while it holds more than the limit; a raised one
+    /// lets the next requests through at once.
+    #[test]
+    fn a_changed_limit_keeps_the_history_as_drf_does() {
+        let t0 = Instant::now();
+        let mut th = Throttle::new(4);
+        for i in 0..4 {
+            assert_eq!(th.admit(t0 + ms(100 * i)), Ok(()));
+        }
+        th.set_limit(2);
+        // 4 logged, limit 2: available = 2 - 4 + 1 < 1, DRF's wait() is None.
+        assert_eq!(th.admit(t0 + ms(500)), Err(None));
+        // At 1.15 s the first two have left: 2 logged, available 1, wait = the oldest's rest.
+        assert_eq!(th.admit(t0 + ms(1150)), Err(Some(ms(50))));
+        assert_eq!(th.admit(t0 + ms(1200)), Ok(()));
+        th.set_limit(6);
+        // 3 logged under a limit of 6: let through without waiting for the window.
+        assert_eq!(th.admit(t0 + ms(1210)), Ok(()));
+        assert_eq!(th.admit(t0 + ms(1220)), Ok(()));
     }
 
     #[test]
     fn limit_zero_refuses_everything() {
         let mut th = Throttle::new(0);
-        assert_eq!(th.admit(Instant::now()), Err(WINDOW));
+        assert_eq!(th.admit(Instant::now()), Err(Some(WINDOW)));
     }
 
     #[test]
