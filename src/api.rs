@@ -5,8 +5,9 @@
 //! Transient faults (timeouts, resets, 5xx, 429, cut or non-JSON bodies) are retried with
 //! jittered exponential backoff capped at `api.retry_max_delay` ([`backoff`], driven by
 //! [`backon`]), honouring `Retry-After`; 400/401/403 are not.
-//! Every attempt first passes the client's shared [`RateLimiter`] (`limit`), which backs all
-//! ranges off together on a 429.
+//! Every attempt first passes the client's shared [`RateLimiter`] (`limit`), which learns a
+//! throttling server's limit from its 429s and spaces every range under it; a 429 waits no
+//! longer than the limiter holds every request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ mod error;
 mod limit;
 pub use backoff::RetryBackoff;
 pub use error::{ApiError, endpoint_of, root_cause, transport_error};
-pub use limit::{Outcome, Permit, RateLimiter};
+pub use limit::{Outcome, Permit, RateLimiter, throttle_hint};
 
 /// Longest `Retry-After` we obey; a server asking for more is treated as down for now.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -257,9 +258,15 @@ impl ApiClient {
         .retry(self.backoff)
         .when(ApiError::is_retryable)
         // Retry-After replaces the backoff delay but never extends the budget: `dur` is None
-        // once the retries are spent, and then so is the answer.
+        // once the retries are spent, and then so is the answer. A throttled request waits
+        // no longer than the shared limiter holds every request: from its own count of the
+        // server's window it knows when the window frees, which a throttle's whole-second
+        // Retry-After rounds up (with nothing to count it holds them for the Retry-After).
         .adjust(|err, dur| {
             dur.map(|d| match err.retry_after() {
+                Some(ra) if ra <= MAX_RETRY_AFTER && err.is_throttled() => {
+                    ra.min(self.limiter.held_for())
+                }
                 Some(ra) if ra <= MAX_RETRY_AFTER => ra,
                 _ => d,
             })
@@ -304,7 +311,6 @@ impl ApiClient {
         url: &Url,
         query: &ListQuery,
     ) -> Result<Page<R::Record>, ApiError> {
-        let permit = self.limiter.acquire().await;
         let shown = display_url(url, query);
         let mut auth =
             HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
@@ -315,6 +321,7 @@ impl ApiClient {
                 }
             })?;
         auth.set_sensitive(true);
+        let permit = self.limiter.acquire().await;
         let started = Instant::now();
         let sent = self
             .http
@@ -327,6 +334,7 @@ impl ApiClient {
             Ok(r) => r,
             Err(e) => {
                 self.observe(None, started);
+                self.limiter.observe(permit, Outcome::Unanswered);
                 return Err(transport_error(&e, shown, endpoint_of(url)));
             }
         };
@@ -345,9 +353,15 @@ impl ApiClient {
         let body = resp.bytes().await;
         self.observe(Some(status.as_u16()), started);
         if status == StatusCode::TOO_MANY_REQUESTS {
+            // A gateway may drop the header and keep DRF's body, which says the same.
+            let retry_after = retry_after.or_else(|| {
+                body.as_ref()
+                    .ok()
+                    .and_then(|b| throttle_hint(&detail_of(b)))
+            });
             self.limiter
                 .observe(permit, Outcome::Throttled { retry_after });
-        } else if status.is_success() && body.is_ok() {
+        } else {
             self.limiter.observe(permit, Outcome::Served);
         }
         let body = body.map_err(|e| ApiError::Transport {
@@ -362,6 +376,11 @@ impl ApiClient {
             });
         }
         let code = status.as_u16();
+        let retry_after = retry_after.or_else(|| {
+            (status == StatusCode::TOO_MANY_REQUESTS)
+                .then(|| throttle_hint(&detail_of(&body)))
+                .flatten()
+        });
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ApiError::Auth {
                 status: code,

@@ -107,6 +107,11 @@ impl ApiError {
         }
     }
 
+    /// A 429.
+    pub(super) fn is_throttled(&self) -> bool {
+        matches!(self, ApiError::Status { status: 429, .. })
+    }
+
     pub(super) fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
