@@ -7,6 +7,7 @@
 //! cargo bench --bench remote -- --n 50000 --latency 50
 //! cargo bench --bench remote -- --full                # concurrency 1 and 2 at N too (~8 min more)
 //! cargo bench --bench remote -- --latency 50 --gap     # ids with a gap (see below)
+//! cargo bench --bench remote -- --throttle 20,40       # a throttled OMS (see below)
 //! ```
 //!
 //! Settings (argument, else environment, else default):
@@ -19,6 +20,13 @@
 //! - `--gap` / `OMS_REMOTE_GAP=1`: the newest 1% of customers get ids 1,000,000,000 higher, as
 //!   a later block of ids (an import, a sequence moved on) leaves them: an even split of the
 //!   id span would put 99% of the customers in the first range.
+//!
+//! - `--throttle RATE[,RATE...]` / `OMS_REMOTE_THROTTLE`: instead of the above, backfills at
+//!   concurrency 8 against the fake's DRF-style throttle of RATE requests/s (N defaults to
+//!   30,000 here, latency to its first value), each rate four times: with and without
+//!   `Retry-After`, steady and with the rate halved a third of the way through the bound and
+//!   restored at two thirds. It prints wall ÷ bound (pages ÷ rate; 7/6 of it with the change)
+//!   and the share of requests answered 429.
 //!
 //! For each run it prints wall time, requests the server answered, rows/s, the child's peak
 //! RSS (`VmHWM`, see `common::child_backfill`), and the sequential bound: requests × mean
@@ -43,6 +51,7 @@ struct Settings {
     jitter: u64,
     full: bool,
     gap: bool,
+    throttle: Vec<u32>,
 }
 
 /// How far `--gap` moves the newest 1% of ids.
@@ -61,7 +70,11 @@ fn settings() -> Settings {
         let v = v.replace(['_', ','], "");
         v.parse().unwrap_or_else(|_| panic!("not a number: {v}"))
     };
-    let n = get("--n", "OMS_REMOTE_N").map_or(200_000, |v| num(&v) as usize);
+    let throttle: Vec<u32> = get("--throttle", "OMS_REMOTE_THROTTLE").map_or(vec![], |v| {
+        v.split(',').map(|x| num(x.trim()) as u32).collect()
+    });
+    let default_n = if throttle.is_empty() { 200_000 } else { 30_000 };
+    let n = get("--n", "OMS_REMOTE_N").map_or(default_n, |v| num(&v) as usize);
     let latencies = get("--latency", "OMS_REMOTE_LATENCY").map_or(vec![50, 150], |v| {
         v.split(',').map(|x| num(x.trim())).collect()
     });
@@ -76,6 +89,7 @@ fn settings() -> Settings {
         jitter,
         full,
         gap,
+        throttle,
     }
 }
 
@@ -88,7 +102,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(run(s));
+    if s.throttle.is_empty() {
+        rt.block_on(run(s));
+    } else {
+        rt.block_on(run_throttled(s));
+    }
 }
 
 async fn server(n: usize, latency: Duration, jitter: Duration, gap: bool) -> FakeOms {
@@ -177,5 +195,74 @@ async fn run(s: Settings) {
             small.shutdown().await;
         }
         full.shutdown().await;
+    }
+}
+
+/// Backfills at concurrency 8 against a throttled server (see the module docs).
+async fn run_throttled(s: Settings) {
+    const CONC: u32 = 8;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let latency = Duration::from_millis(s.latencies.first().copied().unwrap_or(50));
+    let jitter = Duration::from_millis(s.jitter);
+    let pages = s.n.div_ceil(PAGE as usize);
+    println!(
+        "oms-sync throttled backfill benchmark: N = {} customers ({} pages of {PAGE}), concurrency {CONC}, latency {} ms, jitter {} ms, {} CPUs",
+        rate(s.n as f64),
+        rate(pages as f64),
+        latency.as_millis(),
+        s.jitter,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+    );
+    println!(
+        "\n| throttle | Retry-After | rate change | wall | bound | wall / bound | served | 429 | 429 share |\n|---:|---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    // Shared with the task that changes the rate mid-run.
+    let oms = std::sync::Arc::new(server(s.n, latency, jitter, s.gap).await);
+    for &per_second in &s.throttle {
+        for change in [false, true] {
+            for retry_after in [true, false] {
+                oms.knobs(|k| {
+                    k.throttle_per_second = Some(per_second);
+                    k.throttle_retry_after = retry_after;
+                });
+                // A fresh server history: the last run's requests must not count in this one.
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                oms.clear_requests();
+                let steady = pages as f64 / f64::from(per_second);
+                let changer = change.then(|| {
+                    let oms = oms.clone();
+                    tokio::spawn(async move {
+                        let third = Duration::from_secs_f64(steady / 3.0);
+                        tokio::time::sleep(third).await;
+                        oms.knobs(|k| k.throttle_per_second = Some((per_second / 2).max(1)));
+                        tokio::time::sleep(third).await;
+                        oms.knobs(|k| k.throttle_per_second = Some(per_second));
+                    })
+                });
+                let run = child_backfill(&oms, dir.path(), PAGE, CONC).await;
+                if let Some(h) = changer {
+                    h.abort();
+                }
+                // A third at the rate, a third at half of it, the rest (half the pages) at it.
+                let bound = if change { steady * 7.0 / 6.0 } else { steady };
+                let (served, throttled) = (oms.served_count(), oms.throttled_count());
+                println!(
+                    "| {per_second}/s | {} | {} | {} | {} | {:.3} | {served} | {throttled} | {:.1}% |",
+                    if retry_after { "yes" } else { "no" },
+                    if change {
+                        "halved at 1/3, back at 2/3"
+                    } else {
+                        "none"
+                    },
+                    secs(run.wall),
+                    secs(bound),
+                    run.wall / bound,
+                    100.0 * throttled as f64 / (served + throttled) as f64,
+                );
+            }
+        }
+    }
+    if let Ok(oms) = std::sync::Arc::try_unwrap(oms) {
+        oms.shutdown().await;
     }
 }
