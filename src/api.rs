@@ -25,9 +25,11 @@ use crate::resource::{BadRecord, Keyed, Resource};
 mod backoff;
 mod error;
 mod limit;
+mod options;
 pub use backoff::RetryBackoff;
 pub use error::{ApiError, endpoint_of, root_cause, transport_error};
 pub use limit::{Outcome, Permit, RateLimiter, throttle_hint};
+pub use options::OptionsAnswer;
 
 /// Longest `Retry-After` we obey; a server asking for more is treated as down for now.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -312,15 +314,7 @@ impl ApiClient {
         query: &ListQuery,
     ) -> Result<Page<R::Record>, ApiError> {
         let shown = display_url(url, query);
-        let mut auth =
-            HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
-                ApiError::Auth {
-                    status: 0,
-                    url: shown.clone(),
-                    detail: "the token contains characters not allowed in a header".into(),
-                }
-            })?;
-        auth.set_sensitive(true);
+        let auth = self.auth_header(&shown)?;
         let permit = self.limiter.acquire().await;
         let started = Instant::now();
         let sent = self
@@ -409,6 +403,20 @@ impl ApiClient {
                 retry_after,
             },
         })
+    }
+
+    /// The `Authorization` header, marked sensitive so that it is never logged.
+    fn auth_header(&self, shown: &str) -> Result<HeaderValue, ApiError> {
+        let mut auth =
+            HeaderValue::from_str(&format!("Token {}", self.token.expose())).map_err(|_| {
+                ApiError::Auth {
+                    status: 0,
+                    url: shown.to_owned(),
+                    detail: "the token contains characters not allowed in a header".into(),
+                }
+            })?;
+        auth.set_sensitive(true);
+        Ok(auth)
     }
 
     fn observe(&self, status: Option<u16>, started: Instant) {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, ListQuery};
 use crate::resource::{CustomerAddresses, Customers, Resource, StockLocations};
+use crate::sync::verify::{Finding, verify};
 use crate::sync::{
     PassReport, Progress, SyncError, SyncOptions, backfill_pass, backfill_slice, incremental_pass,
 };
@@ -97,6 +98,12 @@ impl Stream {
     /// stream (what `check` runs for each stream).
     pub async fn probe(self, client: &ApiClient) -> Result<Probe, ApiError> {
         with_resource!(self, R => probe::<R>(client).await)
+    }
+
+    /// Verifies the stream's endpoint: its `OPTIONS` and probes of the filters and sort the
+    /// sync relies on (what `check` reports; passes store theirs).
+    pub async fn verify(self, client: &ApiClient) -> Result<Finding, ApiError> {
+        with_resource!(self, R => verify::<R>(client).await)
     }
 
     /// One pass of this stream: incremental, or a backfill (resuming an unfinished one).

@@ -917,7 +917,15 @@ async fn check_passes_every_step_against_a_healthy_setup() {
     let cfg = config(dir.path(), &oms.base_url(), &oms.token(), "", "");
     let r = run(args(&cfg, &["check"]), vec![]).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    for step in ["config", "dns", "connect", "http", "auth", "warehouse"] {
+    for step in [
+        "config",
+        "dns",
+        "connect",
+        "http",
+        "auth",
+        "endpoint",
+        "warehouse",
+    ] {
         assert!(
             check_lines(&r.stdout, step).starts_with("ok"),
             "{}",
@@ -925,8 +933,12 @@ async fn check_passes_every_step_against_a_healthy_setup() {
         );
     }
     // An unauthenticated probe of `/` (TLS and HTTP), then one authenticated request per
-    // stream, each on its own `auth` line naming the stream and its endpoint.
-    assert_eq!(oms.total_requests(), 1 + Stream::DEFAULT.len() as u64);
+    // stream, each on its own `auth` line naming the stream and its endpoint, then each
+    // endpoint's verification.
+    assert_eq!(
+        oms.total_requests(),
+        1 + Stream::DEFAULT.len() as u64 * (1 + oms_sync::sync::verify::REQUESTS)
+    );
     let auth: Vec<&str> = r
         .stdout
         .lines()

@@ -184,3 +184,88 @@ async fn a_backfill_page_outside_its_id_range_fails_and_the_range_cursor_stays()
     );
     assert_eq!(snap.mark, Mark::Start, "a failed backfill moved the mark");
 }
+
+/// One `check` case: the parameter groups the endpoint ignores, the exit code, what its
+/// `endpoint` line says.
+type Case = (
+    &'static [&'static [&'static str]],
+    Option<i32>,
+    &'static [&'static str],
+);
+
+/// `check` verifies every endpoint (its `OPTIONS` and probes of the filters and sort a pass
+/// relies on) and fails the `endpoint` step, naming what is ignored, for each way an endpoint
+/// can ignore them; a healthy one passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_verifies_what_each_endpoint_honours() {
+    let cases: [Case; 5] = [
+        (
+            &[],
+            Some(0),
+            &[
+                "ok",
+                "customers: allows keyset",
+                "honours modified_date__gt, id__gt and sort",
+            ],
+        ),
+        (
+            &[MODIFIED_DATE_FILTERS],
+            Some(4),
+            &[
+                "FAILED",
+                "allows by_id",
+                "ignores modified_date__gt:",
+                "fix: ask the OMS vendor",
+            ],
+        ),
+        (
+            &[SORT],
+            Some(4),
+            &["FAILED", "allows by_id", "ignores sort:"],
+        ),
+        (
+            &[ID_FILTERS],
+            Some(4),
+            &["FAILED", "allows keyset", "ignores id__gt:", "a backfill"],
+        ),
+        (
+            &[MODIFIED_DATE_FILTERS, ID_FILTERS],
+            Some(4),
+            &[
+                "FAILED",
+                "allows refused",
+                "ignores modified_date__gt, id__gt:",
+            ],
+        ),
+    ];
+    for (ignored, code, wants) in cases {
+        // Dates fall as ids rise: an endpoint that ignores `sort` cannot hide it.
+        let oms = common::fake(customers(120, true)).await;
+        oms.knobs(|k| ignored.iter().for_each(|p| k.ignore(CUSTOMERS_PATH, p)));
+        let wh = TestWarehouse::sqlite();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = config(dir.path(), &oms, &wh);
+        let r = oms_sync(&cfg, &["check"]).await;
+        assert_eq!(r.code, code, "{ignored:?}\n{}\n{}", r.stdout, r.stderr);
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("endpoint"))
+            .unwrap_or_else(|| panic!("no endpoint step:\n{}", r.stdout));
+        for want in wants {
+            assert!(line.contains(want), "{ignored:?}: {want:?} in {line:?}");
+        }
+        assert!(
+            !line.contains("not declared") && !line.contains("WARNING"),
+            "{line}"
+        );
+        assert_eq!(
+            oms.requests()
+                .iter()
+                .filter(|q| q.method == "OPTIONS")
+                .count(),
+            1,
+            "one OPTIONS per stream"
+        );
+    }
+}

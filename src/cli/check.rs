@@ -1,6 +1,8 @@
 //! `oms-sync check`: the first command an operator runs, and an `ExecStartPre=` candidate.
 //! It validates the config, resolves the API host, connects (TCP, then TLS and HTTP), makes one
-//! authenticated `limit=1` request per stream, and opens the warehouse (lock, migrations, a write rolled
+//! authenticated `limit=1` request per stream, verifies what each stream's endpoint honours
+//! (its `OPTIONS` and probes of the filters and sort a pass relies on: [`crate::sync::verify`]),
+//! and opens the warehouse (lock, migrations, a write rolled
 //! back), printing each step as ok or FAILED with its fix. The exit code is the first failed
 //! step's kind ([`ExitKind`]); later API steps are skipped once one fails, the warehouse step
 //! always runs.
@@ -101,6 +103,14 @@ pub async fn run(config: Option<&Path>) -> Result<(), Failure> {
             Some(Ok(c)) => auth(c, *stream).await,
         };
         report.step("auth", outcome).map_err(io)?;
+    }
+    // Then what each endpoint honours (django-filter ignores what it does not declare).
+    for stream in &cfg.sync.streams {
+        let outcome = match &client {
+            Some(Ok(c)) if report.failed == 0 => endpoint(c, *stream).await,
+            _ => Outcome::Skipped,
+        };
+        report.step("endpoint", outcome).map_err(io)?;
     }
     let outcome = warehouse(&cfg.warehouse).await;
     report.step("warehouse", outcome).map_err(io)?;
@@ -289,6 +299,39 @@ async fn auth(client: &ApiClient, stream: Stream) -> Outcome {
             let kind = ExitKind::from(&e);
             Outcome::Failed(kind, format!("{}: {}", stream.name(), with_fix(&e)))
         }
+    }
+}
+
+/// Verifies what `stream`'s endpoint honours; anything a pass relies on that it ignores
+/// fails the step (the pass would fail at its page check).
+async fn endpoint(client: &ApiClient, stream: Stream) -> Outcome {
+    use crate::sync::verify::{Mode, Seen};
+    match stream.verify(client).await {
+        Ok(f) => {
+            let mut text = format!("{}: allows {}: {}", stream.name(), f.mode.as_str(), f.note);
+            if !f.undeclared_fields.is_empty() {
+                text.push_str(&format!(
+                    "; fields not declared (kept in extra): {}",
+                    f.undeclared_fields.join(", ")
+                ));
+            }
+            if !f.missing_fields.is_empty() {
+                text.push_str(&format!(
+                    "; WARNING: declared fields the endpoint no longer lists: {}",
+                    f.missing_fields.join(", ")
+                ));
+            }
+            let trusted = f.mode == Mode::Keyset && f.id_filter != Seen::Ignored;
+            if trusted {
+                Outcome::Ok(text)
+            } else {
+                Outcome::Failed(ExitKind::Api, text)
+            }
+        }
+        Err(e) => Outcome::Failed(
+            ExitKind::from(&e),
+            format!("{}: {}", stream.name(), with_fix(&e)),
+        ),
     }
 }
 

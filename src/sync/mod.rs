@@ -31,6 +31,7 @@ mod check;
 mod incremental;
 pub mod plan;
 pub mod retention;
+pub mod verify;
 mod writer;
 
 use std::sync::Arc;

@@ -47,7 +47,7 @@
 //! - Only the routes of the stores exist (customers' `CUSTOMERS_PATH` always; Django's HTML
 //!   404 elsewhere). Auth is DRF
 //!   `TokenAuthentication` (401 with `WWW-Authenticate: Token`), then the `forbidden` knob (403),
-//!   then methods other than GET/HEAD get 405.
+//!   then `OPTIONS` gets the route's DRF metadata (`options`), other methods than GET/HEAD 405.
 //! - `limit` (default 20; invalid/zero/negative → default; capped at `max_limit`), `page`
 //!   (default 1, `last` allowed; invalid or past the end → 404 `Invalid page.`).
 //! - Filters `id__gt/gte/lt/lte` (decimal numbers), `modified_date[__gt/gte/lt/lte]` (Django's
@@ -73,6 +73,7 @@
 //! - `query`: the request summary and the parsing of `limit`, `page`, `sort` and the filters.
 //! - `select`: filtering, ordering and the ids of one page.
 //! - `links`: DRF's `next` / `previous` URLs.
+//! - `options`: the `OPTIONS` answer (DRF metadata: fields and filters).
 //! - `json`: the page and customer JSON, written by hand as DRF renders it.
 //! - `reply`: error bodies (DRF detail, Django and load-balancer HTML), 429, gzip.
 //! - `resource`: the description of a route's records ([`Resource`], [`Field`], [`Kind`]).
@@ -92,6 +93,7 @@ mod faults;
 mod json;
 mod links;
 mod locations;
+mod options;
 mod page;
 mod query;
 mod record;

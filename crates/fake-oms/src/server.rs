@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 
 use super::auth::authenticate;
 use super::faults::{Mods, Pre};
+use super::options::options_reply;
 use super::page::PageCtx;
 use super::query::Incoming;
 use super::reply::{Reply, gzip, not_found_html, server_error};
@@ -204,6 +205,11 @@ impl State {
         }
         if self.knobs.forbidden || self.knobs.forbidden_paths.contains(&inc.path) {
             return Reply::detail(403, "You do not have permission to perform this action.");
+        }
+        if inc.method == Method::OPTIONS
+            && let Some(resource) = self.stores.resource(&inc.path)
+        {
+            return options_reply(resource, &self.knobs);
         }
         if inc.method != Method::GET && inc.method != Method::HEAD {
             return Reply::detail(405, &format!("Method \"{}\" not allowed.", inc.method));

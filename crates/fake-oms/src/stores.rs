@@ -10,6 +10,7 @@ use super::store::{Row, Store};
 /// A store as the server sees it: its route, and a page of it.
 trait Endpoint: Send {
     fn path(&self) -> &'static str;
+    fn resource(&self) -> &'static crate::Resource;
     fn serve(&mut self, cx: PageCtx<'_>) -> Reply;
     fn as_any(&mut self) -> &mut dyn Any;
 }
@@ -17,6 +18,10 @@ trait Endpoint: Send {
 impl<R: Row> Endpoint for Store<R> {
     fn path(&self) -> &'static str {
         self.resource().path
+    }
+
+    fn resource(&self) -> &'static crate::Resource {
+        Store::resource(self)
     }
 
     fn serve(&mut self, cx: PageCtx<'_>) -> Reply {
@@ -87,6 +92,15 @@ impl Stores {
             None if path == self.customers.resource().path => {
                 (&mut self.customers as &mut dyn Any).downcast_mut::<Store<R>>()
             }
+            None => None,
+        }
+    }
+
+    /// The description of the route at `path`, if one is served there.
+    pub(crate) fn resource(&self, path: &str) -> Option<&'static crate::Resource> {
+        match self.others.iter().find(|e| e.path() == path) {
+            Some(e) => Some(e.resource()),
+            None if path == self.customers.resource().path => Some(self.customers.resource()),
             None => None,
         }
     }

@@ -297,6 +297,59 @@ async fn ignored_filters_and_sort_are_dropped_silently() {
     assert!(!oms.knobs(|k| k.ignores("/other/", "sort")));
 }
 
+/// `OPTIONS` answers with DRF's metadata after the vendor's customers example: the wire
+/// fields in `actions.GET`, the declared filters in `filters`, without those the route ignores.
+#[tokio::test]
+async fn options_describes_fields_and_filters() {
+    let oms = start(simple(3)).await;
+    let options = || async {
+        let r = client()
+            .request(reqwest::Method::OPTIONS, oms.customers_url())
+            .header("Authorization", "Token test-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let filter_names = |v: &Value| -> Vec<String> {
+        v["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let v = options().await;
+    assert_eq!(v["name"], "list-simple");
+    let fields: Vec<&str> = v["actions"]["GET"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for f in ["id", "modified_date", "email", "channel"] {
+        assert!(fields.contains(&f), "{f} in {fields:?}");
+    }
+    let names = filter_names(&v);
+    for f in ["sort", "id", "modified_date", "channel_id"] {
+        assert!(names.iter().any(|n| n == f), "{f} in {names:?}");
+    }
+    oms.knobs(|k| k.ignore(CUSTOMERS_PATH, fake_oms::SORT));
+    oms.knobs(|k| k.ignore(CUSTOMERS_PATH, fake_oms::MODIFIED_DATE_FILTERS));
+    let names = filter_names(&options().await);
+    assert!(
+        !names.iter().any(|n| n == "sort" || n == "modified_date"),
+        "{names:?}"
+    );
+    let r = client()
+        .request(reqwest::Method::OPTIONS, oms.customers_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "OPTIONS needs the token too");
+}
+
 #[tokio::test]
 async fn modified_date_filters_and_offsets() {
     let oms = start(simple(10)).await;
