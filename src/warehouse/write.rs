@@ -5,7 +5,10 @@
 //!    marks deleted the rows of its id interval that it did not list (a range's last page, up
 //!    to the range's own upper bound), then moves its range's cursor or ends the range;
 //! 2. the records: upserted (never older, never a rewrite of the same content), each with its
-//!    outcome; a record stored releases its quarantined versions that are not newer;
+//!    outcome; a backfill page whose id interval holds no row at all (live or deleted), with
+//!    every record inside it and no id twice, can only insert: the backend may load it by its
+//!    fastest path ([`Dialect::insert_new`]), each record `Inserted`; a record stored
+//!    releases its quarantined versions that are not newer;
 //! 3. the bad records: quarantined (never dropped);
 //! 4. the change events of the batch go to the consumer, in the same transaction.
 //!
@@ -81,6 +84,20 @@ pub trait Dialect {
         now: &str,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<(), Self::Error>;
+    /// Whether no row of `spec`'s table, live or deleted, has an id in `(from, to]`. A backend
+    /// without a faster path for new rows says `false` (the default): it is never wrong.
+    fn interval_empty(&mut self, _spec: &Spec, _from: i64, _to: i64) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+    /// Stores `records`, which the caller proved new: no stored row has any of their ids and
+    /// no id repeats. The default is [`Dialect::upsert`].
+    fn insert_new<R: Resource>(
+        &mut self,
+        records: &[R::Record],
+        now: &str,
+    ) -> Result<(), Self::Error> {
+        self.upsert::<R>(records, now, &mut Vec::with_capacity(records.len()))
+    }
     /// The stored `modified_date` of each id of `ids` that has a row (`None` otherwise).
     fn stored_versions(
         &mut self,
@@ -154,6 +171,8 @@ pub fn apply_batches<R: Resource, D: Dialect>(
             ..RowStats::default()
         };
         deleted.clear();
+        // Whether every record is new (see step 2 in the module doc).
+        let mut fresh = false;
         // 1. The checkpoint first: deletion marking then sees only the rows stored before.
         match &batch.advance {
             Advance::Mark(mark) => tx.advance_mark(spec.name, mark)?,
@@ -163,14 +182,25 @@ pub fn apply_batches<R: Resource, D: Dialect>(
                     Some(t) => Some(*t),
                     None => tx.range_hi(spec.name, *range_no)?,
                 };
-                let listed: Vec<i64> = batch
-                    .records
-                    .iter()
-                    .map(Keyed::id)
-                    .chain(batch.bad.iter().filter_map(|b| b.id))
-                    .collect();
                 let upper = upper.unwrap_or(i64::MAX);
-                tx.mark_deleted(spec, *from, upper, &listed, now, &mut deleted)?;
+                let inside = batch.records.windows(2).all(|w| w[0].id() < w[1].id())
+                    && batch
+                        .records
+                        .iter()
+                        .all(|r| r.id() > *from && r.id() <= upper);
+                // An empty interval has nothing to mark deleted either.
+                fresh = !batch.records.is_empty()
+                    && inside
+                    && tx.interval_empty(spec, *from, upper)?;
+                if !fresh {
+                    let listed: Vec<i64> = batch
+                        .records
+                        .iter()
+                        .map(Keyed::id)
+                        .chain(batch.bad.iter().filter_map(|b| b.id))
+                        .collect();
+                    tx.mark_deleted(spec, *from, upper, &listed, now, &mut deleted)?;
+                }
                 // In id order, whatever order the backend found them in.
                 deleted.sort_unstable();
                 stats.deleted = deleted.len() as u64;
@@ -179,7 +209,7 @@ pub fn apply_batches<R: Resource, D: Dialect>(
         }
         // 2. The records, then what they release from quarantine.
         let wants_previous = consumer.as_ref().is_some_and(|c| c.wants_previous());
-        let previous = if wants_previous && !batch.records.is_empty() {
+        let previous = if wants_previous && !fresh && !batch.records.is_empty() {
             let ids: Vec<i64> = batch.records.iter().map(Keyed::id).collect();
             tx.stored_versions(spec, &ids)?
         } else {
@@ -187,8 +217,13 @@ pub fn apply_batches<R: Resource, D: Dialect>(
         };
         outcomes.clear();
         let mut released = 0;
-        if !batch.records.is_empty() {
+        if fresh {
+            tx.insert_new::<R>(&batch.records, now)?;
+            outcomes.resize(batch.records.len(), Outcome::Inserted);
+        } else if !batch.records.is_empty() {
             tx.upsert::<R>(&batch.records, now, &mut outcomes)?;
+        }
+        if !batch.records.is_empty() {
             for o in &outcomes {
                 match o {
                     Outcome::Inserted => stats.inserted += 1,

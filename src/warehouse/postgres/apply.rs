@@ -1,14 +1,15 @@
-//! The PostgreSQL dialect of the write core ([`crate::warehouse::write`]): the records' upsert
-//! as ONE statement over arrays (`INSERT … SELECT FROM unnest(…) ON CONFLICT … WHERE`, or
-//! binary COPY into staging then a merge), deletion marking as one `UPDATE`, the quarantine's
-//! release as one `DELETE … USING unnest`.
+//! The PostgreSQL dialect of the write core ([`crate::warehouse::write`]): a page proved new
+//! by binary COPY straight into the table ([`load`](super::load)); otherwise the records'
+//! upsert as ONE statement over arrays (`INSERT … SELECT FROM unnest(…) ON CONFLICT … WHERE`,
+//! or binary COPY into staging then a merge), deletion marking as one `UPDATE`, the
+//! quarantine's release as one `DELETE … USING unnest`.
 
 use std::collections::HashMap;
 
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 
-use super::copy;
+use super::{copy, load};
 use super::state::write_mark_if_greater;
 use chrono::{DateTime, Utc};
 
@@ -167,6 +168,8 @@ pub enum BulkPath {
 pub struct PgTx<'a, 'b> {
     tx: &'a mut Transaction<'b>,
     bulk: BulkPath,
+    /// Pages loaded by COPY straight into the table.
+    copied: u64,
 }
 
 impl Dialect for PgTx<'_, '_> {
@@ -274,6 +277,28 @@ impl Dialect for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn interval_empty(&mut self, spec: &Spec, from: i64, to: i64) -> Result<bool, postgres::Error> {
+        self.tx
+            .query_one(
+                &format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE id > $1 AND id <= $2)",
+                    spec.table
+                ),
+                &[&from, &to],
+            )?
+            .try_get(0)
+    }
+
+    fn insert_new<R: Resource>(
+        &mut self,
+        records: &[R::Record],
+        now: &str,
+    ) -> Result<(), postgres::Error> {
+        load::copy_new(&mut *self.tx, R::TABLE, records, now)?;
+        self.copied += 1;
+        Ok(())
+    }
+
     fn stored_versions(
         &mut self,
         spec: &Spec,
@@ -352,22 +377,30 @@ impl Dialect for PgTx<'_, '_> {
 }
 
 /// Applies `batches` in one transaction with the write core ([`write::apply_batches`]);
-/// `quarantined` is the warehouse's count of quarantined rows, kept current.
+/// `quarantined` is the warehouse's count of quarantined rows, kept current; `copied` counts
+/// the pages loaded by COPY straight into the table (once committed).
 pub(super) fn apply_batches<R: Resource>(
     client: &mut Client,
     bulk: BulkPath,
     quarantined: &mut i64,
+    copied: &mut u64,
     run: i64,
     batches: &[Batch<R::Record>],
     consumer: Option<&mut (dyn for<'a, 'b> Consumer<PgTx<'a, 'b>> + Send)>,
 ) -> Result<RowStats, postgres::Error> {
     let now = timefmt::now_canonical();
     let mut tx = client.transaction()?;
-    let mut d = PgTx { tx: &mut tx, bulk };
+    let mut d = PgTx {
+        tx: &mut tx,
+        bulk,
+        copied: 0,
+    };
     let consumer = consumer.map(|c| c as &mut dyn Consumer<PgTx<'_, '_>>);
     let (stats, count) =
         write::apply_batches::<R, _>(&mut d, *quarantined, run, batches, &now, consumer)?;
+    let pages = d.copied;
     tx.commit()?;
+    *copied += pages;
     if let Some(q) = count {
         *quarantined = q;
     }

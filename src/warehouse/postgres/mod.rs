@@ -12,14 +12,16 @@
 //! - [`tls`]: rustls per sslmode;
 //! - [`connect`]: connecting, lock, migrations, error kinds;
 //! - [`state`]: the mark, backfill ranges, secondary indexes;
-//! - [`apply`]: one batch with its checkpoint, in one transaction; `copy`: the measured
-//!   alternative bulk path (COPY into staging, then merge);
+//! - [`apply`]: one batch with its checkpoint, in one transaction; `load`: binary COPY
+//!   straight into the table for a backfill page proved new; `copy`: the measured
+//!   alternative bulk path for the others (COPY into staging, then merge);
 //! - [`reader`]: the read-only [`Reader`](crate::warehouse::Reader).
 
 mod apply;
 pub mod config;
 mod connect;
 mod copy;
+mod load;
 mod password;
 mod reader;
 pub mod schema;
@@ -51,6 +53,8 @@ pub struct PgWarehouse {
     /// Rows in quarantine, so clearing it costs nothing while it is empty.
     quarantined: i64,
     bulk: BulkPath,
+    /// Pages committed by binary COPY straight into the table since open.
+    copied: u64,
     /// The server process of the current (or lost) connection, to end it if it lingers.
     backend_pid: Option<i32>,
 }
@@ -142,6 +146,7 @@ impl PgWarehouse {
             client: Some(client),
             quarantined: 0,
             bulk: BulkPath::default(),
+            copied: 0,
             backend_pid: Some(pid),
         };
         let now = timefmt::now_canonical();
@@ -200,6 +205,12 @@ impl PgWarehouse {
         self.bulk = bulk;
     }
 
+    /// Pages committed by binary COPY straight into the table (backfill pages whose id
+    /// interval held no row) since the warehouse was opened; the others were upserted.
+    pub fn pages_copied(&self) -> u64 {
+        self.copied
+    }
+
     /// The server process of the writer's current session (what an operator would
     /// `pg_terminate_backend`), if connected.
     pub fn backend_pid(&self) -> Option<i32> {
@@ -234,11 +245,13 @@ impl PgWarehouse {
         consumer: Option<&mut (dyn for<'a, 'b> Consumer<apply::PgTx<'a, 'b>> + Send)>,
     ) -> Result<RowStats, WarehouseError> {
         let mut quarantined = self.quarantined;
+        let mut copied = self.copied;
         let bulk = self.bulk;
         let stats = self.run("writing a page", |c| {
-            apply::apply_batches::<R>(c, bulk, &mut quarantined, run, batches, consumer)
+            apply::apply_batches::<R>(c, bulk, &mut quarantined, &mut copied, run, batches, consumer)
         })?;
         self.quarantined = quarantined;
+        self.copied = copied;
         Ok(stats)
     }
 
