@@ -189,9 +189,8 @@ pub fn apply_batches<R: Resource, D: Dialect>(
                         .iter()
                         .all(|r| r.id() > *from && r.id() <= upper);
                 // An empty interval has nothing to mark deleted either.
-                fresh = !batch.records.is_empty()
-                    && inside
-                    && tx.interval_empty(spec, *from, upper)?;
+                fresh =
+                    !batch.records.is_empty() && inside && tx.interval_empty(spec, *from, upper)?;
                 if !fresh {
                     let listed: Vec<i64> = batch
                         .records

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 
-use super::{copy, load};
 use super::state::write_mark_if_greater;
+use super::{copy, load};
 use chrono::{DateTime, Utc};
 
 use crate::resource::{BadRecord, Cell, Column, ColumnType, Keyed, Resource, Row, Spec};

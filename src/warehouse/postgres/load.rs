@@ -40,9 +40,17 @@ fn pg_micros(s: &str) -> Option<i64> {
         })
     };
     let shaped = b.len() == 27
-        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]
-            .iter()
-            .all(|&(i, c)| b[i] == c);
+        && [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (26, b'Z'),
+        ]
+        .iter()
+        .all(|&(i, c)| b[i] == c);
     let fast = shaped
         .then(|| {
             let (y, mo, d) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
@@ -165,15 +173,18 @@ pub(super) fn copy_new<T: Row>(
     let mut values: Vec<Value<'_>> = Vec::with_capacity(columns.len());
     for rec in records {
         values.clear();
-        values.extend(columns.iter().enumerate().map(|(i, c)| {
-            match (c.ty, rec.cell(i)) {
-                (_, Cell::Int(v)) => Value::Int(v),
-                (_, Cell::Bool(v)) => Value::Bool(v),
-                (ColumnType::Timestamp, Cell::Text(v)) => Value::Instant(Instant(v)),
-                (ColumnType::Json, Cell::Text(v)) => Value::Json(Jsonb(v)),
-                (_, Cell::Text(v)) => Value::Text(v),
-            }
-        }));
+        values.extend(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match (c.ty, rec.cell(i)) {
+                    (_, Cell::Int(v)) => Value::Int(v),
+                    (_, Cell::Bool(v)) => Value::Bool(v),
+                    (ColumnType::Timestamp, Cell::Text(v)) => Value::Instant(Instant(v)),
+                    (ColumnType::Json, Cell::Text(v)) => Value::Json(Jsonb(v)),
+                    (_, Cell::Text(v)) => Value::Text(v),
+                }),
+        );
         let mut row: Vec<&(dyn ToSql + Sync)> = values.iter().map(Value::sql).collect();
         row.extend([&now as &(dyn ToSql + Sync), &now]);
         w.write(&row)?;
@@ -201,7 +212,11 @@ mod tests {
             "2023-10-06T08:42:53Z",
         ] {
             let t = timefmt::parse_api(s).unwrap();
-            assert_eq!(pg_micros(s), Some(t.timestamp_micros() - PG_EPOCH_MICROS), "{s}");
+            assert_eq!(
+                pg_micros(s),
+                Some(t.timestamp_micros() - PG_EPOCH_MICROS),
+                "{s}"
+            );
         }
         assert_eq!(pg_micros("2000-01-01T00:00:00.000000Z"), Some(0));
         assert_eq!(pg_micros("not a date"), None);

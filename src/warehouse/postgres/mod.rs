@@ -248,7 +248,15 @@ impl PgWarehouse {
         let mut copied = self.copied;
         let bulk = self.bulk;
         let stats = self.run("writing a page", |c| {
-            apply::apply_batches::<R>(c, bulk, &mut quarantined, &mut copied, run, batches, consumer)
+            apply::apply_batches::<R>(
+                c,
+                bulk,
+                &mut quarantined,
+                &mut copied,
+                run,
+                batches,
+                consumer,
+            )
         })?;
         self.quarantined = quarantined;
         self.copied = copied;
