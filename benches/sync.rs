@@ -15,9 +15,12 @@
 //!   customers, 1 above);
 //! - `--quick` / `OMS_BENCH_QUICK=1`: page size 1000 with concurrency 1 only, no page-100 runs;
 //! - `--pg URL` / `OMS_BENCH_PG_URL`: also PostgreSQL (backfill at page 1000, concurrency 1
-//!   and 4; the incremental passes; the raw loop of the product's unnest upsert; peak RSS of
-//!   the binary), each warehouse in a fresh schema dropped after use. Unset: skipped, with a
-//!   printed line.
+//!   and 4, and the defaults; the incremental passes; the limits: one raw binary COPY of the
+//!   same rows into the same table, indexes built after, and the raw loop of the product's
+//!   unnest upsert; peak RSS of the binary), each warehouse in a fresh schema dropped after
+//!   use. Unset: skipped, with a printed line;
+//! - `--pg-only` / `OMS_BENCH_PG_ONLY=1` (with `--pg`): the PostgreSQL figures alone (the
+//!   SQLite sections skipped), for a quicker run.
 //!
 //! Peak RSS is that of the real `oms-sync --backfill` binary run as a child process: its own
 //! high-water mark (`VmHWM`), polled from `/proc` until it exits, so the fake server's memory
@@ -44,6 +47,7 @@ use oms_sync::resource::{Customer, Customers};
 use oms_sync::sync::plan::RangePlanner;
 use oms_sync::sync::{self, NoProgress, PassReport, SyncOptions};
 use oms_sync::timefmt;
+use oms_sync::warehouse::postgres::BulkPath;
 use oms_sync::warehouse::sqlite::{UpsertSql, build_secondary_indexes};
 use oms_sync::warehouse::{AnyWarehouse, SqliteWarehouse, Warehouse};
 use tokio_util::sync::CancellationToken;
@@ -57,6 +61,8 @@ struct Settings {
     runs: usize,
     quick: bool,
     pg: Option<String>,
+    /// The PostgreSQL figures alone.
+    pg_only: bool,
 }
 
 fn settings() -> Settings {
@@ -82,11 +88,16 @@ fn settings() -> Settings {
         .max(1);
     let quick = args.iter().any(|a| a == "--quick")
         || std::env::var("OMS_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let pg = pg::pg_url();
+    let pg_only = pg.is_some()
+        && (args.iter().any(|a| a == "--pg-only")
+            || std::env::var("OMS_BENCH_PG_ONLY").is_ok_and(|v| v == "1"));
     Settings {
         n,
         runs,
         quick,
-        pg: pg::pg_url(),
+        pg,
+        pg_only,
     }
 }
 
@@ -525,6 +536,8 @@ async fn incremental<W: Warehouse + 'static>(
 
 /// The raw PostgreSQL loops' rows/s (see `common::pg::raw_load`).
 struct RawPgFigures {
+    /// One binary COPY of every row, indexes built after (the limit of a first load).
+    copy: f64,
     maintained: f64,
     deferred: f64,
     updates: f64,
@@ -539,6 +552,8 @@ struct PgIncFigures {
     quiet_default_wall: f64,
     changed: PassReport,
     changed_walls: Vec<f64>,
+    /// The same pass with `BulkPath::Copy` (COPY into staging, then merge).
+    changed_copy_walls: Vec<f64>,
 }
 
 /// The incremental passes of the SQLite section on the backfilled PostgreSQL warehouse: no
@@ -565,21 +580,39 @@ async fn pg_incremental(
         nochange = Some(r);
     }
     let mut changed_walls = Vec::new();
+    let mut changed_copy_walls = Vec::new();
     let mut changed = None;
-    for run_no in 0..runs {
+    // The two paths for rows that exist, alternately: the unnest upsert (the default), then
+    // COPY into staging and one merge.
+    for run_no in 0..2 * runs {
+        let bulk = if run_no % 2 == 0 {
+            BulkPath::Unnest
+        } else {
+            BulkPath::Copy
+        };
+        if let AnyWarehouse::Postgres(p) = &mut wh {
+            p.set_bulk_path(bulk);
+        }
         let seed = SEED + 1000 + run_no as u64;
         let touched = oms.with_store(|st| touch_random(st, 0.01, seed));
         let _ = server_warm(oms).await;
         let started = Instant::now();
         let (w, r) = incremental(oms, wh, 1000, Duration::ZERO).await;
         wh = w;
-        changed_walls.push(started.elapsed().as_secs_f64());
+        let walls = match bulk {
+            BulkPath::Unnest => &mut changed_walls,
+            BulkPath::Copy => &mut changed_copy_walls,
+        };
+        walls.push(started.elapsed().as_secs_f64());
         assert_eq!(
             r.stats.updated,
             touched.len() as u64,
             "every touched row updated"
         );
         changed = Some(r);
+    }
+    if let AnyWarehouse::Postgres(p) = &mut wh {
+        p.set_bulk_path(BulkPath::default());
     }
     let started = Instant::now();
     let (wh, quiet_default) = incremental(oms, wh, 1000, DEFAULT_LOOKBACK).await;
@@ -596,6 +629,7 @@ async fn pg_incremental(
         quiet_default_wall,
         changed: changed.expect("at least one run"),
         changed_walls,
+        changed_copy_walls,
     };
     (wh, figures)
 }
@@ -623,246 +657,17 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-async fn run(s: Settings) {
-    let n = s.n;
-    let runs = s.runs;
-    let dir = tempfile::tempdir().expect("temp dir");
-    println!(
-        "oms-sync benchmark: N = {} customers, {} run(s) per figure (median), {} CPUs",
-        rate(n as f64),
-        runs,
-        std::thread::available_parallelism().map_or(0, |p| p.get())
-    );
-    match &s.pg {
-        Some(url) => println!(
-            "PostgreSQL: {} (server {}), fresh schema per warehouse",
-            pg::config(url, "public").redacted_url(),
-            pg::server_version(url)
-        ),
-        None => println!(
-            "PostgreSQL: skipped (set --pg URL or OMS_BENCH_PG_URL to measure it beside SQLite)"
-        ),
-    }
-    let t = Instant::now();
-    let customers = synthetic_customers(n, SEED);
-    let records: Vec<Customer> = customers.iter().map(common::stored).collect();
-    let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
-    let oms = FakeOms::start(
-        FakeOmsConfig {
-            max_limit: 1000,
-            ..FakeOmsConfig::default()
-        },
-        customers,
-    )
-    .await
-    .expect("fake OMS");
-    oms.knobs(|k| k.record_requests = false);
-    println!(
-        "setup: {} (data generation, server start)\n",
-        secs(t.elapsed().as_secs_f64())
-    );
-
-    // Limits.
-    let simple = simple_sql();
-    let product = product_sql();
-    let by_id: Vec<&Customer> = records.iter().collect();
-    let raw: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&by_id, dir.path(), false, &simple))
-        .collect();
-    let raw = median(raw);
-    let raw_deferred: Vec<f64> = (0..runs)
-        .map(|_| raw_limit(&by_id, dir.path(), true, &simple))
-        .collect();
-    let raw_deferred = median(raw_deferred);
-    // The product's own statement, indexes after the load (what a backfill does), then 1%
-    // random updates (what an incremental pass writes).
-    let product_runs: Vec<RawRun> = (0..runs)
-        .map(|_| raw_load(&by_id, dir.path(), true, 0.01, &product))
-        .collect();
-    let raw_product = median(product_runs.iter().map(|r| r.load).collect());
-    let raw_product_load_cpu = median(product_runs.iter().map(|r| r.load_cpu).collect());
-    let raw_updates = median(product_runs.iter().map(|r| r.updates).collect());
-    let raw_update_bytes = median(product_runs.iter().map(|r| r.update_bytes).collect());
-    // PostgreSQL: the product's unnest upsert in a plain loop, indexes kept up to date, and
-    // built after the load followed by 1% random updates (what backfill and incremental do).
-    let raw_pg = s.pg.as_deref().map(|url| {
-        let schema = pg::schema_name("raw");
-        let maintained: Vec<f64> = (0..runs)
-            .map(|_| pg::raw_load(url, &schema, &records, false, 0.0).load)
-            .collect();
-        let deferred: Vec<RawPg> = (0..runs)
-            .map(|_| pg::raw_load(url, &schema, &records, true, 0.01))
-            .collect();
-        RawPgFigures {
-            maintained: median(maintained),
-            deferred: median(deferred.iter().map(|r| r.load).collect()),
-            updates: median(deferred.iter().map(|r| r.updates).collect()),
-        }
-    });
-    // The product's SQL in each backfill's own order (its ranges' pages interleaved), indexes
-    // after the load: for concurrency 1 that is the id order above.
-    let matrix = backfill_matrix(s.quick);
-    let raw_in_order: Vec<f64> = matrix
-        .iter()
-        .map(|&(page, conc)| {
-            if conc == 1 {
-                return raw_product;
-            }
-            let order = range_order(&records, conc, page as usize);
-            median(
-                (0..runs)
-                    .map(|_| raw_limit(&order, dir.path(), true, &product))
-                    .collect(),
-            )
-        })
-        .collect();
-    drop(by_id);
-    drop(records);
-    let mut srv = Vec::new();
-    let mut srv_parse = Vec::new();
-    // At page 100 and concurrency 1 each request waits for the one before it, whose cursor is
-    // known once its page is parsed: this serial chain, with no write at all, is the most
-    // such a backfill can reach here.
-    let mut srv_parse_100 = Vec::new();
-    for _ in 0..runs {
-        srv.push(server_rate(&oms, &ids, 1000, false).await);
-        srv_parse.push(server_rate(&oms, &ids, 1000, true).await);
-        if !s.quick {
-            srv_parse_100.push(server_rate(&oms, &ids, 100, true).await);
-        }
-    }
-    let srv = median(srv);
-    let srv_parse = median(srv_parse);
-    let srv_parse_100 = (!srv_parse_100.is_empty()).then(|| median(srv_parse_100));
-    println!("| limit | rows/s |\n|---|---:|");
-    println!(
-        "| raw SQLite upsert loop, indexes maintained ({RAW_TX_ROWS} rows/tx) | {} |",
-        rate(raw)
-    );
-    println!(
-        "| raw SQLite upsert loop, indexes built after the load | {} |",
-        rate(raw_deferred)
-    );
-    println!(
-        "| raw loop of the product's upsert (`UpsertSql`), indexes built after the load | {} |",
-        rate(raw_product)
-    );
-    println!(
-        "| raw loop of the product's upsert, 1% random existing rows updated (one tx, indexes on, WAL file kept; {raw_update_bytes:.0} bytes written per row) | {} |",
-        rate(raw_updates)
-    );
-    if let Some(r) = &raw_pg {
-        println!(
-            "| raw PostgreSQL loop of the product's unnest upsert, indexes maintained ({RAW_PG_ROWS} rows/statement) | {} |",
-            rate(r.maintained)
-        );
-        println!(
-            "| raw PostgreSQL loop of the product's unnest upsert, indexes built after the load | {} |",
-            rate(r.deferred)
-        );
-        println!(
-            "| raw PostgreSQL loop of the product's unnest upsert, 1% random existing rows updated ({RAW_PG_ROWS} rows/statement, indexes on) | {} |",
-            rate(r.updates)
-        );
-    }
-    println!(
-        "| fake server, fetch and discard (id keyset, page 1000) | {} |",
-        rate(srv)
-    );
-    println!(
-        "| fake server + client page parse (id keyset, page 1000) | {} |",
-        rate(srv_parse)
-    );
-    if let Some(r) = srv_parse_100 {
-        println!(
-            "| fake server + client page parse (id keyset, page 100, one request at a time: the most a page-100 backfill at concurrency 1 can reach here, {:.0}% of the raw loop of the product's SQL) | {} |",
-            100.0 * r / raw_product,
-            rate(r)
-        );
-    }
-    println!();
-
-    // Backfill matrix (library backfill_pass into an empty warehouse).
-    println!(
-        "| backfill (library) | page | concurrency | rows/s | wall | vs raw loop of the product's SQL (indexes after) | vs the same raw loop in the backfill's order (its ranges' pages in turn) | vs raw simple SQL (indexes after) | vs raw loop, indexes maintained (SQLite: simple SQL; PostgreSQL: the product's) | writer thread CPU before the index build (raw loop of the product's SQL: {}) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        secs(raw_product_load_cpu)
-    );
-    let mut kept: Option<(SqliteWarehouse, PathBuf)> = None;
-    let mut bytes_per_customer = 0.0;
-    for (&(page, conc), &raw_ordered) in matrix.iter().zip(&raw_in_order) {
-        let mut walls = Vec::new();
-        let mut writer_cpus = Vec::new();
-        for run_no in 0..runs {
-            let db = dir.path().join(format!("bf-{page}-{conc}-{run_no}.db"));
-            let started = Instant::now();
-            let (wh, report, writer_cpu) = backfill(&oms, &db, page, conc).await;
-            writer_cpus.push(writer_cpu);
-            walls.push(started.elapsed().as_secs_f64());
-            assert_eq!(report.stats.inserted, n as u64, "every customer inserted");
-            let last = run_no == runs - 1;
-            if page == 1000 && conc == 1 && last && kept.is_none() {
-                drop(wh);
-                bytes_per_customer = file_size(&db) as f64 / n as f64;
-                kept = Some((SqliteWarehouse::open(&db).unwrap(), db));
-            } else {
-                drop(wh);
-                remove_db(&db);
-            }
-        }
-        let wall = median(walls);
-        let r = n as f64 / wall;
-        println!(
-            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% ({}) | {:.0}% | {:.0}% | {} |",
-            rate(r),
-            secs(wall),
-            100.0 * r / raw_product,
-            100.0 * r / raw_ordered,
-            rate(raw_ordered),
-            100.0 * r / raw_deferred,
-            100.0 * r / raw,
-            secs(median(writer_cpus))
-        );
-    }
-    // PostgreSQL: the same passes, each into a fresh schema; the page-1000 concurrency-1
-    // warehouse is kept for the incremental passes.
-    let mut pg_kept: Option<(AnyWarehouse, String)> = None;
-    if let (Some(url), Some(raw_pg)) = (s.pg.as_deref(), &raw_pg) {
-        let pg_matrix: &[(u32, u32)] = if s.quick {
-            &[(1000, 1)]
-        } else {
-            &[(1000, 1), (1000, 4)]
-        };
-        for &(page, conc) in pg_matrix {
-            let mut walls = Vec::new();
-            for run_no in 0..runs {
-                let schema = pg::schema_name(&format!("bf_{page}_{conc}_{run_no}"));
-                let wh = pg::open_fresh(url, &schema);
-                let started = Instant::now();
-                let (wh, report, _) = backfill_into(&oms, wh, page, conc).await;
-                walls.push(started.elapsed().as_secs_f64());
-                assert_eq!(report.stats.inserted, n as u64, "every customer inserted");
-                if page == 1000 && conc == 1 && run_no == runs - 1 && pg_kept.is_none() {
-                    pg_kept = Some((wh, schema));
-                } else {
-                    drop(wh);
-                    pg::drop_schema(url, &schema);
-                }
-            }
-            let wall = median(walls);
-            let r = n as f64 / wall;
-            println!(
-                "| `backfill_pass`, PostgreSQL | {page} | {conc} | {} | {} | {:.0}% | - | - | {:.0}% | - |",
-                rate(r),
-                secs(wall),
-                100.0 * r / raw_pg.deferred,
-                100.0 * r / raw_pg.maintained
-            );
-        }
-    }
-    println!();
-
-    // Incremental passes on the page-1000 warehouse.
-    let (mut wh, _db) = kept.expect("a page-1000 concurrency-1 backfill ran");
+/// The incremental passes on the page-1000 SQLite warehouse; prints their rows of the table
+/// and returns the bytes-written line printed after it.
+async fn sqlite_incremental(
+    oms: &FakeOms,
+    kept: (SqliteWarehouse, PathBuf),
+    runs: usize,
+    raw_updates: f64,
+    raw_update_bytes: f64,
+) -> String {
+    let oms = &oms;
+    let (mut wh, _db) = kept;
     let mut nochange = Vec::new();
     let mut nochange_requests = Vec::new();
     let mut nochange_stats = Default::default();
@@ -924,13 +729,6 @@ async fn run(s: Settings) {
         0
     );
     let changed = changed_report.expect("at least one run");
-    let pg_inc = match pg_kept {
-        Some((wh, schema)) => Some((pg_incremental(&oms, wh, runs).await, schema)),
-        None => None,
-    };
-    println!(
-        "| incremental pass | rows fetched | requests | wall | rows/s | inserted / updated / unchanged |\n|---|---:|---:|---:|---:|---|"
-    );
     println!(
         "| no change since the last pass | {} | {} | {} | - | {} / {} / {} |",
         nochange_stats.fetched,
@@ -988,6 +786,296 @@ async fn run(s: Settings) {
             "a re-read must not write"
         );
     }
+    drop(wh);
+    format!(
+        "\nbytes written per changed row by the pass after 1% changed (write_bytes of this process, WAL checkpointed before and after): {:.0} with the WAL file kept, {:.0} from no WAL file (raw loop of the same SQL in one transaction, WAL file kept: {raw_update_bytes:.0})",
+        median(changed_bytes[0].clone()),
+        median(changed_bytes[1].clone())
+    )
+}
+
+async fn run(s: Settings) {
+    let n = s.n;
+    let runs = s.runs;
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!(
+        "oms-sync benchmark: N = {} customers, {} run(s) per figure (median), {} CPUs",
+        rate(n as f64),
+        runs,
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    match &s.pg {
+        Some(url) => println!(
+            "PostgreSQL: {} (server {}), fresh schema per warehouse",
+            pg::config(url, "public").redacted_url(),
+            pg::server_version(url)
+        ),
+        None => println!(
+            "PostgreSQL: skipped (set --pg URL or OMS_BENCH_PG_URL to measure it beside SQLite)"
+        ),
+    }
+    let t = Instant::now();
+    let customers = synthetic_customers(n, SEED);
+    let records: Vec<Customer> = customers.iter().map(common::stored).collect();
+    let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
+    let oms = FakeOms::start(
+        FakeOmsConfig {
+            max_limit: 1000,
+            ..FakeOmsConfig::default()
+        },
+        customers,
+    )
+    .await
+    .expect("fake OMS");
+    oms.knobs(|k| k.record_requests = false);
+    println!(
+        "setup: {} (data generation, server start)\n",
+        secs(t.elapsed().as_secs_f64())
+    );
+
+    // Limits.
+    let simple = simple_sql();
+    let product = product_sql();
+    let by_id: Vec<&Customer> = records.iter().collect();
+    // `--pg-only`: no SQLite run (its figures read 0 and are not printed).
+    let sqlite_runs = if s.pg_only { 0 } else { runs };
+    let median = |v: Vec<f64>| if v.is_empty() { 0.0 } else { median(v) };
+    let raw: Vec<f64> = (0..sqlite_runs)
+        .map(|_| raw_limit(&by_id, dir.path(), false, &simple))
+        .collect();
+    let raw = median(raw);
+    let raw_deferred: Vec<f64> = (0..sqlite_runs)
+        .map(|_| raw_limit(&by_id, dir.path(), true, &simple))
+        .collect();
+    let raw_deferred = median(raw_deferred);
+    // The product's own statement, indexes after the load (what a backfill does), then 1%
+    // random updates (what an incremental pass writes).
+    let product_runs: Vec<RawRun> = (0..sqlite_runs)
+        .map(|_| raw_load(&by_id, dir.path(), true, 0.01, &product))
+        .collect();
+    let raw_product = median(product_runs.iter().map(|r| r.load).collect());
+    let raw_product_load_cpu = median(product_runs.iter().map(|r| r.load_cpu).collect());
+    let raw_updates = median(product_runs.iter().map(|r| r.updates).collect());
+    let raw_update_bytes = median(product_runs.iter().map(|r| r.update_bytes).collect());
+    // PostgreSQL: the product's unnest upsert in a plain loop, indexes kept up to date, and
+    // built after the load followed by 1% random updates (what backfill and incremental do).
+    let raw_pg = s.pg.as_deref().map(|url| {
+        let schema = pg::schema_name("raw");
+        let copy: Vec<f64> = (0..runs)
+            .map(|_| pg::raw_copy(url, &schema, &records))
+            .collect();
+        let maintained: Vec<f64> = (0..runs)
+            .map(|_| pg::raw_load(url, &schema, &records, false, 0.0).load)
+            .collect();
+        let deferred: Vec<RawPg> = (0..runs)
+            .map(|_| pg::raw_load(url, &schema, &records, true, 0.01))
+            .collect();
+        RawPgFigures {
+            copy: median(copy),
+            maintained: median(maintained),
+            deferred: median(deferred.iter().map(|r| r.load).collect()),
+            updates: median(deferred.iter().map(|r| r.updates).collect()),
+        }
+    });
+    // The product's SQL in each backfill's own order (its ranges' pages interleaved), indexes
+    // after the load: for concurrency 1 that is the id order above.
+    let matrix = if s.pg_only {
+        &[]
+    } else {
+        backfill_matrix(s.quick)
+    };
+    let raw_in_order: Vec<f64> = matrix
+        .iter()
+        .map(|&(page, conc)| {
+            if conc == 1 {
+                return raw_product;
+            }
+            let order = range_order(&records, conc, page as usize);
+            median(
+                (0..runs)
+                    .map(|_| raw_limit(&order, dir.path(), true, &product))
+                    .collect(),
+            )
+        })
+        .collect();
+    drop(by_id);
+    drop(records);
+    let mut srv = Vec::new();
+    let mut srv_parse = Vec::new();
+    // At page 100 and concurrency 1 each request waits for the one before it, whose cursor is
+    // known once its page is parsed: this serial chain, with no write at all, is the most
+    // such a backfill can reach here.
+    let mut srv_parse_100 = Vec::new();
+    for _ in 0..runs {
+        srv.push(server_rate(&oms, &ids, 1000, false).await);
+        srv_parse.push(server_rate(&oms, &ids, 1000, true).await);
+        if !s.quick {
+            srv_parse_100.push(server_rate(&oms, &ids, 100, true).await);
+        }
+    }
+    let srv = median(srv);
+    let srv_parse = median(srv_parse);
+    let srv_parse_100 = (!srv_parse_100.is_empty()).then(|| median(srv_parse_100));
+    println!("| limit | rows/s |\n|---|---:|");
+    if !s.pg_only {
+        println!(
+            "| raw SQLite upsert loop, indexes maintained ({RAW_TX_ROWS} rows/tx) | {} |",
+            rate(raw)
+        );
+        println!(
+            "| raw SQLite upsert loop, indexes built after the load | {} |",
+            rate(raw_deferred)
+        );
+        println!(
+            "| raw loop of the product's upsert (`UpsertSql`), indexes built after the load | {} |",
+            rate(raw_product)
+        );
+        println!(
+            "| raw loop of the product's upsert, 1% random existing rows updated (one tx, indexes on, WAL file kept; {raw_update_bytes:.0} bytes written per row) | {} |",
+            rate(raw_updates)
+        );
+    }
+    if let Some(r) = &raw_pg {
+        println!(
+            "| raw PostgreSQL binary COPY of all rows in one statement, secondary indexes built after (the limit of a first load) | {} |",
+            rate(r.copy)
+        );
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, indexes maintained ({RAW_PG_ROWS} rows/statement) | {} |",
+            rate(r.maintained)
+        );
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, indexes built after the load | {} |",
+            rate(r.deferred)
+        );
+        println!(
+            "| raw PostgreSQL loop of the product's unnest upsert, 1% random existing rows updated ({RAW_PG_ROWS} rows/statement, indexes on) | {} |",
+            rate(r.updates)
+        );
+    }
+    println!(
+        "| fake server, fetch and discard (id keyset, page 1000) | {} |",
+        rate(srv)
+    );
+    println!(
+        "| fake server + client page parse (id keyset, page 1000) | {} |",
+        rate(srv_parse)
+    );
+    if let Some(r) = srv_parse_100.filter(|_| !s.pg_only) {
+        println!(
+            "| fake server + client page parse (id keyset, page 100, one request at a time: the most a page-100 backfill at concurrency 1 can reach here, {:.0}% of the raw loop of the product's SQL) | {} |",
+            100.0 * r / raw_product,
+            rate(r)
+        );
+    }
+    println!();
+
+    // Backfill matrix (library backfill_pass into an empty warehouse).
+    if !s.pg_only {
+        println!(
+            "| backfill (library) | page | concurrency | rows/s | wall | vs raw loop of the product's SQL (indexes after) | vs the same raw loop in the backfill's order (its ranges' pages in turn) | vs raw simple SQL (indexes after) | vs raw loop, indexes maintained (SQLite: simple SQL; PostgreSQL: the product's) | writer thread CPU before the index build (raw loop of the product's SQL: {}) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            secs(raw_product_load_cpu)
+        );
+    }
+    let mut kept: Option<(SqliteWarehouse, PathBuf)> = None;
+    let mut bytes_per_customer = 0.0;
+    for (&(page, conc), &raw_ordered) in matrix.iter().zip(&raw_in_order) {
+        let mut walls = Vec::new();
+        let mut writer_cpus = Vec::new();
+        for run_no in 0..runs {
+            let db = dir.path().join(format!("bf-{page}-{conc}-{run_no}.db"));
+            let started = Instant::now();
+            let (wh, report, writer_cpu) = backfill(&oms, &db, page, conc).await;
+            writer_cpus.push(writer_cpu);
+            walls.push(started.elapsed().as_secs_f64());
+            assert_eq!(report.stats.inserted, n as u64, "every customer inserted");
+            let last = run_no == runs - 1;
+            if page == 1000 && conc == 1 && last && kept.is_none() {
+                drop(wh);
+                bytes_per_customer = file_size(&db) as f64 / n as f64;
+                kept = Some((SqliteWarehouse::open(&db).unwrap(), db));
+            } else {
+                drop(wh);
+                remove_db(&db);
+            }
+        }
+        let wall = median(walls);
+        let r = n as f64 / wall;
+        println!(
+            "| `backfill_pass` | {page} | {conc} | {} | {} | {:.0}% | {:.0}% ({}) | {:.0}% | {:.0}% | {} |",
+            rate(r),
+            secs(wall),
+            100.0 * r / raw_product,
+            100.0 * r / raw_ordered,
+            rate(raw_ordered),
+            100.0 * r / raw_deferred,
+            100.0 * r / raw,
+            secs(median(writer_cpus))
+        );
+    }
+    // PostgreSQL: the same passes, each into a fresh schema; the page-1000 concurrency-1
+    // warehouse is kept for the incremental passes.
+    let mut pg_kept: Option<(AnyWarehouse, String)> = None;
+    if let (Some(url), Some(raw_pg)) = (s.pg.as_deref(), &raw_pg) {
+        let pg_matrix: &[(u32, u32)] = if s.quick {
+            &[(1000, 1)]
+        } else {
+            &[
+                (1000, 1),
+                (1000, 4),
+                (DEFAULT_PAGE_SIZE, DEFAULT_CONCURRENCY),
+            ]
+        };
+        println!(
+            "\n| backfill (library), PostgreSQL | page | concurrency | rows/s | wall | vs the raw binary COPY (indexes after) | vs raw loop of the product's unnest upsert (indexes after) | vs that loop, indexes maintained | pages by COPY straight into the table |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for &(page, conc) in pg_matrix {
+            let mut walls = Vec::new();
+            let mut copied = (0, 0);
+            for run_no in 0..runs {
+                let schema = pg::schema_name(&format!("bf_{page}_{conc}_{run_no}"));
+                let wh = pg::open_fresh(url, &schema);
+                let started = Instant::now();
+                let (wh, report, _) = backfill_into(&oms, wh, page, conc).await;
+                walls.push(started.elapsed().as_secs_f64());
+                assert_eq!(report.stats.inserted, n as u64, "every customer inserted");
+                if let AnyWarehouse::Postgres(p) = &wh {
+                    copied = (p.pages_copied(), report.pages);
+                }
+                if page == 1000 && conc == 1 && run_no == runs - 1 && pg_kept.is_none() {
+                    pg_kept = Some((wh, schema));
+                } else {
+                    drop(wh);
+                    pg::drop_schema(url, &schema);
+                }
+            }
+            let wall = median(walls);
+            let r = n as f64 / wall;
+            println!(
+                "| `backfill_pass`, PostgreSQL | {page} | {conc} | {} | {} | **{:.0}%** | {:.0}% | {:.0}% | {} of {} |",
+                rate(r),
+                secs(wall),
+                100.0 * r / raw_pg.copy,
+                100.0 * r / raw_pg.deferred,
+                100.0 * r / raw_pg.maintained,
+                copied.0,
+                copied.1
+            );
+        }
+    }
+    println!();
+
+    let pg_inc = match pg_kept {
+        Some((wh, schema)) => Some((pg_incremental(&oms, wh, runs).await, schema)),
+        None => None,
+    };
+    println!(
+        "| incremental pass | rows fetched | requests | wall | rows/s | inserted / updated / unchanged |\n|---|---:|---:|---:|---:|---|"
+    );
+    let bytes_line = match kept {
+        Some(kept) => sqlite_incremental(&oms, kept, runs, raw_updates, raw_update_bytes).await,
+        None => String::new(),
+    };
     if let (Some(((pwh, f), schema)), Some(raw_pg)) = (pg_inc, &raw_pg) {
         let row = |label: String, r: &PassReport, requests: String, wall: f64, speed: String| {
             println!(
@@ -1029,17 +1117,25 @@ async fn run(s: Settings) {
                 100.0 * speed / raw_pg.updates
             ),
         );
+        let copy_wall = median(f.changed_copy_walls.clone());
+        let copy_speed = f.changed.stats.fetched as f64 / copy_wall;
+        row(
+            "after 1% changed, COPY into staging then merge (`BulkPath::Copy`)".into(),
+            &f.changed,
+            f.changed.requests.to_string(),
+            copy_wall,
+            format!(
+                "{} ({:.2}× the unnest upsert's rows/s)",
+                rate(copy_speed),
+                copy_speed / speed
+            ),
+        );
         drop(pwh);
         if let Some(url) = s.pg.as_deref() {
             pg::drop_schema(url, &schema);
         }
     }
-    drop(wh);
-    println!(
-        "\nbytes written per changed row by the pass after 1% changed (write_bytes of this process, WAL checkpointed before and after): {:.0} with the WAL file kept, {:.0} from no WAL file (raw loop of the same SQL in one transaction, WAL file kept: {raw_update_bytes:.0})",
-        median(changed_bytes[0].clone()),
-        median(changed_bytes[1].clone())
-    );
+    println!("{bytes_line}");
     println!();
 
     // Peak RSS of the real binary (child process), at N/10 and N.
@@ -1061,7 +1157,7 @@ async fn run(s: Settings) {
             (&oms, n, 1000, 4),
         ]
     };
-    for &(server, count, page, conc) in &rss_cases {
+    for &(server, count, page, conc) in rss_cases.iter().filter(|_| !s.pg_only) {
         let mut walls = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
@@ -1103,9 +1199,11 @@ async fn run(s: Settings) {
         }
     }
     println!();
-    println!(
-        "warehouse file size: {bytes_per_customer:.0} bytes per customer (after a page-1000 backfill, WAL checkpointed)"
-    );
+    if !s.pg_only {
+        println!(
+            "warehouse file size: {bytes_per_customer:.0} bytes per customer (after a page-1000 backfill, WAL checkpointed)"
+        );
+    }
     small.shutdown().await;
     oms.shutdown().await;
 }
