@@ -666,14 +666,13 @@ async fn sqlite_incremental(
     raw_updates: f64,
     raw_update_bytes: f64,
 ) -> String {
-    let oms = &oms;
     let (mut wh, _db) = kept;
     let mut nochange = Vec::new();
     let mut nochange_requests = Vec::new();
     let mut nochange_stats = Default::default();
     for _ in 0..runs.max(3) {
         let started = Instant::now();
-        let (w, r) = incremental(&oms, wh, 1000, Duration::ZERO).await;
+        let (w, r) = incremental(oms, wh, 1000, Duration::ZERO).await;
         wh = w;
         nochange.push(started.elapsed().as_secs_f64());
         nochange_requests.push(r.requests as f64);
@@ -693,13 +692,13 @@ async fn sqlite_incremental(
             let touched = oms.with_store(|st| touch_random(st, 0.01, seed));
             // The fake server re-sorts its date index on the first request after a change;
             // do that outside the timed pass (a real OMS's database keeps its index).
-            let _ = server_warm(&oms).await;
+            let _ = server_warm(oms).await;
             // Bytes written: from an empty WAL to an empty WAL again, so what the pass left
             // for the next checkpoint counts too.
             checkpoint_to(&wh, wal);
             let written = write_bytes();
             let started = Instant::now();
-            let (w, r) = incremental(&oms, wh, 1000, Duration::ZERO).await;
+            let (w, r) = incremental(oms, wh, 1000, Duration::ZERO).await;
             wh = w;
             changed_walls[k].push(started.elapsed().as_secs_f64());
             checkpoint_to(&wh, wal);
@@ -714,14 +713,14 @@ async fn sqlite_incremental(
         if run_no == runs - 1 {
             // Read the same rows again through a lookback window: no row may be rewritten.
             let started = Instant::now();
-            let (w, r) = incremental(&oms, wh, 1000, Duration::from_secs(30 * 86_400)).await;
+            let (w, r) = incremental(oms, wh, 1000, Duration::from_secs(30 * 86_400)).await;
             wh = w;
             lookback_report = Some((r, started.elapsed().as_secs_f64()));
         }
     }
     // What a quiet pass costs with the default lookback (it re-reads the window behind the mark).
     let started = Instant::now();
-    let (w, quiet_default) = incremental(&oms, wh, 1000, DEFAULT_LOOKBACK).await;
+    let (w, quiet_default) = incremental(oms, wh, 1000, DEFAULT_LOOKBACK).await;
     wh = w;
     let quiet_default_wall = started.elapsed().as_secs_f64();
     assert_eq!(
