@@ -387,3 +387,55 @@ fn a_page_failing_mid_copy_keeps_neither_its_rows_nor_its_checkpoint() {
     let state = wh.backfill_state(Customers::SPEC).unwrap().unwrap();
     assert_eq!(state.ranges[0].cursor, 2000);
 }
+
+/// New pages of one transaction go in together (two ranges' pages interleaved, as the writer
+/// queues them), and a later page of the same transaction whose interval meets theirs sees
+/// their rows: merged, its repeated ids unchanged, the rest inserted, nothing marked deleted.
+#[test]
+fn new_pages_of_one_transaction_are_copied_together_and_seen_by_the_next() {
+    let Some(pg) = pg() else {
+        return;
+    };
+    let mut wh = PgWarehouse::open(&pg.cfg).unwrap();
+    let run = wh
+        .begin_run(Customers::SPEC, RunKind::Backfill, &Mark::Start)
+        .unwrap();
+    let mut state = one_range(Some(1000));
+    state.ranges.push(BackfillRange {
+        range_no: 1,
+        lo: 1000,
+        hi: None,
+        cursor: 1000,
+        done: false,
+    });
+    wh.start_backfill(Customers::SPEC, &state).unwrap();
+    let ids = |r: std::ops::RangeInclusive<i64>| -> Vec<Customer> {
+        r.map(|i| customer(i, T1, "n")).collect()
+    };
+    let s = wh
+        .apply::<Customers>(
+            run,
+            &[
+                page(0, 0, Some(100), ids(1..=100)),
+                page(1, 1000, Some(1100), ids(1001..=1100)),
+                page(0, 100, Some(200), ids(101..=200)),
+                // Meets the first page's interval: sees its rows.
+                page(0, 50, Some(300), ids(51..=300)),
+            ],
+        )
+        .unwrap();
+    assert_eq!((s.inserted, s.unchanged, s.deleted), (400, 150, 0), "{s:?}");
+    assert_eq!(wh.pages_copied(), 3);
+    assert_eq!(
+        query(
+            &pg,
+            "SELECT count(*)::text || ' ' || count(DISTINCT id)::text FROM customers"
+        ),
+        ["400 400"]
+    );
+    let state = wh.backfill_state(Customers::SPEC).unwrap().unwrap();
+    assert_eq!(
+        (state.ranges[0].cursor, state.ranges[1].cursor),
+        (300, 1100)
+    );
+}

@@ -89,14 +89,22 @@ pub trait Dialect {
     fn interval_empty(&mut self, _spec: &Spec, _from: i64, _to: i64) -> Result<bool, Self::Error> {
         Ok(false)
     }
-    /// Stores `records`, which the caller proved new: no stored row has any of their ids and
-    /// no id repeats. The default is [`Dialect::upsert`].
+    /// Stores `records`, which the caller proved new: ids in `interval` `(from, to]`, where no
+    /// row is stored, and no id twice. The backend may hold them until [`Dialect::flush`] or
+    /// its next statement on the table. The default is [`Dialect::upsert`].
     fn insert_new<R: Resource>(
         &mut self,
         records: &[R::Record],
+        interval: (i64, i64),
         now: &str,
     ) -> Result<(), Self::Error> {
+        let _ = interval;
         self.upsert::<R>(records, now, &mut Vec::with_capacity(records.len()))
+    }
+    /// Writes whatever records the backend still holds, so every statement after it sees
+    /// them: before a consumer sees a batch, and at the end of the batches.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
     /// The stored `modified_date` of each id of `ids` that has a row (`None` otherwise).
     fn stored_versions(
@@ -171,8 +179,8 @@ pub fn apply_batches<R: Resource, D: Dialect>(
             ..RowStats::default()
         };
         deleted.clear();
-        // Whether every record is new (see step 2 in the module doc).
-        let mut fresh = false;
+        // The id interval of a page whose records are all new (see step 2 in the module doc).
+        let mut fresh = None;
         // 1. The checkpoint first: deletion marking then sees only the rows stored before.
         match &batch.advance {
             Advance::Mark(mark) => tx.advance_mark(spec.name, mark)?,
@@ -189,9 +197,9 @@ pub fn apply_batches<R: Resource, D: Dialect>(
                         .iter()
                         .all(|r| r.id() > *from && r.id() <= upper);
                 // An empty interval has nothing to mark deleted either.
-                fresh =
-                    !batch.records.is_empty() && inside && tx.interval_empty(spec, *from, upper)?;
-                if !fresh {
+                if !batch.records.is_empty() && inside && tx.interval_empty(spec, *from, upper)? {
+                    fresh = Some((*from, upper));
+                } else {
                     let listed: Vec<i64> = batch
                         .records
                         .iter()
@@ -208,7 +216,7 @@ pub fn apply_batches<R: Resource, D: Dialect>(
         }
         // 2. The records, then what they release from quarantine.
         let wants_previous = consumer.as_ref().is_some_and(|c| c.wants_previous());
-        let previous = if wants_previous && !fresh && !batch.records.is_empty() {
+        let previous = if wants_previous && fresh.is_none() && !batch.records.is_empty() {
             let ids: Vec<i64> = batch.records.iter().map(Keyed::id).collect();
             tx.stored_versions(spec, &ids)?
         } else {
@@ -216,8 +224,8 @@ pub fn apply_batches<R: Resource, D: Dialect>(
         };
         outcomes.clear();
         let mut released = 0;
-        if fresh {
-            tx.insert_new::<R>(&batch.records, now)?;
+        if let Some(interval) = fresh {
+            tx.insert_new::<R>(&batch.records, interval, now)?;
             outcomes.resize(batch.records.len(), Outcome::Inserted);
         } else if !batch.records.is_empty() {
             tx.upsert::<R>(&batch.records, now, &mut outcomes)?;
@@ -265,10 +273,12 @@ pub fn apply_batches<R: Resource, D: Dialect>(
                     written.insert(id, r.modified_date());
                 }
             }
+            tx.flush()?;
             c.batch(tx, spec, &changes)?;
         }
         total.add(&stats);
     }
+    tx.flush()?;
     tx.add_to_run(run, batches.len() as u64, &total)?;
     Ok((total, count))
 }

@@ -168,8 +168,22 @@ pub enum BulkPath {
 pub struct PgTx<'a, 'b> {
     tx: &'a mut Transaction<'b>,
     bulk: BulkPath,
+    /// New pages' rows, sent in one COPY straight into the table before anything else
+    /// touches it.
+    pending: load::Pending,
     /// Pages loaded by COPY straight into the table.
     copied: u64,
+}
+
+impl PgTx<'_, '_> {
+    /// Sends the held new rows (see [`load::Pending`]).
+    fn send_pending(&mut self) -> Result<(), postgres::Error> {
+        if !self.pending.is_empty() {
+            self.pending.send(&mut *self.tx)?;
+            self.copied += std::mem::take(&mut self.pending.pages);
+        }
+        Ok(())
+    }
 }
 
 impl Dialect for PgTx<'_, '_> {
@@ -197,6 +211,7 @@ impl Dialect for PgTx<'_, '_> {
         now: &str,
         deleted: &mut Vec<i64>,
     ) -> Result<(), postgres::Error> {
+        self.send_pending()?;
         let rows = self.tx.query(
             &format!(
                 "UPDATE {} SET deleted_at = $3::text::timestamptz, synced_at = $3::text::timestamptz
@@ -237,6 +252,7 @@ impl Dialect for PgTx<'_, '_> {
         now: &str,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<(), postgres::Error> {
+        self.send_pending()?;
         let columns = <R::Record as Row>::COLUMNS;
         let sql = upsert_sql(R::TABLE, columns);
         let merge = copy::merge_sql(R::TABLE, columns, &sql);
@@ -278,6 +294,9 @@ impl Dialect for PgTx<'_, '_> {
     }
 
     fn interval_empty(&mut self, spec: &Spec, from: i64, to: i64) -> Result<bool, postgres::Error> {
+        if self.pending.overlaps(from, to) {
+            self.send_pending()?;
+        }
         self.tx
             .query_one(
                 &format!(
@@ -292,11 +311,18 @@ impl Dialect for PgTx<'_, '_> {
     fn insert_new<R: Resource>(
         &mut self,
         records: &[R::Record],
+        interval: (i64, i64),
         now: &str,
     ) -> Result<(), postgres::Error> {
-        load::copy_new(&mut *self.tx, R::TABLE, records, now)?;
-        self.copied += 1;
+        if !self.pending.add(R::TABLE, records, interval, now) {
+            // An instant it cannot read: the upsert sends it as text, for the server to judge.
+            return self.upsert::<R>(records, now, &mut Vec::with_capacity(records.len()));
+        }
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), postgres::Error> {
+        self.send_pending()
     }
 
     fn stored_versions(
@@ -304,6 +330,7 @@ impl Dialect for PgTx<'_, '_> {
         spec: &Spec,
         ids: &[i64],
     ) -> Result<Vec<Option<String>>, postgres::Error> {
+        self.send_pending()?;
         let mut found: HashMap<i64, String> = HashMap::with_capacity(ids.len());
         for r in self.tx.query(
             &format!(
@@ -393,6 +420,7 @@ pub(super) fn apply_batches<R: Resource>(
     let mut d = PgTx {
         tx: &mut tx,
         bulk,
+        pending: load::Pending::default(),
         copied: 0,
     };
     let consumer = consumer.map(|c| c as &mut dyn Consumer<PgTx<'_, '_>>);

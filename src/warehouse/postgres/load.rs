@@ -1,5 +1,5 @@
-//! The backfill's fast path: binary `COPY` straight into the record table, for a page the write
-//! core proved new (no stored row in its id interval, no id twice: see
+//! The backfill's fast path: binary `COPY` straight into the record table, for pages the write
+//! core proved new (no stored row in their id interval, no id twice: see
 //! [`crate::warehouse::write`]), so no conflict is possible and no merge is needed. Every value
 //! goes in the table's own binary type: instants as microseconds since 2000-01-01 (exact, as
 //! the canonical text is), `extra` as jsonb (version 1 + its text, which the server parses).
@@ -82,40 +82,22 @@ fn pg_micros(s: &str) -> Option<i64> {
     })
 }
 
-/// A `timestamptz` sent as its canonical text, encoded in the binary form.
+/// Bytes already in their column's binary form (see [`Pending`]), or NULL.
 #[derive(Debug)]
-struct Instant<'a>(Option<&'a str>);
+struct Encoded<'a>(Option<&'a [u8]>);
 
-impl ToSql for Instant<'_> {
+impl ToSql for Encoded<'_> {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        let Some(s) = self.0 else {
-            return Ok(IsNull::Yes);
-        };
-        let us = pg_micros(s).ok_or_else(|| format!("not an instant: {s:?}"))?;
-        out.extend_from_slice(&us.to_be_bytes());
-        Ok(IsNull::No)
+        match self.0 {
+            Some(b) => {
+                out.extend_from_slice(b);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
     }
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::TIMESTAMPTZ
-    }
-    to_sql_checked!();
-}
-
-/// A `jsonb` value from its JSON text: the binary form is a version byte, then the text.
-#[derive(Debug)]
-struct Jsonb<'a>(Option<&'a str>);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        let Some(s) = self.0 else {
-            return Ok(IsNull::Yes);
-        };
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(s.as_bytes());
-        Ok(IsNull::No)
-    }
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
+    fn accepts(_: &Type) -> bool {
+        true
     }
     to_sql_checked!();
 }
@@ -130,66 +112,144 @@ fn table_type(ty: ColumnType) -> Type {
     }
 }
 
-/// One value of a record, typed for its column.
-enum Value<'a> {
-    Int(Option<i64>),
-    Bool(Option<bool>),
-    Text(Option<&'a str>),
-    Instant(Instant<'a>),
-    Json(Jsonb<'a>),
+/// Rows of new pages encoded for one binary COPY into `table`, not yet sent: the pages of a
+/// transaction go in one COPY (one statement instead of one per page, which at 100 rows a
+/// page was most of the cost). The dialect sends them before any statement that reads or
+/// writes the table, and before the commit.
+#[derive(Default)]
+pub(super) struct Pending {
+    table: &'static str,
+    columns: &'static [crate::resource::Column],
+    /// Every value's binary form, back to back.
+    bytes: Vec<u8>,
+    /// Per value: its end in `bytes`, or `None` for NULL; `columns.len() + 2` per row.
+    ends: Vec<Option<u32>>,
+    /// The id intervals `(from, to]` of the pages held.
+    intervals: Vec<(i64, i64)>,
+    /// Pages held.
+    pub(super) pages: u64,
 }
 
-impl Value<'_> {
-    fn sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Value::Int(v) => v,
-            Value::Bool(v) => v,
-            Value::Text(v) => v,
-            Value::Instant(v) => v,
-            Value::Json(v) => v,
-        }
+impl Pending {
+    pub(super) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
-}
 
-/// Loads `records` into `table` by binary COPY, `now` as their `synced_at` and
-/// `first_synced_at` (`deleted_at` stays NULL). A value the server refuses fails the COPY and
-/// with it the transaction: nothing of the page, nor its checkpoint, is kept.
-pub(super) fn copy_new<T: Row>(
-    tx: &mut Transaction<'_>,
-    table: &str,
-    records: &[T],
-    now: &str,
-) -> Result<u64, postgres::Error> {
-    let columns = T::COLUMNS;
-    let mut types: Vec<Type> = columns.iter().map(|c| table_type(c.ty)).collect();
-    types.extend([Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
-    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-    let sink = tx.copy_in(&format!(
-        "COPY {table} ({}, synced_at, first_synced_at) FROM STDIN BINARY",
-        names.join(", ")
-    ))?;
-    let mut w = BinaryCopyInWriter::new(sink, &types);
-    let now = Instant(Some(now));
-    let mut values: Vec<Value<'_>> = Vec::with_capacity(columns.len());
-    for rec in records {
-        values.clear();
-        values.extend(
-            columns
+    /// Whether a held page's interval meets `(from, to]`.
+    pub(super) fn overlaps(&self, from: i64, to: i64) -> bool {
+        self.intervals.iter().any(|&(f, t)| f < to && from < t)
+    }
+
+    /// Encodes `records` (ids in `(from, to]`) with `now` as `synced_at` and
+    /// `first_synced_at`; `false` (nothing held) when an instant cannot be read, so the
+    /// caller stores the page another way and the server judges the value.
+    pub(super) fn add<T: Row>(
+        &mut self,
+        table: &'static str,
+        records: &[T],
+        (from, to): (i64, i64),
+        now: &str,
+    ) -> bool {
+        let Some(now) = pg_micros(now) else {
+            return false;
+        };
+        let instants_ok = records.iter().all(|r| {
+            T::COLUMNS
                 .iter()
                 .enumerate()
-                .map(|(i, c)| match (c.ty, rec.cell(i)) {
-                    (_, Cell::Int(v)) => Value::Int(v),
-                    (_, Cell::Bool(v)) => Value::Bool(v),
-                    (ColumnType::Timestamp, Cell::Text(v)) => Value::Instant(Instant(v)),
-                    (ColumnType::Json, Cell::Text(v)) => Value::Json(Jsonb(v)),
-                    (_, Cell::Text(v)) => Value::Text(v),
-                }),
-        );
-        let mut row: Vec<&(dyn ToSql + Sync)> = values.iter().map(Value::sql).collect();
-        row.extend([&now as &(dyn ToSql + Sync), &now]);
-        w.write(&row)?;
+                .all(|(i, c)| match (c.ty, r.cell(i)) {
+                    (ColumnType::Timestamp, Cell::Text(Some(v))) => pg_micros(v).is_some(),
+                    _ => true,
+                })
+        });
+        if !instants_ok {
+            return false;
+        }
+        self.table = table;
+        self.columns = T::COLUMNS;
+        for r in records {
+            for (i, c) in T::COLUMNS.iter().enumerate() {
+                let present = match (c.ty, r.cell(i)) {
+                    (_, Cell::Int(Some(v))) => {
+                        self.bytes.extend_from_slice(&v.to_be_bytes());
+                        true
+                    }
+                    (_, Cell::Bool(Some(v))) => {
+                        self.bytes.push(u8::from(v));
+                        true
+                    }
+                    (ColumnType::Timestamp, Cell::Text(Some(v))) => {
+                        let us = pg_micros(v).unwrap_or_default();
+                        self.bytes.extend_from_slice(&us.to_be_bytes());
+                        true
+                    }
+                    (ColumnType::Json, Cell::Text(Some(v))) => {
+                        self.bytes.push(1);
+                        self.bytes.extend_from_slice(v.as_bytes());
+                        true
+                    }
+                    (_, Cell::Text(Some(v))) => {
+                        self.bytes.extend_from_slice(v.as_bytes());
+                        true
+                    }
+                    _ => false,
+                };
+                self.end(present);
+            }
+            for _ in 0..2 {
+                self.bytes.extend_from_slice(&now.to_be_bytes());
+                self.end(true);
+            }
+        }
+        self.intervals.push((from, to));
+        self.pages += 1;
+        true
     }
-    w.finish()
+
+    fn end(&mut self, present: bool) {
+        // A transaction holds a few MB at most (the writer's rows per commit).
+        self.ends
+            .push(present.then(|| u32::try_from(self.bytes.len()).unwrap_or(u32::MAX)));
+    }
+
+    /// Sends the held rows in one binary COPY and forgets them. A value the server refuses
+    /// fails the COPY and with it the transaction: nothing of the pages, nor their
+    /// checkpoints, is kept.
+    pub(super) fn send(&mut self, tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut types: Vec<Type> = self.columns.iter().map(|c| table_type(c.ty)).collect();
+        types.extend([Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+        let sink = tx.copy_in(&format!(
+            "COPY {} ({}, synced_at, first_synced_at) FROM STDIN BINARY",
+            self.table,
+            names.join(", ")
+        ))?;
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        let mut start = 0usize;
+        let mut row: Vec<Encoded<'_>> = Vec::with_capacity(types.len());
+        for values in self.ends.chunks(types.len()) {
+            row.clear();
+            for end in values {
+                row.push(Encoded(end.map(|e| {
+                    let e = e as usize;
+                    let b = &self.bytes[start..e];
+                    start = e;
+                    b
+                })));
+            }
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                row.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            w.write(&refs)?;
+        }
+        w.finish()?;
+        self.bytes.clear();
+        self.ends.clear();
+        self.intervals.clear();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
