@@ -375,6 +375,7 @@ fn options(page_size: u32, concurrency: u32, lookback: Duration) -> SyncOptions 
         page_size,
         lookback,
         concurrency,
+        history: false,
     }
 }
 

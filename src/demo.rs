@@ -184,6 +184,7 @@ pub async fn run(target: &WarehouseConfig, customers: usize) -> anyhow::Result<(
     };
     let client = ApiClient::new(&api)?;
     let opts = SyncOptions {
+        history: false,
         page_size: api.page_size,
         lookback: Duration::ZERO,
         concurrency: api.concurrency,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::stream::Stream;
 use crate::timefmt;
 use crate::warehouse::sqlite::SqliteReader;
-use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
+use crate::warehouse::{HistoryStatus, Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 /// Recent runs shown.
 pub const RECENT_RUNS: usize = 5;
@@ -62,6 +62,8 @@ pub struct Status {
     /// counts from while no backfill has finished).
     #[serde(skip)]
     pub since_first_run_seconds: Option<f64>,
+    /// History mode (null for a stream that keeps no history table).
+    pub history: Option<HistoryStatus>,
     pub recent_runs: Vec<RunRow>,
 }
 
@@ -150,6 +152,7 @@ pub fn from_snapshot(stream: Stream, s: Snapshot) -> Status {
         quarantined: s.quarantined,
         newest_modified_date: s.newest_modified_date,
         last_success_at: s.last_success_at,
+        history: s.history,
         recent_runs: s.recent_runs,
     }
 }
@@ -245,6 +248,22 @@ fn render_stream(s: &Status) -> String {
         since => format!("last successful pass ended {} ago", human_secs(since)),
     };
     let _ = writeln!(out, "lag         {newest}; {last}");
+    if let Some(h) = &s.history {
+        let since = h.changed_at.as_deref().unwrap_or("-");
+        let _ = match (h.on, &h.changed_at) {
+            (true, _) => writeln!(
+                out,
+                "history     on since {since}: {} versions in {}",
+                h.versions, h.table
+            ),
+            (false, Some(_)) => writeln!(
+                out,
+                "history     off since {since}: {} versions kept in {}, no longer written",
+                h.versions, h.table
+            ),
+            (false, None) => writeln!(out, "history     off (sync.history = true keeps it)"),
+        };
+    }
     let _ = writeln!(out, "recent runs (newest first)");
     if s.recent_runs.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -261,7 +280,7 @@ fn render_stream(s: &Status) -> String {
         let started = r.started_at.get(..19).unwrap_or(&r.started_at);
         let _ = writeln!(
             out,
-            "  #{:<5} {:<11} {:<11} {}Z {:>8}  pages {:>5}  fetched {:>8}  new {} updated {} deleted {} quarantined {}{}",
+            "  #{:<5} {:<11} {:<11} {}Z {:>8}  pages {:>5}  fetched {:>8}  new {} updated {} deleted {} quarantined {}{}{}",
             r.id,
             r.kind,
             r.status,
@@ -273,6 +292,11 @@ fn render_stream(s: &Status) -> String {
             r.rows_updated,
             r.rows_deleted,
             r.rows_quarantined,
+            if r.versions_written > 0 {
+                format!(" versions {}", r.versions_written)
+            } else {
+                String::new()
+            },
             r.error
                 .as_deref()
                 .map(|e| format!("\n         error: {}", crate::text::one_line(e)))

@@ -3,7 +3,9 @@
 //! that commit late (at the newest instant with higher ids, or inside the lookback window with
 //! older instants and lower ids), and passes stopped midway and resumed, the warehouse ends up
 //! holding exactly what the server lists, with the default `sync.lookback`. Against the fake
-//! OMS over loopback HTTP and a real SQLite file per case.
+//! OMS over loopback HTTP and a real SQLite file per case. History mode is on throughout:
+//! `customers_history` ends equal to the sequence of versions the warehouse stored (logged by
+//! triggers in the same transactions), and each id's open version equals its row.
 
 mod common;
 
@@ -264,6 +266,10 @@ async fn check(case: Case) {
     h.opts.concurrency = case.concurrency;
     // The default config: late commits are caught by its lookback.
     h.opts.lookback = DEFAULT_LOOKBACK;
+    h.opts.history = true;
+    // The schema, then the history oracle's triggers.
+    drop(h.open());
+    common::history::install_version_log(&h.wh);
     let late = Late::default();
 
     // Incremental passes under changes, maybe stopped and resumed; then one quiet pass.
@@ -308,6 +314,8 @@ async fn check(case: Case) {
     // Nothing left to do: a quiet pass changes nothing.
     let r = h.once().await.unwrap();
     assert_eq!(r.stats.inserted + r.stats.updated, 0, "{:?}", r.stats);
+    assert_eq!(r.stats.versions, 0, "{:?}", r.stats);
+    common::history::assert_history_is_the_stored_versions(&h.wh);
 }
 
 proptest! {

@@ -234,6 +234,8 @@ pub struct SyncConfig {
     /// The streams every tick, `--once` and `--backfill` run, in this order (`sync.streams`;
     /// default customers alone).
     pub streams: Vec<crate::stream::Stream>,
+    /// History mode: every version of every customer in `customers_history` (off by default).
+    pub history: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,6 +68,7 @@ pub(super) struct RawSync {
     pub reconcile_every: Option<String>,
     pub keep_runs: Option<String>,
     pub streams: Option<Vec<String>>,
+    pub history: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

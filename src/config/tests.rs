@@ -110,6 +110,22 @@ mod basics {
         assert!(c.metrics.listen.is_none());
     }
 
+    /// History mode is off unless asked for, in the file or the environment.
+    #[test]
+    fn history_is_opt_in() {
+        assert!(!load(MINIMAL, &[]).unwrap().sync.history);
+        assert!(
+            load(MINIMAL, &[("OMS_SYNC__SYNC__HISTORY", "true")])
+                .unwrap()
+                .sync
+                .history
+        );
+        let e = load(MINIMAL, &[("OMS_SYNC__SYNC__HISTORY", "yes please")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("history"), "{e}");
+    }
+
     #[test]
     fn environment_overrides_file() {
         let c = load(

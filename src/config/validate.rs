@@ -122,6 +122,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin<'_>) -> Result<Config, Con
             reconcile_every,
             keep_runs,
             streams,
+            history: raw.sync.history.unwrap_or(false),
         },
         log: LogConfig { level, format },
         metrics: MetricsConfig { listen },

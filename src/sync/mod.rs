@@ -71,6 +71,8 @@ pub struct SyncOptions {
     pub lookback: Duration,
     /// Parallel id ranges in a backfill.
     pub concurrency: u32,
+    /// History mode (`sync.history`): each pass turns it on or off first, then keeps it.
+    pub history: bool,
 }
 
 impl SyncOptions {
@@ -79,6 +81,7 @@ impl SyncOptions {
             page_size: cfg.api.page_size,
             lookback: cfg.sync.lookback,
             concurrency: cfg.api.concurrency,
+            history: cfg.sync.history,
         }
     }
 }
@@ -237,8 +240,9 @@ where
     // last sent one: about a transaction's worth (`MAX_ROWS_PER_COMMIT` records at most).
     let (spent_tx, spent_rx) = std::sync::mpsc::channel();
     let (init_tx, init_rx) = oneshot::channel();
+    let history = opts.history;
     let handle = tokio::task::spawn_blocking(move || {
-        writer::writer::<R, W>(wh, kind, rx, spent_tx, init_tx, progress)
+        writer::writer::<R, W>(wh, kind, history, rx, spent_tx, init_tx, progress)
     });
     let Ok(Some(init)) = init_rx.await else {
         // The writer could not start the run; its error says why.

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Progress, SyncError};
 use crate::resource::Resource;
+use crate::warehouse::history::Switch;
 use crate::warehouse::{
     BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
 };
@@ -54,6 +55,7 @@ pub(super) type WriterResult<W> = (W, Result<Written, WriterError>);
 pub(super) fn writer<R, W>(
     mut wh: W,
     kind: RunKind,
+    history: bool,
     mut rx: mpsc::Receiver<Msg<R::Record>>,
     spent: std::sync::mpsc::Sender<Batch<R::Record>>,
     init: oneshot::Sender<Option<Init>>,
@@ -67,6 +69,18 @@ where
         let mark = wh.mark(R::SPEC)?;
         let backfill = wh.backfill_state(R::SPEC)?;
         let run_id = wh.begin_run(R::SPEC, kind, &mark)?;
+        match reconnecting(|| wh.set_history(R::SPEC, history, run_id))? {
+            Switch::Seeded(n) => tracing::info!(
+                stream = R::NAME,
+                versions = n,
+                "history turned on: one version seeded per stored record"
+            ),
+            Switch::Stopped => tracing::info!(
+                stream = R::NAME,
+                "history turned off: the history table is kept and no longer written"
+            ),
+            Switch::Unchanged => {}
+        }
         Ok(Init {
             run_id,
             mark,
@@ -238,8 +252,15 @@ mod tests {
         let (spent, _freed) = std::sync::mpsc::channel();
         let (init, _) = oneshot::channel();
         let commits = Arc::new(Commits::default());
-        let (_wh, written) =
-            writer::<Customers, _>(wh, RunKind::Incremental, rx, spent, init, commits.clone());
+        let (_wh, written) = writer::<Customers, _>(
+            wh,
+            RunKind::Incremental,
+            false,
+            rx,
+            spent,
+            init,
+            commits.clone(),
+        );
         let Ok(written) = written else {
             panic!("the writer failed")
         };

@@ -121,4 +121,12 @@ impl Warehouse for AnyWarehouse {
     fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError> {
         delegate!(self, w => w.prune_runs(older_than))
     }
+    fn set_history(
+        &mut self,
+        stream: &Spec,
+        on: bool,
+        run: i64,
+    ) -> Result<super::history::Switch, WarehouseError> {
+        delegate!(self, w => w.set_history(stream, on, run))
+    }
 }

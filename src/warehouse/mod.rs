@@ -6,6 +6,7 @@
 
 mod any;
 mod error;
+pub mod history;
 pub mod postgres;
 mod retention;
 pub mod shape;
@@ -21,7 +22,7 @@ use crate::resource::{BadRecord, Resource};
 pub use any::{AnyWarehouse, describe, open_reader};
 pub use error::{Location, WarehouseError};
 pub use postgres::{PgConfig, PgReader, PgWarehouse};
-pub use snapshot::{Reader, RunRow, Snapshot};
+pub use snapshot::{HistoryStatus, Reader, RunRow, Snapshot};
 pub use sqlite::SqliteWarehouse;
 
 pub use crate::resource::Spec;
@@ -233,6 +234,8 @@ pub struct RowStats {
     pub unchanged: u64,
     pub deleted: u64,
     pub quarantined: u64,
+    /// History versions written (opened, reopened or corrected in place; 0 without history).
+    pub versions: u64,
 }
 
 impl RowStats {
@@ -243,6 +246,7 @@ impl RowStats {
         self.unchanged += o.unchanged;
         self.deleted += o.deleted;
         self.quarantined += o.quarantined;
+        self.versions += o.versions;
     }
 }
 
@@ -324,6 +328,15 @@ pub trait Warehouse: Send {
     /// timestamp), keeping the ones `status` and the scheduler read (see
     /// `retention::prune_statement`). Returns how many were deleted.
     fn prune_runs(&mut self, older_than: &str) -> Result<u64, WarehouseError>;
+    /// Turns history mode on or off for `stream` ([`history`]), in one transaction: turning it
+    /// on seeds it from the stream's table (the seed's versions count in run `run`). From then
+    /// on [`Warehouse::apply`] writes the stream's versions while it is on.
+    fn set_history(
+        &mut self,
+        stream: &Spec,
+        on: bool,
+        run: i64,
+    ) -> Result<history::Switch, WarehouseError>;
 }
 
 #[cfg(test)]

@@ -25,6 +25,21 @@ pub struct Snapshot {
     pub first_run_at: Option<String>,
     /// Newest first.
     pub recent_runs: Vec<RunRow>,
+    /// History mode, for a stream that keeps a history table.
+    pub history: Option<HistoryStatus>,
+}
+
+/// History mode of a stream, as the warehouse records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryStatus {
+    /// The history table.
+    pub table: String,
+    /// Whether passes write it (turned on or off by the first pass after `sync.history` changed).
+    pub on: bool,
+    /// When it was last turned on or off (null: never turned on).
+    pub changed_at: Option<String>,
+    /// Rows (versions) it holds.
+    pub versions: i64,
 }
 
 /// One row of `sync_runs`.
@@ -43,6 +58,8 @@ pub struct RunRow {
     pub rows_unchanged: i64,
     pub rows_deleted: i64,
     pub rows_quarantined: i64,
+    /// History versions written (0 while history is off).
+    pub versions_written: i64,
     /// The checkpoint in words when the run began and when it ended.
     pub mark_before: Option<String>,
     pub mark_after: Option<String>,

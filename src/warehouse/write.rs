@@ -132,7 +132,8 @@ pub trait Consumer<D: Dialect> {
     fn wants_previous(&self) -> bool {
         false
     }
-    fn batch(&mut self, tx: &mut D, spec: &Spec, changes: &[Change]) -> Result<(), D::Error>;
+    /// Returns the rows it wrote (history versions), counted in [`RowStats::versions`].
+    fn batch(&mut self, tx: &mut D, spec: &Spec, changes: &[Change]) -> Result<u64, D::Error>;
 }
 
 /// A consumer that keeps every change, in order: what a caller inspects after the commit.
@@ -147,9 +148,9 @@ impl<D: Dialect> Consumer<D> for Recorder {
     fn wants_previous(&self) -> bool {
         self.previous
     }
-    fn batch(&mut self, _: &mut D, _: &Spec, changes: &[Change]) -> Result<(), D::Error> {
+    fn batch(&mut self, _: &mut D, _: &Spec, changes: &[Change]) -> Result<u64, D::Error> {
         self.changes.extend_from_slice(changes);
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -274,7 +275,7 @@ pub fn apply_batches<R: Resource, D: Dialect>(
                 }
             }
             tx.flush()?;
-            c.batch(tx, spec, &changes)?;
+            stats.versions += c.batch(tx, spec, &changes)?;
         }
         total.add(&stats);
     }

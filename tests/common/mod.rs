@@ -2,6 +2,8 @@
 //! and comparisons of the warehouse against the server's data.
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -76,6 +78,7 @@ pub fn options(page_size: u32) -> SyncOptions {
         page_size,
         lookback: Duration::ZERO,
         concurrency: 1,
+        history: false,
     }
 }
 

@@ -166,13 +166,25 @@ pub enum BulkPath {
 
 /// The PostgreSQL dialect of the write core, on an open transaction.
 pub struct PgTx<'a, 'b> {
-    tx: &'a mut Transaction<'b>,
-    bulk: BulkPath,
+    pub(super) tx: &'a mut Transaction<'b>,
+    pub(super) bulk: BulkPath,
     /// New pages' rows, sent in one COPY straight into the table before anything else
     /// touches it.
     pending: load::Pending,
     /// Pages loaded by COPY straight into the table.
     copied: u64,
+}
+
+impl<'a, 'b> PgTx<'a, 'b> {
+    /// The dialect on `tx`, holding no new rows yet.
+    pub(super) fn new(tx: &'a mut Transaction<'b>, bulk: BulkPath) -> Self {
+        PgTx {
+            tx,
+            bulk,
+            pending: load::Pending::default(),
+            copied: 0,
+        }
+    }
 }
 
 impl PgTx<'_, '_> {
@@ -381,7 +393,7 @@ impl Dialect for PgTx<'_, '_> {
         pages: u64,
         stats: &RowStats,
     ) -> Result<(), postgres::Error> {
-        let p: [&(dyn ToSql + Sync); 8] = [
+        let p: [&(dyn ToSql + Sync); 9] = [
             &run,
             &(pages as i64),
             &(stats.fetched as i64),
@@ -390,12 +402,14 @@ impl Dialect for PgTx<'_, '_> {
             &(stats.unchanged as i64),
             &(stats.deleted as i64),
             &(stats.quarantined as i64),
+            &(stats.versions as i64),
         ];
         self.tx.execute(
             "UPDATE sync_runs SET pages = pages + $2, rows_fetched = rows_fetched + $3,
                      rows_inserted = rows_inserted + $4, rows_updated = rows_updated + $5,
                      rows_unchanged = rows_unchanged + $6, rows_deleted = rows_deleted + $7,
-                     rows_quarantined = rows_quarantined + $8
+                     rows_quarantined = rows_quarantined + $8,
+                     versions_written = versions_written + $9
                  WHERE id = $1",
             &p,
         )?;

@@ -21,6 +21,7 @@ mod apply;
 pub mod config;
 mod connect;
 mod copy;
+mod history;
 mod load;
 mod password;
 mod reader;
@@ -38,12 +39,14 @@ pub use reader::PgReader;
 use super::{BackfillState, Batch, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError};
 use crate::resource::{Resource, Spec};
 use crate::timefmt;
+use crate::warehouse::history::{HistoryWriter, Switch, switch, table_of};
 use crate::warehouse::write::{Consumer, Recorder};
 use connect::classify;
 use state::{
     build_secondary_indexes, drop_secondary_indexes_if_empty, read_backfill, read_mark,
     write_backfill, write_mark_if_greater,
 };
+use std::collections::HashSet;
 
 pub struct PgWarehouse {
     /// Boxed: keeps `AnyWarehouse`'s variants of similar size.
@@ -57,6 +60,8 @@ pub struct PgWarehouse {
     copied: u64,
     /// The server process of the current (or lost) connection, to end it if it lingers.
     backend_pid: Option<i32>,
+    /// The streams whose history is on (as `history_state` says).
+    history: HashSet<String>,
 }
 
 impl std::fmt::Debug for PgWarehouse {
@@ -148,6 +153,7 @@ impl PgWarehouse {
             bulk: BulkPath::default(),
             copied: 0,
             backend_pid: Some(pid),
+            history: HashSet::new(),
         };
         let now = timefmt::now_canonical();
         wh.run(
@@ -164,6 +170,12 @@ impl PgWarehouse {
         wh.quarantined = wh.run("counting quarantine", |c| {
             c.query_one("SELECT count(*) FROM quarantine", &[])?
                 .try_get(0)
+        })?;
+        wh.history = wh.run("reading the history state", |c| {
+            c.query("SELECT stream FROM history_state WHERE enabled", &[])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
         })?;
         Ok(wh)
     }
@@ -247,6 +259,13 @@ impl PgWarehouse {
         let mut quarantined = self.quarantined;
         let mut copied = self.copied;
         let bulk = self.bulk;
+        let mut history = HistoryWriter::default();
+        let consumer: Option<&mut (dyn for<'a, 'b> Consumer<apply::PgTx<'a, 'b>> + Send)> =
+            match consumer {
+                Some(c) => Some(c),
+                None if self.history.contains(R::NAME) => Some(&mut history),
+                None => None,
+            };
         let stats = self.run("writing a page", |c| {
             apply::apply_batches::<R>(
                 c,
@@ -389,5 +408,23 @@ impl Warehouse for PgWarehouse {
         self.run("forgetting old runs (sync.keep_runs)", |c| {
             c.execute(&sql, &[&older_than])
         })
+    }
+
+    fn set_history(&mut self, stream: &Spec, on: bool, run: i64) -> Result<Switch, WarehouseError> {
+        let now = timefmt::now_canonical();
+        let bulk = self.bulk;
+        let switched = self.run("turning history on or off", |c| {
+            let mut tx = c.transaction()?;
+            let mut d = apply::PgTx::new(&mut tx, bulk);
+            let s = switch(&mut d, stream, on, &now, run)?;
+            tx.commit()?;
+            Ok(s)
+        })?;
+        if on && table_of(stream).is_some() {
+            self.history.insert(stream.name.to_string());
+        } else {
+            self.history.remove(stream.name);
+        }
+        Ok(switched)
     }
 }

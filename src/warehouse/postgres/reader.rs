@@ -6,7 +6,8 @@ use postgres::{Client, GenericClient};
 use super::config::PgConfig;
 use super::connect::{blocking, classify, connect};
 use super::state::{canon, read_backfill, read_mark};
-use crate::warehouse::{Mark, Reader, RunRow, Snapshot, WarehouseError};
+use crate::warehouse::history::history_table_name;
+use crate::warehouse::{HistoryStatus, Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 pub struct PgReader {
     cfg: PgConfig,
@@ -94,6 +95,28 @@ impl Reader for PgReader {
             let last_backfill_at = canon(runs.try_get(0)?);
             let first_run_at = canon(runs.try_get(1)?);
             let recent_runs = read_runs(&mut tx, stream, recent_runs)?;
+            let history = match history_table_name(table) {
+                None => None,
+                Some(h) => {
+                    let state = tx.query_opt(
+                        "SELECT enabled, changed_at FROM history_state WHERE stream = $1",
+                        &[&stream],
+                    )?;
+                    let (on, changed_at) = match state {
+                        Some(r) => (r.try_get(0)?, canon(r.try_get(1)?)),
+                        None => (false, None),
+                    };
+                    let versions: i64 = tx
+                        .query_one(&format!("SELECT count(*) FROM {h}"), &[])?
+                        .try_get(0)?;
+                    Some(HistoryStatus {
+                        table: h.to_string(),
+                        on,
+                        changed_at,
+                        versions,
+                    })
+                }
+            };
             tx.commit()?;
             Ok(Snapshot {
                 mark,
@@ -107,6 +130,7 @@ impl Reader for PgReader {
                 last_backfill_at,
                 first_run_at,
                 recent_runs,
+                history,
             })
         };
         let cfg = &self.cfg;
@@ -141,7 +165,7 @@ fn read_runs<C: GenericClient>(
     c.query(
         "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
                 rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined,
-                mark_before, mark_after
+                mark_before, mark_after, versions_written
          FROM sync_runs WHERE stream = $1 ORDER BY id DESC LIMIT $2",
         &[&stream, &(n as i64)],
     )?
@@ -163,6 +187,7 @@ fn read_runs<C: GenericClient>(
             rows_quarantined: r.try_get(12)?,
             mark_before: r.try_get(13)?,
             mark_after: r.try_get(14)?,
+            versions_written: r.try_get(15)?,
         })
     })
     .collect()

@@ -14,6 +14,7 @@
 mod apply;
 mod checkpoint;
 mod connection;
+mod history;
 mod indexes;
 mod lock;
 mod reader;
@@ -21,7 +22,7 @@ pub mod schema;
 mod state;
 mod upsert;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use indexes::{INDEX_SORT_KIB, INDEX_SORT_THREADS, build_secondary_indexes, s
 pub use reader::SqliteReader;
 pub use upsert::UpsertSql;
 
+use super::history::{HistoryWriter, Switch, switch, table_of};
 use super::write::{Consumer, Recorder};
 use super::{
     BackfillState, Batch, Location, Mark, RowStats, RunKind, RunStatus, Warehouse, WarehouseError,
@@ -68,6 +70,8 @@ pub struct SqliteWarehouse {
     quarantined: i64,
     /// Each record table's upsert statements, built once instead of at every commit.
     upserts: HashMap<&'static str, UpsertSql>,
+    /// The streams whose history is on (as `history_state` says).
+    history: HashSet<String>,
 }
 
 impl std::fmt::Debug for SqliteWarehouse {
@@ -133,6 +137,7 @@ impl SqliteWarehouse {
             _lock: lock,
             quarantined: 0,
             upserts: HashMap::new(),
+            history: HashSet::new(),
         };
         // A backfill into an empty table drops the secondary indexes until its end; if it was
         // killed, they come back here (taking a few seconds per million rows).
@@ -150,6 +155,11 @@ impl SqliteWarehouse {
             .conn
             .query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))
             .map_err(|e| wh.err("counting quarantine", e))?;
+        wh.history = wh
+            .conn
+            .prepare("SELECT stream FROM history_state WHERE enabled")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| wh.err("reading the history state", e))?;
         Ok(wh)
     }
 
@@ -194,6 +204,12 @@ impl SqliteWarehouse {
             .upserts
             .entry(R::TABLE)
             .or_insert_with(|| UpsertSql::new(R::SPEC));
+        let mut history = HistoryWriter::default();
+        let consumer: Option<&mut dyn for<'t> Consumer<apply::SqliteTx<'t>>> = match consumer {
+            Some(c) => Some(c),
+            None if self.history.contains(R::NAME) => Some(&mut history),
+            None => None,
+        };
         let stats = apply::apply_batches::<R>(
             &mut self.conn,
             &self.path,
@@ -341,6 +357,30 @@ impl Warehouse for SqliteWarehouse {
             "forgetting old runs (sync.keep_runs)",
         )?;
         Ok(n as u64)
+    }
+
+    fn set_history(&mut self, stream: &Spec, on: bool, run: i64) -> Result<Switch, WarehouseError> {
+        let sql = self
+            .upserts
+            .entry(stream.table)
+            .or_insert_with(|| UpsertSql::new(stream));
+        let now = timefmt::now_canonical();
+        let conn = &mut self.conn;
+        let switched = (|| -> rusqlite::Result<Switch> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut d = apply::SqliteTx { tx: &tx, sql };
+            let s = switch(&mut d, stream, on, &now, run)?;
+            tx.commit()?;
+            Ok(s)
+        })()
+        .map_err(|e| classify(&self.path, "turning history on or off", e))?;
+        if on && table_of(stream).is_some() {
+            self.history.insert(stream.name.to_string());
+        } else {
+            self.history.remove(stream.name);
+        }
+        self.checkpointer.after_commit();
+        Ok(switched)
     }
 }
 

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::connection::{Contents, inspect, open_connection};
 use super::state::read_backfill;
-use crate::warehouse::{Location, Mark, Reader, RunRow, Snapshot, WarehouseError};
+use crate::warehouse::history::history_table_name;
+use crate::warehouse::{HistoryStatus, Location, Mark, Reader, RunRow, Snapshot, WarehouseError};
 
 /// A read-only view of a SQLite warehouse file.
 pub struct SqliteReader {
@@ -111,6 +112,29 @@ impl Reader for SqliteReader {
             .map_err(|e| self.err("reading runs", e))?;
         let recent_runs =
             read_runs(conn, stream, recent_runs).map_err(|e| self.err("reading runs", e))?;
+        let history = match history_table_name(table) {
+            None => None,
+            Some(h) => {
+                let (on, changed_at) = conn
+                    .query_row(
+                        "SELECT enabled, changed_at FROM history_state WHERE stream = ?1",
+                        [stream],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(|e| self.err("reading the history state", e))?
+                    .unwrap_or((false, None));
+                let versions = conn
+                    .query_row(&format!("SELECT count(*) FROM {h}"), [], |r| r.get(0))
+                    .map_err(|e| self.err("counting history versions", e))?;
+                Some(HistoryStatus {
+                    table: h.to_string(),
+                    on,
+                    changed_at,
+                    versions,
+                })
+            }
+        };
         Ok(Snapshot {
             mark,
             mark_updated_at,
@@ -123,6 +147,7 @@ impl Reader for SqliteReader {
             last_backfill_at,
             first_run_at,
             recent_runs,
+            history,
         })
     }
 }
@@ -131,7 +156,7 @@ fn read_runs(conn: &Connection, stream: &str, n: usize) -> rusqlite::Result<Vec<
     let mut stmt = conn.prepare(
         "SELECT id, kind, started_at, finished_at, status, error, pages, rows_fetched,
                 rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_quarantined,
-                mark_before, mark_after
+                mark_before, mark_after, versions_written
          FROM sync_runs WHERE stream = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     stmt.query_map(params![stream, n as i64], |r| {
@@ -151,6 +176,7 @@ fn read_runs(conn: &Connection, stream: &str, n: usize) -> rusqlite::Result<Vec<
             rows_quarantined: r.get(12)?,
             mark_before: r.get(13)?,
             mark_after: r.get(14)?,
+            versions_written: r.get(15)?,
         })
     })?
     .collect()

@@ -31,8 +31,8 @@ fn classify_upsert(id: i64, changed: usize, before: i64, after: i64) -> Option<O
 /// The SQLite dialect of the write core, on an open transaction.
 pub struct SqliteTx<'a> {
     /// The open transaction (statements run on the connection it holds).
-    tx: &'a Connection,
-    sql: &'a UpsertSql,
+    pub(in crate::warehouse::sqlite) tx: &'a Connection,
+    pub(in crate::warehouse::sqlite) sql: &'a UpsertSql,
 }
 
 impl Dialect for SqliteTx<'_> {
@@ -191,7 +191,8 @@ impl Dialect for SqliteTx<'_> {
                 "UPDATE sync_runs SET pages = pages + ?2, rows_fetched = rows_fetched + ?3,
                      rows_inserted = rows_inserted + ?4, rows_updated = rows_updated + ?5,
                      rows_unchanged = rows_unchanged + ?6, rows_deleted = rows_deleted + ?7,
-                     rows_quarantined = rows_quarantined + ?8
+                     rows_quarantined = rows_quarantined + ?8,
+                     versions_written = versions_written + ?9
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -202,7 +203,8 @@ impl Dialect for SqliteTx<'_> {
                 stats.updated as i64,
                 stats.unchanged as i64,
                 stats.deleted as i64,
-                stats.quarantined as i64
+                stats.quarantined as i64,
+                stats.versions as i64
             ])?;
         Ok(())
     }
