@@ -681,7 +681,11 @@ async fn a_version_2_warehouse_migrates_to_datetime_columns_whose_values_stay_te
             .iter()
             .find(|(n, _)| n == t)
             .map_or(&[][..], |(_, c)| c);
-        let now = declared(&conn, t);
+        // Columns later migrations add (04-history: sync_runs.versions_written) come last.
+        let now: Vec<_> = declared(&conn, t)
+            .into_iter()
+            .filter(|(c, _)| c != "versions_written")
+            .collect();
         assert_eq!(now.len(), old_types.len(), "{t}: columns");
         for ((col, ty), (old_col, old_ty)) in now.iter().zip(old_types) {
             assert_eq!(col, old_col, "{t}: column order");
@@ -705,7 +709,12 @@ async fn a_version_2_warehouse_migrates_to_datetime_columns_whose_values_stay_te
                 "{t}: rows unchanged"
             );
         } else {
-            assert_eq!(rows[0], old_rows[0], "{t}: the old run is unchanged");
+            // The old run is unchanged; a column added later starts at its default.
+            assert_eq!(
+                rows[0][..old_rows[0].len()],
+                old_rows[0][..],
+                "{t}: the old run is unchanged"
+            );
         }
     }
     // Instants stay text, old and new rows alike, in every DATETIME column.
@@ -847,7 +856,8 @@ fn every_postgresql_table_view_and_column_is_commented() {
         // The record tables and their views (their columns are the tables').
         let records = oms_sync::resource::ALL
             .iter()
-            .any(|s| *name == s.table || *name == format!("live_{}", s.table));
+            .any(|s| *name == s.table || *name == format!("live_{}", s.table))
+            || name == "customers_history";
         if !records {
             assert!(
                 comment.starts_with("oms-sync bookkeeping"),
