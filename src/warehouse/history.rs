@@ -21,7 +21,7 @@
 //! while it was off are not in it).
 
 use super::write::{Change, Consumer, Dialect};
-use crate::resource::{Column, Spec};
+use crate::resource::{Column, Index, Spec};
 
 /// The history table of a record table, and the columns it copies.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,31 @@ pub struct HistoryTable {
     pub table: &'static str,
     /// The record's columns (its API fields, then `extra`), copied into each version.
     pub columns: &'static [Column],
+    /// Its secondary indexes (for "as of" queries), as its migrations create them.
+    pub indexes: &'static [Index],
+}
+
+/// `customers_history`'s secondary indexes.
+const CUSTOMERS_HISTORY_INDEXES: &[Index] = &[
+    Index {
+        name: "customers_history_valid_from",
+        columns: &["valid_from"],
+    },
+    Index {
+        name: "customers_history_valid_to",
+        columns: &["valid_to"],
+    },
+];
+
+/// The secondary indexes of `spec`'s table and of its history table, as `(table, index)`: a
+/// backfill into an empty table drops both sets and builds them once at its end (a history is
+/// empty when its table is).
+pub fn secondary_indexes_of(spec: &Spec) -> Vec<(&'static str, &'static Index)> {
+    let own = spec.indexes.iter().map(|i| (spec.table, i));
+    let history = table_of(spec)
+        .into_iter()
+        .flat_map(|h| h.indexes.iter().map(move |i| (h.table, i)));
+    own.chain(history).collect()
 }
 
 /// The history table of record table `table`, if it keeps one: customers does.
@@ -48,6 +73,7 @@ pub fn table_of(spec: &Spec) -> Option<HistoryTable> {
         source: spec.table,
         table,
         columns: spec.columns,
+        indexes: CUSTOMERS_HISTORY_INDEXES,
     })
 }
 

@@ -7,6 +7,7 @@ use postgres::GenericClient;
 use postgres::types::ToSql;
 
 use crate::timefmt;
+use crate::warehouse::history::secondary_indexes_of;
 use crate::warehouse::{BackfillRange, BackfillState, Mark};
 
 /// A stored instant as canonical text: exact to the microsecond (PostgreSQL's resolution).
@@ -120,8 +121,8 @@ pub(super) fn build_secondary_indexes<C: GenericClient>(
     c: &mut C,
     spec: &Spec,
 ) -> Result<(), postgres::Error> {
-    for index in spec.indexes {
-        c.batch_execute(&index.create_sql(spec.table))?;
+    for (table, index) in secondary_indexes_of(spec) {
+        c.batch_execute(&index.create_sql(table))?;
     }
     Ok(())
 }
@@ -134,7 +135,7 @@ pub(super) fn drop_secondary_indexes_if_empty<C: GenericClient>(
         .query_opt(&format!("SELECT 1 FROM {} LIMIT 1", spec.table), &[])?
         .is_none();
     if empty {
-        for index in spec.indexes {
+        for (_, index) in secondary_indexes_of(spec) {
             c.batch_execute(&format!("DROP INDEX IF EXISTS {}", index.name))?;
         }
     }

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::resource::Spec;
+use crate::warehouse::history::secondary_indexes_of;
 pub use crate::warehouse::secondary_indexes;
 
 /// Memory of SQLite's sorter while it builds an index (KiB): the size of each sorted run it
@@ -17,10 +18,9 @@ pub const INDEX_SORT_THREADS: usize = 4;
 /// Creates the secondary indexes of `table` that are missing, with the sorter settings above
 /// for the build and the writer's settings back after it.
 pub fn build_secondary_indexes(conn: &Connection, spec: &Spec) -> rusqlite::Result<()> {
-    let missing: Vec<String> = spec
-        .indexes
-        .iter()
-        .map(|index| {
+    let missing: Vec<String> = secondary_indexes_of(spec)
+        .into_iter()
+        .map(|(table, index)| {
             let exists = conn
                 .query_row(
                     "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1",
@@ -29,7 +29,7 @@ pub fn build_secondary_indexes(conn: &Connection, spec: &Spec) -> rusqlite::Resu
                 )
                 .optional()?
                 .is_some();
-            Ok((!exists).then(|| index.create_sql(spec.table)))
+            Ok((!exists).then(|| index.create_sql(table)))
         })
         .filter_map(Result::transpose)
         .collect::<rusqlite::Result<_>>()?;
@@ -59,7 +59,7 @@ pub(super) fn drop_secondary_indexes_if_empty(
         .optional()?
         .is_none();
     if empty {
-        for index in spec.indexes {
+        for (_, index) in secondary_indexes_of(spec) {
             conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", index.name))?;
         }
     }
