@@ -36,6 +36,13 @@ pub struct HistoryTable {
     pub indexes: &'static [Index],
 }
 
+impl HistoryTable {
+    /// The record's columns other than `id`, as a list.
+    pub(crate) fn value_columns(&self) -> Vec<&'static str> {
+        self.columns.iter().skip(1).map(|c| c.name).collect()
+    }
+}
+
 /// `customers_history`'s secondary indexes.
 const CUSTOMERS_HISTORY_INDEXES: &[Index] = &[
     Index {

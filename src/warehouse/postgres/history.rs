@@ -7,11 +7,6 @@ use postgres::types::ToSql;
 use super::apply::PgTx;
 use crate::warehouse::history::{HistoryDialect, HistoryTable, Ids};
 
-/// The record's columns other than `id`, as a list.
-fn value_columns(h: &HistoryTable) -> Vec<&'static str> {
-    h.columns.iter().skip(1).map(|c| c.name).collect()
-}
-
 /// `WHERE` for the source rows of `ids` (`$1` the id array), with `alias.` before `id`.
 fn source_filter(ids: Ids<'_>, alias: &str) -> String {
     match ids {
@@ -48,7 +43,7 @@ impl HistoryDialect for PgTx<'_, '_> {
     }
 
     fn history_store(&mut self, h: &HistoryTable, ids: Ids<'_>) -> Result<u64, postgres::Error> {
-        let cols = value_columns(h);
+        let cols = h.value_columns();
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         let sql = format!(
             "INSERT INTO {t} (id, valid_from, valid_to, {cols}) \

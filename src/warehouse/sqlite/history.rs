@@ -7,11 +7,6 @@ use rusqlite::{OptionalExtension, params};
 use super::apply::SqliteTx;
 use crate::warehouse::history::{HistoryDialect, HistoryTable, Ids};
 
-/// The record's columns other than `id`, as a list.
-fn value_columns(h: &HistoryTable) -> Vec<&'static str> {
-    h.columns.iter().skip(1).map(|c| c.name).collect()
-}
-
 /// `WHERE` for the source rows of `ids` (`?1` is the id), with `alias.` before `id`.
 fn source_filter(ids: Ids<'_>, alias: &str) -> String {
     match ids {
@@ -51,7 +46,7 @@ impl HistoryDialect for SqliteTx<'_> {
     }
 
     fn history_store(&mut self, h: &HistoryTable, ids: Ids<'_>) -> rusqlite::Result<u64> {
-        let cols = value_columns(h);
+        let cols = h.value_columns();
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         let sql = format!(
             "INSERT INTO {t} (id, valid_from, valid_to, {cols}) \
