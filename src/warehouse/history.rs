@@ -41,6 +41,23 @@ impl HistoryTable {
     pub(crate) fn value_columns(&self) -> Vec<&'static str> {
         self.columns.iter().skip(1).map(|c| c.name).collect()
     }
+
+    /// Stores the record table's rows matching `filter` (a backend's `WHERE` for the ids) as
+    /// versions: one per `(id, modified_date)`, its `valid_to` the row's `deleted_at`. The same
+    /// statement on both backends; only the filter's binding differs.
+    pub(crate) fn store_sql(&self, filter: &str) -> String {
+        let cols = self.value_columns();
+        let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        format!(
+            "INSERT INTO {t} (id, valid_from, valid_to, {cols}) \
+             SELECT id, modified_date, deleted_at, {cols} FROM {src} WHERE {filter} \
+             ON CONFLICT (id, valid_from) DO UPDATE SET valid_to = excluded.valid_to, {sets}",
+            t = self.table,
+            src = self.source,
+            cols = cols.join(", "),
+            sets = sets.join(", "),
+        )
+    }
 }
 
 /// `customers_history`'s secondary indexes.

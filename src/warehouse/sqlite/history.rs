@@ -46,18 +46,7 @@ impl HistoryDialect for SqliteTx<'_> {
     }
 
     fn history_store(&mut self, h: &HistoryTable, ids: Ids<'_>) -> rusqlite::Result<u64> {
-        let cols = h.value_columns();
-        let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
-        let sql = format!(
-            "INSERT INTO {t} (id, valid_from, valid_to, {cols}) \
-             SELECT id, modified_date, deleted_at, {cols} FROM {src} WHERE {filter} \
-             ON CONFLICT (id, valid_from) DO UPDATE SET valid_to = excluded.valid_to, {sets}",
-            t = h.table,
-            src = h.source,
-            cols = cols.join(", "),
-            filter = source_filter(ids, ""),
-            sets = sets.join(", "),
-        );
+        let sql = h.store_sql(&source_filter(ids, ""));
         self.per_id(&sql, ids)
     }
 
