@@ -59,6 +59,11 @@ pub fn main_keys() -> Vec<(&'static str, String, &'static str)> {
             "streams to sync: customers, stock_locations, customer_addresses",
         ),
         (
+            "sync.history",
+            "false".into(),
+            "keep every version of every customer in customers_history",
+        ),
+        (
             "api.page_size",
             DEFAULT_PAGE_SIZE.to_string(),
             "rows per request",
